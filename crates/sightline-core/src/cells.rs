@@ -1,0 +1,322 @@
+//! The atomic cells behind metric handles.
+//!
+//! Every write is a relaxed atomic read-modify-write on one cell: no lock, no allocation. Readers
+//! (snapshots) load the same atomics and never block writers.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use metrics::{CounterFn, GaugeFn, HistogramFn};
+use metrics_util::storage::{AtomicBucket, Summary};
+
+// === impl CounterCell ===
+
+/// A monotonic counter: one `AtomicU64`.
+#[derive(Debug, Default)]
+pub(crate) struct CounterCell(AtomicU64);
+
+impl CounterCell {
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl CounterFn for CounterCell {
+    #[inline]
+    fn increment(&self, value: u64) {
+        self.0.fetch_add(value, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn absolute(&self, value: u64) {
+        // A counter never goes backwards, even when fed stale absolute values out of order.
+        self.0.fetch_max(value, Ordering::Relaxed);
+    }
+}
+
+// === impl GaugeCell ===
+
+/// A gauge: an `f64` stored as its bits in one `AtomicU64`.
+#[derive(Debug, Default)]
+pub(crate) struct GaugeCell(AtomicU64);
+
+impl GaugeCell {
+    pub(crate) fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
+impl GaugeFn for GaugeCell {
+    #[inline]
+    fn increment(&self, value: f64) {
+        add_f64(&self.0, value);
+    }
+
+    #[inline]
+    fn decrement(&self, value: f64) {
+        add_f64(&self.0, -value);
+    }
+
+    #[inline]
+    fn set(&self, value: f64) {
+        self.0.store(value.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// Adds to an `f64` kept as bits: a compare-exchange loop, which is uncontended in the common case.
+#[inline]
+fn add_f64(cell: &AtomicU64, value: f64) {
+    let mut current = cell.load(Ordering::Relaxed);
+    loop {
+        let next = (f64::from_bits(current) + value).to_bits();
+        match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(actual) => current = actual,
+        }
+    }
+}
+
+// === impl HistogramCell ===
+
+/// A histogram with fixed buckets: one atomic count per bucket plus an atomic sum.
+///
+/// Buckets hold non-cumulative counts; the snapshot accumulates them and derives the total count from
+/// them, so `_count` always equals the `+Inf` bucket in a snapshot even while writers race with it.
+#[derive(Debug)]
+pub(crate) struct HistogramCell {
+    bounds: Arc<[f64]>,
+    /// `bounds.len() + 1` cells; the last one is the `+Inf` bucket.
+    counts: Box<[AtomicU64]>,
+    sum: AtomicU64,
+}
+
+impl HistogramCell {
+    pub(crate) fn new(bounds: Arc<[f64]>) -> Self {
+        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        Self { bounds, counts, sum: AtomicU64::new(0f64.to_bits()) }
+    }
+
+    pub(crate) fn read(&self) -> crate::HistogramValue {
+        let mut cumulative = 0u64;
+        let mut buckets = Vec::with_capacity(self.counts.len());
+        for (i, count) in self.counts.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed);
+            let le = self.bounds.get(i).copied().unwrap_or(f64::INFINITY);
+            buckets.push((le, cumulative));
+        }
+        crate::HistogramValue {
+            buckets,
+            count: cumulative,
+            sum: f64::from_bits(self.sum.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl HistogramFn for HistogramCell {
+    #[inline]
+    fn record(&self, value: f64) {
+        // `!(b >= value)` rather than `b < value` sends NaN to the +Inf bucket, as client_golang does.
+        let index = self.bounds.partition_point(|b| !(*b >= value));
+        self.counts[index].fetch_add(1, Ordering::Relaxed);
+        add_f64(&self.sum, value);
+    }
+}
+
+// === impl SummaryCell ===
+
+/// How a summary computes its quantiles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryConfig {
+    /// The quantiles to report, each in `0..=1`.
+    pub quantiles: Vec<f64>,
+    /// How far back observations count towards the quantiles.
+    pub max_age: Duration,
+    /// Into how many slices `max_age` is split; the oldest slice drops out as a whole.
+    pub age_buckets: u32,
+}
+
+impl Default for SummaryConfig {
+    /// The defaults of Prometheus's Go client: quantiles 0.5, 0.9 and 0.99 over the last 10 minutes in
+    /// 5 slices.
+    fn default() -> Self {
+        Self { quantiles: vec![0.5, 0.9, 0.99], max_age: Duration::from_secs(600), age_buckets: 5 }
+    }
+}
+
+/// How many observations may wait in the lock-free buffer before a writer folds them into the sketch.
+const SUMMARY_DRAIN_THRESHOLD: usize = 4096;
+
+/// A summary: quantiles over a sliding time window, plus a cumulative count and sum.
+///
+/// Writers push into a lock-free [`AtomicBucket`]; the buffer is folded into DDSketch slices (from
+/// `metrics-util`) by the snapshot, or by a writer that finds it over [`SUMMARY_DRAIN_THRESHOLD`] and the
+/// sketch lock free (`try_lock`, so writers never wait). Memory is therefore bounded by the threshold plus
+/// the sketches, whether or not anyone reads the summary.
+#[derive(Debug)]
+pub(crate) struct SummaryCell {
+    pending: AtomicBucket<f64>,
+    pending_len: AtomicUsize,
+    count: AtomicU64,
+    sum: AtomicU64,
+    window: Mutex<Window>,
+    quantiles: Arc<[f64]>,
+}
+
+#[derive(Debug)]
+struct Window {
+    slices: std::collections::VecDeque<(Instant, Summary)>,
+    slice_len: Duration,
+    max_age: Duration,
+}
+
+impl Window {
+    /// The slice that takes observations now, after dropping slices older than `max_age`.
+    fn current(&mut self, now: Instant) -> &mut Summary {
+        while self.slices.front().is_some_and(|(start, _)| now.duration_since(*start) >= self.max_age) {
+            self.slices.pop_front();
+        }
+        let fresh = self.slices.back().is_some_and(|(start, _)| now.duration_since(*start) < self.slice_len);
+        if !fresh {
+            self.slices.push_back((now, Summary::with_defaults()));
+        }
+        let last = self.slices.len() - 1;
+        &mut self.slices[last].1
+    }
+}
+
+impl SummaryCell {
+    pub(crate) fn new(config: &SummaryConfig) -> Self {
+        let age_buckets = config.age_buckets.max(1);
+        Self {
+            pending: AtomicBucket::new(),
+            pending_len: AtomicUsize::new(0),
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0f64.to_bits()),
+            window: Mutex::new(Window {
+                slices: Default::default(),
+                slice_len: config.max_age / age_buckets,
+                max_age: config.max_age,
+            }),
+            quantiles: config.quantiles.clone().into(),
+        }
+    }
+
+    fn drain(&self, window: &mut Window) {
+        let slice = window.current(Instant::now());
+        let mut drained = 0;
+        self.pending.clear_with(|values| {
+            drained += values.len();
+            for value in values {
+                slice.add(*value);
+            }
+        });
+        self.pending_len.fetch_sub(drained.min(self.pending_len.load(Ordering::Relaxed)), Ordering::Relaxed);
+    }
+
+    pub(crate) fn read(&self) -> crate::SummaryValue {
+        let quantiles = {
+            // A poisoned lock only means another reader panicked mid-merge; the sketches stay usable.
+            let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+            self.drain(&mut window);
+            let now = Instant::now();
+            window.current(now);
+            let mut merged = Summary::with_defaults();
+            for (_, slice) in &window.slices {
+                // Every slice uses the same defaults, so merging cannot fail.
+                let _ = merged.merge(slice);
+            }
+            self.quantiles.iter().map(|&q| (q, merged.quantile(q).unwrap_or(f64::NAN))).collect()
+        };
+        crate::SummaryValue {
+            quantiles,
+            count: self.count.load(Ordering::Relaxed),
+            sum: f64::from_bits(self.sum.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl HistogramFn for SummaryCell {
+    fn record(&self, value: f64) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        add_f64(&self.sum, value);
+        if value.is_nan() {
+            // A sketch cannot rank NaN; it still counts towards _count and poisons _sum, as in client_golang.
+            return;
+        }
+        self.pending.push(value);
+        if self.pending_len.fetch_add(1, Ordering::Relaxed) + 1 >= SUMMARY_DRAIN_THRESHOLD
+            && let Ok(mut window) = self.window.try_lock()
+        {
+            self.drain(&mut window);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_le_and_cumulative() {
+        let h = HistogramCell::new(vec![1.0, 2.0, 5.0].into());
+        for v in [0.5, 1.0, 1.5, 2.0, 7.0, f64::NAN] {
+            h.record(v);
+        }
+        let v = h.read();
+        let counts: Vec<u64> = v.buckets.iter().map(|b| b.1).collect();
+        assert_eq!(counts, vec![2, 4, 4, 6]);
+        assert_eq!(v.count, 6);
+        assert!(v.sum.is_nan());
+        assert_eq!(v.buckets.last().map(|b| b.0), Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn gauge_arithmetic() {
+        let g = GaugeCell::default();
+        g.set(2.5);
+        g.increment(1.0);
+        g.decrement(0.5);
+        assert_eq!(g.get(), 3.0);
+    }
+
+    #[test]
+    fn counter_absolute_never_goes_back() {
+        let c = CounterCell::default();
+        c.increment(5);
+        c.absolute(3);
+        assert_eq!(c.get(), 5);
+        c.absolute(9);
+        assert_eq!(c.get(), 9);
+    }
+
+    #[test]
+    fn summary_quantiles_and_drain_threshold() {
+        let s = SummaryCell::new(&SummaryConfig::default());
+        for i in 1..=10_000 {
+            s.record(i as f64);
+        }
+        // The writers drained on their own at least once, so the buffer stays bounded.
+        assert!(s.pending_len.load(Ordering::Relaxed) < SUMMARY_DRAIN_THRESHOLD);
+        let v = s.read();
+        assert_eq!(v.count, 10_000);
+        assert_eq!(v.sum, 50_005_000.0);
+        let median = v.quantiles[0].1;
+        assert!((median - 5_000.0).abs() < 5_000.0 * 0.02, "median {median}");
+        let p99 = v.quantiles[2].1;
+        assert!((p99 - 9_900.0).abs() < 9_900.0 * 0.02, "p99 {p99}");
+    }
+
+    #[test]
+    fn summary_window_expires() {
+        let config =
+            SummaryConfig { quantiles: vec![0.5], max_age: Duration::from_millis(40), age_buckets: 2 };
+        let s = SummaryCell::new(&config);
+        s.record(1.0);
+        assert_eq!(s.read().quantiles[0].1.round(), 1.0);
+        std::thread::sleep(Duration::from_millis(60));
+        let v = s.read();
+        assert!(v.quantiles[0].1.is_nan(), "old observations left the window");
+        assert_eq!(v.count, 1, "count stays cumulative");
+    }
+}
