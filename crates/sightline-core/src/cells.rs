@@ -35,6 +35,66 @@ impl CounterFn for CounterCell {
     }
 }
 
+// === impl FloatCounterCell ===
+
+/// A monotonic counter of fractional amounts (CPU seconds, say): an `f64` kept as bits in an `AtomicU64`.
+#[derive(Debug, Default)]
+pub(crate) struct FloatCounterCell(AtomicU64);
+
+impl FloatCounterCell {
+    pub(crate) fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn add(&self, value: f64) {
+        // Negative and NaN increments would break monotonicity; they are ignored, as client_golang panics
+        // on them and a library must not.
+        if value > 0.0 {
+            add_f64(&self.0, value);
+        }
+    }
+
+    pub(crate) fn raise_to(&self, value: f64) {
+        let mut current = self.0.load(Ordering::Relaxed);
+        while value > f64::from_bits(current) {
+            match self.0.compare_exchange_weak(current, value.to_bits(), Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+impl CounterFn for FloatCounterCell {
+    fn increment(&self, value: u64) {
+        self.add(value as f64);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.raise_to(value as f64);
+    }
+}
+
+/// A handle to a counter of fractional amounts, from [`Registry::float_counter`](crate::Registry::float_counter).
+///
+/// The `metrics` facade only counts integers; Prometheus counters are floats, and some totals (CPU
+/// seconds) are naturally fractional.
+#[derive(Debug, Clone)]
+pub struct FloatCounter(pub(crate) Arc<FloatCounterCell>);
+
+impl FloatCounter {
+    /// Adds `value`; negative and NaN amounts are ignored, since a counter never goes down.
+    pub fn increment(&self, value: f64) {
+        self.0.add(value);
+    }
+
+    /// Raises the counter to `value` if it is higher, for totals read from elsewhere (such as /proc).
+    pub fn absolute(&self, value: f64) {
+        self.0.raise_to(value);
+    }
+}
+
 // === impl GaugeCell ===
 
 /// A gauge: an `f64` stored as its bits in one `AtomicU64`.
@@ -269,6 +329,18 @@ mod tests {
         assert_eq!(v.count, 6);
         assert!(v.sum.is_nan());
         assert_eq!(v.buckets.last().map(|b| b.0), Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn float_counter_is_monotonic() {
+        let c = FloatCounter(Arc::default());
+        c.increment(0.25);
+        c.increment(-1.0);
+        c.increment(f64::NAN);
+        c.absolute(0.1);
+        assert_eq!(c.0.get(), 0.25);
+        c.absolute(1.5);
+        assert_eq!(c.0.get(), 1.5);
     }
 
     #[test]

@@ -51,4 +51,11 @@ pub enum MetricError {
     /// Summary quantiles outside `0..=1`.
     #[error("invalid quantile {quantile} for summary {name:?}: quantiles must lie in 0..=1")]
     InvalidQuantile { name: String, quantile: f64 },
+
+    /// A float counter requested where an integer counter of the same name exists, or the reverse.
+    #[error(
+        "counter {name:?} already exists with {existing} values; use one counter type per metric name \
+         (Registry::counter for integers, Registry::float_counter for fractions)"
+    )]
+    CounterTypeConflict { name: String, existing: &'static str },
 }

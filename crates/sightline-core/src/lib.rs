@@ -56,7 +56,7 @@ pub mod naming;
 mod registry;
 mod snapshot;
 
-pub use cells::SummaryConfig;
+pub use cells::{FloatCounter, SummaryConfig};
 pub use error::MetricError;
 pub use metrics;
 pub use naming::BaseUnit;

@@ -10,7 +10,9 @@ use metrics::{
 };
 use metrics_util::KeyHasher;
 
-use crate::cells::{CounterCell, GaugeCell, HistogramCell, SummaryCell, SummaryConfig};
+use crate::cells::{
+    CounterCell, FloatCounter, FloatCounterCell, GaugeCell, HistogramCell, SummaryCell, SummaryConfig,
+};
 use crate::naming::{self, BaseUnit};
 use crate::snapshot::{FamilySnapshot, SeriesSnapshot, Snapshot, Value};
 use crate::{MetricError, MetricKind};
@@ -230,6 +232,7 @@ struct Entry {
 #[derive(Clone)]
 enum Cell {
     Counter(Arc<CounterCell>),
+    FloatCounter(Arc<FloatCounterCell>),
     Gauge(Arc<GaugeCell>),
     Histogram(Arc<HistogramCell>),
     Summary(Arc<SummaryCell>),
@@ -239,11 +242,21 @@ struct Family {
     name: String,
     kind: MetricKind,
     meta: RwLock<Meta>,
+    /// Whether a counter family counts fractions (see [`FloatCounter`]).
+    float: bool,
     /// Label sets registered so far, not counting the overflow series.
     series: AtomicUsize,
     limit: usize,
     buckets: Arc<[f64]>,
     summary: SummaryConfig,
+}
+
+/// What a new family is made of, beyond its name and kind.
+#[derive(Debug, Default, Clone, Copy)]
+struct Shape<'a> {
+    buckets: Option<&'a [f64]>,
+    quantiles: Option<&'a [f64]>,
+    float: bool,
 }
 
 #[derive(Default, Clone)]
@@ -275,12 +288,16 @@ impl Registry {
     /// description with other buckets is an error.
     pub fn describe(&self, descriptor: &Descriptor) -> Result<(), MetricError> {
         descriptor.validate()?;
-        let family = self.inner.family(
-            &descriptor.name,
-            descriptor.kind,
-            descriptor.buckets.as_deref(),
-            descriptor.quantiles.as_deref(),
-        )?;
+        let shape = Shape {
+            buckets: descriptor.buckets.as_deref(),
+            quantiles: descriptor.quantiles.as_deref(),
+            float: descriptor.float,
+        };
+        let family = self.inner.family(&descriptor.name, descriptor.kind, shape)?;
+        if family.float != descriptor.float {
+            let existing = if family.float { "float" } else { "integer" };
+            return Err(MetricError::CounterTypeConflict { name: descriptor.name.clone(), existing });
+        }
         if let Some(buckets) = &descriptor.buckets
             && **buckets != *family.buckets
         {
@@ -297,15 +314,39 @@ impl Registry {
 
     /// A counter handle for `name` and `labels`, checking the Prometheus naming rules.
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Result<Counter, MetricError> {
-        match self.inner.register_checked(name, labels, MetricKind::Counter)? {
+        match self.inner.register_checked(name, labels, MetricKind::Counter, Shape::default())? {
             Cell::Counter(cell) => Ok(Counter::from_arc(cell)),
+            Cell::FloatCounter(_) => {
+                Err(MetricError::CounterTypeConflict { name: name.to_owned(), existing: "float" })
+            }
+            _ => Err(self.inner.conflict(name, MetricKind::Counter)),
+        }
+    }
+
+    /// A handle to a counter of fractional amounts (such as CPU seconds) for `name` and `labels`.
+    ///
+    /// One metric name holds either integer or float counters; facade increments of a float counter are
+    /// added as floats.
+    pub fn float_counter(&self, name: &str, labels: &[(&str, &str)]) -> Result<FloatCounter, MetricError> {
+        if let Some(family) = self.inner.existing_family(name)
+            && family.kind == MetricKind::Counter
+            && !family.float
+        {
+            return Err(MetricError::CounterTypeConflict { name: name.to_owned(), existing: "integer" });
+        }
+        let shape = Shape { float: true, ..Shape::default() };
+        match self.inner.register_checked(name, labels, MetricKind::Counter, shape)? {
+            Cell::FloatCounter(cell) => Ok(FloatCounter(cell)),
+            Cell::Counter(_) => {
+                Err(MetricError::CounterTypeConflict { name: name.to_owned(), existing: "integer" })
+            }
             _ => Err(self.inner.conflict(name, MetricKind::Counter)),
         }
     }
 
     /// A gauge handle for `name` and `labels`, checking the Prometheus naming rules.
     pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Result<Gauge, MetricError> {
-        match self.inner.register_checked(name, labels, MetricKind::Gauge)? {
+        match self.inner.register_checked(name, labels, MetricKind::Gauge, Shape::default())? {
             Cell::Gauge(cell) => Ok(Gauge::from_arc(cell)),
             _ => Err(self.inner.conflict(name, MetricKind::Gauge)),
         }
@@ -313,7 +354,7 @@ impl Registry {
 
     /// A histogram handle for `name` and `labels`, checking the Prometheus naming rules.
     pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Result<Histogram, MetricError> {
-        match self.inner.register_checked(name, labels, MetricKind::Histogram)? {
+        match self.inner.register_checked(name, labels, MetricKind::Histogram, Shape::default())? {
             Cell::Histogram(cell) => Ok(Histogram::from_arc(cell)),
             _ => Err(self.inner.conflict(name, MetricKind::Histogram)),
         }
@@ -321,7 +362,7 @@ impl Registry {
 
     /// A summary handle for `name` and `labels`, checking the Prometheus naming rules.
     pub fn summary(&self, name: &str, labels: &[(&str, &str)]) -> Result<Histogram, MetricError> {
-        match self.inner.register_checked(name, labels, MetricKind::Summary)? {
+        match self.inner.register_checked(name, labels, MetricKind::Summary, Shape::default())? {
             Cell::Summary(cell) => Ok(Histogram::from_arc(cell)),
             _ => Err(self.inner.conflict(name, MetricKind::Summary)),
         }
@@ -353,7 +394,7 @@ impl Registry {
             let _ = self.describe(descriptor);
         }
         let key = Arc::new(Key::from_static_name(INVALID_METRICS_METRIC));
-        if let Ok(family) = self.inner.family(INVALID_METRICS_METRIC, MetricKind::Counter, None, None) {
+        if let Ok(family) = self.inner.family(INVALID_METRICS_METRIC, MetricKind::Counter, Shape::default()) {
             self.inner.insert(key, family, Cell::Counter(self.inner.invalid.clone()), false);
         }
     }
@@ -405,7 +446,7 @@ impl Inner {
                 self.reject(name, &self.conflict_kind(name, family.kind, requested));
                 return None;
             }
-            None => match self.family(name, kind, None, None) {
+            None => match self.family(name, kind, Shape::default()) {
                 Ok(family) => family,
                 Err(err) => {
                     self.reject(name, &err);
@@ -422,6 +463,7 @@ impl Inner {
         name: &str,
         labels: &[(&str, &str)],
         kind: MetricKind,
+        shape: Shape<'_>,
     ) -> Result<Cell, MetricError> {
         naming::validate_metric_name(name)?;
         naming::validate_kind_suffix(name, kind)?;
@@ -437,7 +479,11 @@ impl Inner {
                 Err(self.conflict(name, kind))
             };
         }
-        let family = self.family(name, kind, None, None)?;
+        let family = self.family(name, kind, shape)?;
+        if family.float != shape.float && kind == MetricKind::Counter {
+            let existing = if family.float { "float" } else { "integer" };
+            return Err(MetricError::CounterTypeConflict { name: name.to_owned(), existing });
+        }
         Ok(self.register_in(family, &key))
     }
 
@@ -491,13 +537,8 @@ impl Inner {
     }
 
     /// The family called `name`, created with `kind` if new. Errors if it exists with another kind.
-    fn family(
-        &self,
-        name: &str,
-        kind: MetricKind,
-        buckets: Option<&[f64]>,
-        quantiles: Option<&[f64]>,
-    ) -> Result<Arc<Family>, MetricError> {
+    fn family(&self, name: &str, kind: MetricKind, shape: Shape<'_>) -> Result<Arc<Family>, MetricError> {
+        let Shape { buckets, quantiles, .. } = shape;
         let families = self.families.pin();
         let family = families.get_or_insert_with(name.to_owned(), || {
             let config = &self.config;
@@ -518,6 +559,7 @@ impl Inner {
                 name: name.to_owned(),
                 kind,
                 meta: RwLock::new(Meta::default()),
+                float: kind == MetricKind::Counter && shape.float,
                 series: AtomicUsize::new(0),
                 limit,
                 buckets: buckets.into(),
@@ -579,7 +621,7 @@ impl Inner {
                     Requested::Counter => MetricKind::Counter,
                     Requested::Gauge => MetricKind::Gauge,
                 };
-                match self.family(&name, kind, None, None) {
+                match self.family(&name, kind, Shape::default()) {
                     Ok(family) => family,
                     Err(err) => return self.reject(&name, &err),
                 }
@@ -609,6 +651,7 @@ impl Inner {
             for (key, entry) in guard.iter() {
                 let value = match &entry.cell {
                     Cell::Counter(c) => Value::Counter(c.get()),
+                    Cell::FloatCounter(c) => Value::FloatCounter(c.get()),
                     Cell::Gauge(g) => Value::Gauge(g.get()),
                     Cell::Histogram(h) => Value::Histogram(h.read()),
                     Cell::Summary(s) => Value::Summary(s.read()),
@@ -642,6 +685,7 @@ impl Inner {
 impl Family {
     fn new_cell(&self) -> Cell {
         match self.kind {
+            MetricKind::Counter if self.float => Cell::FloatCounter(Arc::default()),
             MetricKind::Counter => Cell::Counter(Arc::default()),
             MetricKind::Gauge => Cell::Gauge(Arc::default()),
             MetricKind::Histogram => Cell::Histogram(Arc::new(HistogramCell::new(self.buckets.clone()))),
@@ -669,6 +713,7 @@ impl Recorder for Registry {
     fn register_counter(&self, key: &Key, _metadata: &Metadata<'_>) -> Counter {
         match self.inner.lookup(key, Requested::Counter) {
             Some(Cell::Counter(cell)) => Counter::from_arc(cell),
+            Some(Cell::FloatCounter(cell)) => Counter::from_arc(cell),
             _ => Counter::noop(),
         }
     }
@@ -703,6 +748,7 @@ pub struct Descriptor {
     unit: Option<BaseUnit>,
     buckets: Option<Arc<[f64]>>,
     quantiles: Option<Vec<f64>>,
+    float: bool,
 }
 
 impl Descriptor {
@@ -714,12 +760,18 @@ impl Descriptor {
             unit: None,
             buckets: None,
             quantiles: None,
+            float: false,
         }
     }
 
     /// A counter; its name must end in `_total`.
     pub fn counter(name: &str, help: &str) -> Self {
         Self::new(name, MetricKind::Counter, help)
+    }
+
+    /// A counter of fractional amounts, for [`Registry::float_counter`]; its name must end in `_total`.
+    pub fn float_counter(name: &str, help: &str) -> Self {
+        Self { float: true, ..Self::new(name, MetricKind::Counter, help) }
     }
 
     /// A gauge.

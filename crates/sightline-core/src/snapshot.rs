@@ -76,6 +76,8 @@ impl SeriesSnapshot {
 pub enum Value {
     /// A counter's total.
     Counter(u64),
+    /// The total of a counter of fractional amounts.
+    FloatCounter(f64),
     /// A gauge's current value.
     Gauge(f64),
     /// A histogram's cumulative buckets, sum and count.

@@ -233,3 +233,33 @@ fn concurrent_registration_creates_each_series_once() {
         .sum();
     assert_eq!(total, 800, "no increment is lost");
 }
+
+#[test]
+fn float_counters_count_fractions_and_keep_their_type() {
+    let registry = Registry::new();
+    registry
+        .describe(&Descriptor::float_counter("cpu_seconds_total", "CPU time.").with_unit(BaseUnit::Seconds))
+        .expect("valid");
+    let cpu = registry.float_counter("cpu_seconds_total", &[]).expect("valid");
+    cpu.increment(0.25);
+    cpu.absolute(1.75);
+    registry.scoped(|| metrics::counter!("cpu_seconds_total").increment(1));
+    let snap = registry.snapshot();
+    assert_eq!(
+        snap.family("cpu_seconds_total").map(|f| &f.series[0].value),
+        Some(&Value::FloatCounter(2.75))
+    );
+    assert!(matches!(
+        registry.counter("cpu_seconds_total", &[]),
+        Err(MetricError::CounterTypeConflict { .. })
+    ));
+    let _ints = registry.counter("ints_total", &[]).expect("valid");
+    assert!(matches!(
+        registry.float_counter("ints_total", &[]),
+        Err(MetricError::CounterTypeConflict { .. })
+    ));
+    assert!(matches!(
+        registry.describe(&Descriptor::float_counter("ints_total", "")),
+        Err(MetricError::CounterTypeConflict { .. })
+    ));
+}

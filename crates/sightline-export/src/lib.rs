@@ -141,6 +141,11 @@ fn write_series(family_name: &str, series: &SeriesSnapshot, format: Format, out:
             write_labels(series, None, out);
             write_u64(*value, out);
         }
+        Value::FloatCounter(value) => {
+            write_sample_name(family_name, if format == Format::OpenMetrics { "_total" } else { "" }, out);
+            write_labels(series, None, out);
+            write_f64_line(*value, out);
+        }
         Value::Gauge(value) => {
             out.push_str(family_name);
             write_labels(series, None, out);
