@@ -1,0 +1,309 @@
+//! The server's configuration: a YAML file, `SIGHTLINE_*` environment overrides and defaults.
+//!
+//! Precedence, highest first: command-line flags, environment variables, the file, defaults. Every
+//! setting has a default, so no file is needed. Unknown keys are errors, reported with file, line and
+//! column, so a typo never silently falls back to a default.
+//!
+//! Environment overrides name a setting by its path in upper case, sections joined by a double
+//! underscore: `SIGHTLINE_SERVER__LISTEN=0.0.0.0:9750`, `SIGHTLINE_METRICS__CARDINALITY_LIMIT=5000`.
+//! Values are read as YAML scalars; a comma-separated value fills a list. `SIGHTLINE_API_TOKENS` (one
+//! underscore, as documented for operators) is accepted as an alias of `SIGHTLINE_API__TOKENS`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_yaml_ng::Value;
+
+/// The prefix of every environment variable the server reads.
+pub const ENV_PREFIX: &str = "SIGHTLINE_";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where to listen and keep data.
+    pub server: ServerConfig,
+    /// API access.
+    pub api: ApiConfig,
+    /// The metric registry.
+    pub metrics: MetricsConfig,
+    /// The server's own logs.
+    pub log: LogConfig,
+}
+
+/// `server:` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The address of the HTTP listener.
+    pub listen: SocketAddr,
+    /// Where the server keeps its data (audit log, time series, alert state).
+    pub data_dir: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9750)), data_dir: PathBuf::from("./sightline-data") }
+    }
+}
+
+/// `api:` settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer tokens accepted by write endpoints. With none, write endpoints refuse every request.
+    #[serde(deserialize_with = "tokens")]
+    pub tokens: Vec<String>,
+}
+
+/// `metrics:` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// How many label sets one metric name may hold before further ones fold into an overflow series.
+    #[serde(deserialize_with = "positive")]
+    pub cardinality_limit: usize,
+    /// Buckets for histograms without buckets of their own.
+    #[serde(deserialize_with = "buckets")]
+    pub default_buckets: Vec<f64>,
+    /// Buckets for chosen histograms: `{name|prefix|suffix: ..., buckets: [...]}`.
+    pub buckets: Vec<BucketRule>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            cardinality_limit: sightline_core::DEFAULT_CARDINALITY_LIMIT,
+            default_buckets: sightline_core::DEFAULT_BUCKETS.to_vec(),
+            buckets: Vec::new(),
+        }
+    }
+}
+
+/// Buckets for the histograms one matcher chooses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketRule {
+    /// Exactly this metric name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Metric names starting with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Metric names ending with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+    /// Upper bounds, strictly increasing.
+    #[serde(deserialize_with = "buckets")]
+    pub buckets: Vec<f64>,
+}
+
+impl BucketRule {
+    /// The matcher, when exactly one of `name`, `prefix` and `suffix` is set.
+    pub fn matcher(&self) -> Option<sightline_core::Matcher> {
+        use sightline_core::Matcher;
+        match (&self.name, &self.prefix, &self.suffix) {
+            (Some(n), None, None) => Some(Matcher::Full(n.clone())),
+            (None, Some(p), None) => Some(Matcher::Prefix(p.clone())),
+            (None, None, Some(s)) => Some(Matcher::Suffix(s.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// `log:` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A filter in `RUST_LOG` syntax, such as `info` or `info,sightline_server=debug`. `SIGHTLINE_LOG`
+    /// overrides it.
+    pub level: String,
+    /// `json` (one object per line) or `text` (for terminals).
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Json }
+    }
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read the configuration file: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is not valid YAML or does not match the schema.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Invalid { path: PathBuf, line: usize, column: usize, message: String },
+    /// The file is invalid, and the parser could not tell where.
+    #[error("{}: {message}", path.display())]
+    InvalidNoLocation { path: PathBuf, message: String },
+    /// A `SIGHTLINE_*` variable names an unknown setting or holds a bad value.
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+impl Config {
+    /// Loads `path` (if given), then applies the `SIGHTLINE_*` variables from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                Config::parse(&text, path)?
+            }
+            None => Config::default(),
+        };
+        config.with_env(env)
+    }
+
+    /// Parses YAML text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        // An empty file (or one of only comments) means "all defaults", which serde_yaml treats as an error.
+        let blank = text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+        if blank {
+            return Ok(Config::default());
+        }
+        let config: Config = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(path, &e))?;
+        config
+            .validate()
+            .map_err(|message| ConfigError::InvalidNoLocation { path: path.to_owned(), message })?;
+        Ok(config)
+    }
+
+    /// Applies `SIGHTLINE_<SECTION>__<KEY>` overrides.
+    pub fn with_env(self, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut overrides: Vec<(String, Vec<String>, String)> = env
+            .into_iter()
+            .filter_map(|(var, value)| {
+                let rest = var.strip_prefix(ENV_PREFIX)?;
+                let path = if rest == "API_TOKENS" { "API__TOKENS" } else { rest };
+                path.contains("__").then(|| {
+                    let segments = path.split("__").map(str::to_ascii_lowercase).collect();
+                    (var.clone(), segments, value)
+                })
+            })
+            .collect();
+        if overrides.is_empty() {
+            return Ok(self);
+        }
+        overrides.sort();
+        let env_err = |var: &str, message: String| ConfigError::Env { var: var.to_owned(), message };
+        let mut tree = serde_yaml_ng::to_value(&self).map_err(|e| env_err("(all)", e.to_string()))?;
+        for (var, segments, value) in &overrides {
+            set_path(&mut tree, segments, value).map_err(|message| env_err(var, message))?;
+            // Deserialise after each variable so that an error names the variable that caused it.
+            let config: Config = serde_yaml_ng::from_value(tree.clone())
+                .map_err(|e| env_err(var, strip_location(&e.to_string())))?;
+            config.validate().map_err(|message| env_err(var, message))?;
+        }
+        serde_yaml_ng::from_value(tree).map_err(|e| env_err("(all)", e.to_string()))
+    }
+
+    /// Checks what the types alone cannot.
+    fn validate(&self) -> Result<(), String> {
+        for (i, rule) in self.metrics.buckets.iter().enumerate() {
+            if rule.matcher().is_none() {
+                return Err(format!(
+                    "metrics.buckets[{i}]: give exactly one of `name`, `prefix` or `suffix` to choose histograms"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets `segments` in `tree` to `value`, refusing paths the schema does not have.
+fn set_path(tree: &mut Value, segments: &[String], value: &str) -> Result<(), String> {
+    let dotted = segments.join(".");
+    let mut node = tree;
+    for (i, segment) in segments.iter().enumerate() {
+        let Value::Mapping(map) = node else {
+            return Err(format!(
+                "unknown setting `{dotted}`: `{}` has no sub-settings",
+                segments[..i].join(".")
+            ));
+        };
+        let key = Value::String(segment.clone());
+        if !map.contains_key(&key) {
+            let known: Vec<String> = map.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect();
+            return Err(format!(
+                "unknown setting `{dotted}`; `{segment}` is not one of: {}",
+                known.join(", ")
+            ));
+        }
+        node = map.get_mut(&key).ok_or_else(|| format!("unknown setting `{dotted}`"))?;
+    }
+    *node = match node {
+        // A list setting takes YAML flow syntax (`[a, b]`) or comma-separated items.
+        Value::Sequence(_) if !value.trim_start().starts_with('[') => {
+            Value::Sequence(value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(scalar).collect())
+        }
+        Value::String(_) => Value::String(value.to_owned()),
+        _ => serde_yaml_ng::from_str(value).map_err(|e| format!("`{value}` is not valid YAML: {e}"))?,
+    };
+    Ok(())
+}
+
+fn scalar(item: &str) -> Value {
+    serde_yaml_ng::from_str(item).unwrap_or_else(|_| Value::String(item.to_owned()))
+}
+
+fn yaml_error(path: &Path, err: &serde_yaml_ng::Error) -> ConfigError {
+    let message = strip_location(&err.to_string());
+    match err.location() {
+        Some(loc) => {
+            ConfigError::Invalid { path: path.to_owned(), line: loc.line(), column: loc.column(), message }
+        }
+        None => ConfigError::InvalidNoLocation { path: path.to_owned(), message },
+    }
+}
+
+/// serde_yaml appends " at line L column C" to messages; the location is reported separately.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(n)
+}
+
+fn buckets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    let bounds = Vec::<f64>::deserialize(d)?;
+    sightline_core::naming::validate_buckets("(config)", &bounds)
+        .map_err(|e| serde::de::Error::custom(e.to_string().replace(" for histogram \"(config)\"", "")))
+}
+
+fn tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let tokens = Vec::<String>::deserialize(d)?;
+    if tokens.iter().any(|t| t.trim().is_empty() || t.chars().any(char::is_whitespace)) {
+        return Err(serde::de::Error::custom("API tokens must be non-empty and contain no white space"));
+    }
+    Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,95 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("sightline.yaml"))
+}
+
+fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn every_setting_has_a_default() {
+    assert_eq!(parse("").expect("empty"), Config::default());
+    assert_eq!(parse("# only a comment\n\n").expect("comments"), Config::default());
+    let config = Config::default();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:9750");
+    assert_eq!(config.server.data_dir, Path::new("./sightline-data"));
+    assert_eq!(config.metrics.cardinality_limit, 10_000);
+    assert!(config.api.tokens.is_empty());
+}
+
+#[test]
+fn a_full_file_parses() {
+    let config = parse(
+        "server:\n  listen: 0.0.0.0:9000\n  data_dir: /var/lib/sightline\napi:\n  tokens: [abc, def]\n\
+         metrics:\n  cardinality_limit: 50\n  buckets:\n    - prefix: http_\n      buckets: [0.1, 1]\n\
+         log:\n  level: debug\n  format: text\n",
+    )
+    .expect("valid");
+    assert_eq!(config.server.listen.port(), 9000);
+    assert_eq!(config.api.tokens, vec!["abc", "def"]);
+    assert_eq!(config.metrics.buckets[0].buckets, vec![0.1, 1.0]);
+    assert_eq!(config.log.format, LogFormat::Text);
+}
+
+#[test]
+fn errors_name_file_line_and_reason() {
+    let cases = [
+        ("server:\n  listen: 127.0.0.1:9750\n  lisen: x\n", 3, "unknown field `lisen`"),
+        ("server:\n  listen: nonsense\n", 2, "invalid socket address"),
+        ("servr: {}\n", 1, "unknown field `servr`"),
+        ("metrics:\n  cardinality_limit: 0\n", 2, "must be at least 1"),
+        ("metrics:\n  cardinality_limit: many\n", 2, "invalid type"),
+        ("metrics:\n  default_buckets: [1, 0.5]\n", 2, "strictly increasing"),
+        ("api:\n  tokens: ['has space']\n", 2, "no white space"),
+        ("log:\n  format: xml\n", 2, "unknown variant `xml`"),
+        ("server:\n\tlisten: x\n", 2, "cannot start any token"),
+    ];
+    for (text, line, reason) in cases {
+        let err = parse(text).expect_err(text);
+        let shown = err.to_string();
+        assert!(shown.starts_with(&format!("sightline.yaml:{line}:")), "{text:?} gave {shown}");
+        assert!(shown.contains(reason), "{text:?} gave {shown}");
+    }
+    let err = parse("metrics:\n  buckets:\n    - buckets: [1]\n").expect_err("no matcher");
+    assert!(err.to_string().contains("metrics.buckets[0]: give exactly one of"), "{err}");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let base = parse("server:\n  listen: 127.0.0.1:1\n").expect("valid");
+    let config = base
+        .with_env(env(&[
+            ("SIGHTLINE_SERVER__LISTEN", "127.0.0.1:2"),
+            ("SIGHTLINE_METRICS__CARDINALITY_LIMIT", "7"),
+            ("SIGHTLINE_API_TOKENS", "one, two"),
+            ("SIGHTLINE_LOG__LEVEL", "debug"),
+            // Not configuration: no double underscore.
+            ("SIGHTLINE_REQUIRE_PEERS", "1"),
+            ("PATH", "/bin"),
+        ]))
+        .expect("valid");
+    assert_eq!(config.server.listen.port(), 2);
+    assert_eq!(config.metrics.cardinality_limit, 7);
+    assert_eq!(config.api.tokens, vec!["one", "two"]);
+    assert_eq!(config.log.level, "debug");
+}
+
+#[test]
+fn bad_environment_overrides_name_the_variable() {
+    let cases = [
+        (("SIGHTLINE_SERVR__LISTEN", "x"), "unknown setting `servr.listen`"),
+        (("SIGHTLINE_SERVER__LISTEN__PORT", "1"), "has no sub-settings"),
+        (("SIGHTLINE_SERVER__LISTEN", "nope"), "invalid socket address"),
+        (("SIGHTLINE_METRICS__CARDINALITY_LIMIT", "0"), "must be at least 1"),
+    ];
+    for ((var, value), reason) in cases {
+        let err = Config::default().with_env(env(&[(var, value)])).expect_err(var);
+        let shown = err.to_string();
+        assert!(shown.starts_with(&format!("environment variable {var}:")), "{shown}");
+        assert!(shown.contains(reason), "{var} gave {shown}");
+    }
+}

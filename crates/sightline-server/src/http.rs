@@ -1,0 +1,149 @@
+//! The HTTP API: routes, their handlers and the request-metrics middleware.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use sightline_core::{BaseUnit, Descriptor, Registry};
+use sightline_export::Format;
+
+use crate::auth::Tokens;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The registry served at `/metrics`; in `sightline serve` it is also the global recorder.
+    pub registry: Registry,
+    /// The API tokens for write endpoints.
+    pub tokens: Tokens,
+    #[cfg(target_os = "linux")]
+    process: Option<crate::process::ProcessMetrics>,
+}
+
+impl AppState {
+    /// Registers the server's own metrics in `registry`.
+    pub fn new(registry: Registry, tokens: &[String]) -> Self {
+        describe_http_metrics(&registry);
+        let build_info = registry.gauge(
+            "sightline_build_info",
+            &[("version", env!("CARGO_PKG_VERSION")), ("revision", crate::REVISION)],
+        );
+        if let Ok(gauge) = build_info {
+            gauge.set(1.0);
+        }
+        #[cfg(target_os = "linux")]
+        let process = match crate::process::ProcessMetrics::register(&registry) {
+            Ok(process) => Some(process),
+            Err(err) => {
+                tracing::warn!(error = %err, "process metrics are unavailable");
+                None
+            }
+        };
+        Self {
+            tokens: Tokens::new(tokens, registry.clone()),
+            registry,
+            #[cfg(target_os = "linux")]
+            process,
+        }
+    }
+}
+
+fn describe_http_metrics(registry: &Registry) {
+    let descriptors = [
+        Descriptor::gauge("sightline_build_info", "Sightline's version and git revision; always 1."),
+        Descriptor::counter(
+            "sightline_http_requests_total",
+            "HTTP requests served, by route, method and status.",
+        ),
+        Descriptor::histogram(
+            "sightline_http_request_duration_seconds",
+            "HTTP request latency, by route and method.",
+        )
+        .with_unit(BaseUnit::Seconds),
+    ];
+    for descriptor in &descriptors {
+        // These descriptors are constants that satisfy the naming rules.
+        let _ = registry.describe(descriptor);
+    }
+}
+
+/// The router with every endpoint.
+pub fn router(state: AppState) -> Router {
+    let state = Arc::new(state);
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/health/live", get(live))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), track_requests))
+        .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text or OpenMetrics, as the `Accept` header asks.
+async fn metrics_handler(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    #[cfg(target_os = "linux")]
+    if let Some(process) = &state.process {
+        process.update();
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let body = sightline_export::render(&state.registry.snapshot(), format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// `GET /health/live`: the process answers. It never depends on anything outside the process.
+async fn live() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "healthy" }))
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no endpoint at {}", request.uri().path()))
+}
+
+/// Counts every request and times it, labelled by route template rather than raw path, so that path
+/// parameters cannot explode the series count.
+async fn track_requests(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("route", route.as_str()), ("method", method.as_str())];
+    if let Ok(histogram) = state.registry.histogram("sightline_http_request_duration_seconds", &labels) {
+        histogram.record(start.elapsed().as_secs_f64());
+    }
+    let labels = [labels[0], labels[1], ("status", status.as_str())];
+    if let Ok(counter) = state.registry.counter("sightline_http_requests_total", &labels) {
+        counter.increment(1);
+    }
+    response
+}
+
+/// An error answer in the shape of Prometheus's API: `{"status":"error","errorType":...,"error":...}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with an HTTP status, a short machine-readable type and a message for people.
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "status": "error", "errorType": self.kind, "error": self.message });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests;
