@@ -102,10 +102,18 @@ impl std::fmt::Debug for ChildGuard {
 }
 
 impl ChildGuard {
-    /// Spawns `command` with stdout piped (and stderr inherited, so failures show in test output).
-    pub fn spawn(mut command: Command) -> std::io::Result<Self> {
-        let mut child =
-            command.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null()).spawn()?;
+    /// Spawns `command` with stdout piped and stderr inherited, so that failures show in test output.
+    pub fn spawn(command: Command) -> std::io::Result<Self> {
+        Self::spawn_with_stderr(command, Stdio::inherit())
+    }
+
+    /// Spawns a chatty peer (such as Prometheus) whose stderr would drown the test output.
+    pub fn spawn_quiet(command: Command) -> std::io::Result<Self> {
+        Self::spawn_with_stderr(command, Stdio::null())
+    }
+
+    fn spawn_with_stderr(mut command: Command, stderr: Stdio) -> std::io::Result<Self> {
+        let mut child = command.stdout(Stdio::piped()).stderr(stderr).stdin(Stdio::null()).spawn()?;
         let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {

@@ -550,11 +550,17 @@ impl Inner {
             if let Some(quantiles) = quantiles {
                 summary.quantiles = quantiles.to_vec();
             }
-            let limit = config
-                .cardinality_limits
-                .iter()
-                .find(|(m, _)| m.matches(name))
-                .map_or(config.cardinality_limit, |(_, limit)| *limit);
+            // The overflow counter has one series per metric name that overflowed, so it is bounded by the
+            // number of families; limiting it would hide which metric overflowed.
+            let limit = if name == CARDINALITY_OVERFLOW_METRIC {
+                usize::MAX
+            } else {
+                config
+                    .cardinality_limits
+                    .iter()
+                    .find(|(m, _)| m.matches(name))
+                    .map_or(config.cardinality_limit, |(_, limit)| *limit)
+            };
             Arc::new(Family {
                 name: name.to_owned(),
                 kind,

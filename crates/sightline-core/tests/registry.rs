@@ -263,3 +263,20 @@ fn float_counters_count_fractions_and_keep_their_type() {
         Err(MetricError::CounterTypeConflict { .. })
     ));
 }
+
+#[test]
+fn the_overflow_counter_itself_never_overflows() {
+    let registry = Registry::builder().with_cardinality_limit(1).build();
+    registry.scoped(|| {
+        for name in ["a_total", "b_total", "c_total"] {
+            for user in ["x", "y"] {
+                metrics::counter!(name, "user" => user).increment(1);
+            }
+        }
+    });
+    let snap = registry.snapshot();
+    for name in ["a_total", "b_total", "c_total"] {
+        assert_eq!(counter(&snap, CARDINALITY_OVERFLOW_METRIC, &[("metric", name)]), Some(1), "{name}");
+    }
+    assert_eq!(counter(&snap, CARDINALITY_OVERFLOW_METRIC, &[("otel_metric_overflow", "true")]), None);
+}
