@@ -101,3 +101,15 @@ fn serve_fails_clearly_when_the_port_is_taken() {
     assert_eq!(code, 1);
     assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
 }
+
+#[test]
+fn the_shipped_example_config_is_valid_and_all_defaults() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/sightline.example.yaml");
+    let (code, stdout, stderr) = run(sightline().arg("check-config").arg(example));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(": ok"));
+    // The file promises that every value shown is the default; keep that true.
+    let parsed = sightline_server::config::Config::load(Some(std::path::Path::new(example)), std::iter::empty())
+        .expect("valid");
+    assert_eq!(parsed, sightline_server::config::Config::default());
+}
