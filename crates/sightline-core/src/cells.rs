@@ -176,8 +176,9 @@ impl HistogramCell {
 impl HistogramFn for HistogramCell {
     #[inline]
     fn record(&self, value: f64) {
-        // `!(b >= value)` rather than `b < value` sends NaN to the +Inf bucket, as client_golang does.
-        let index = self.bounds.partition_point(|b| !(*b >= value));
+        // NaN compares false with every bound; it goes to the +Inf bucket, as in client_golang.
+        let index =
+            if value.is_nan() { self.bounds.len() } else { self.bounds.partition_point(|b| *b < value) };
         self.counts[index].fetch_add(1, Ordering::Relaxed);
         add_f64(&self.sum, value);
     }

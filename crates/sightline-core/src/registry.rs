@@ -651,7 +651,7 @@ impl Inner {
         // Group by family with a small index map keyed by the family's address, so that each series is
         // placed without comparing names.
         let mut index: std::collections::HashMap<*const Family, usize> = std::collections::HashMap::new();
-        let mut groups: Vec<(Arc<Family>, Vec<(u64, SeriesSnapshot)>)> = Vec::new();
+        let mut groups: Vec<FamilyGroup> = Vec::new();
         {
             let guard = self.series.pin();
             for (key, entry) in guard.iter() {
@@ -687,6 +687,9 @@ impl Inner {
         Snapshot { families }
     }
 }
+
+/// A family and its series with their registration ids, while a snapshot is assembled.
+type FamilyGroup = (Arc<Family>, Vec<(u64, SeriesSnapshot)>);
 
 impl Family {
     fn new_cell(&self) -> Cell {
