@@ -280,3 +280,37 @@ fn the_overflow_counter_itself_never_overflows() {
     }
     assert_eq!(counter(&snap, CARDINALITY_OVERFLOW_METRIC, &[("otel_metric_overflow", "true")]), None);
 }
+
+#[test]
+fn invalid_metrics_are_logged_once_per_name() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let registry = Registry::new();
+    tracing::subscriber::with_default(subscriber, || {
+        registry.scoped(|| {
+            for _ in 0..100 {
+                metrics::counter!("bad-name_total").increment(1);
+                metrics::gauge!("also bad").set(1.0);
+            }
+        })
+    });
+    let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(logged.matches("dropping invalid metric").count(), 2, "{logged}");
+    assert!(logged.contains("bad-name_total") && logged.contains("also bad"), "{logged}");
+    assert_eq!(counter(&registry.snapshot(), INVALID_METRICS_METRIC, &[]), Some(200));
+}
