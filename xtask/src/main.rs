@@ -437,7 +437,8 @@ fn tabulate_memory(memory: &Value) -> Result<(String, Option<Verdict>)> {
     let best = best_anchor(results.iter().filter_map(|(n, v)| Some((n.clone(), v.as_f64()?))));
     let mut table = format!(
         "### Memory: {series} counter series (2 labels) held (`memory`)\n\n\
-         | impl | MB | bytes/series | vs best anchor{} | target |\n|---|---:|---:|---:|---|\n",
+         | impl | MB | bytes/series | allocations/series | vs best anchor{} | target |\n\
+         |---|---:|---:|---:|---:|---|\n",
         best.as_ref().map(|(name, _)| format!(" ({name})")).unwrap_or_default(),
     );
     let mut names: Vec<&String> = results.keys().collect();
@@ -451,9 +452,12 @@ fn tabulate_memory(memory: &Value) -> Result<(String, Option<Verdict>)> {
             target_cell = format!("<= 40 MB: {}", if met { "met" } else { "MISSED" });
             verdict = Some(("memory".to_owned(), "<= 40 MB".to_owned(), format!("{:.1} MB", b / 1e6), met));
         }
+        let allocations = memory["allocations"][name.as_str()]
+            .as_f64()
+            .map_or_else(|| "-".to_owned(), |a| format!("{:.2}", a / series));
         let _ = writeln!(
             table,
-            "| {name} | {:.1} | {:.0} | {} | {target_cell} |",
+            "| {name} | {:.1} | {:.0} | {allocations} | {} | {target_cell} |",
             b / 1e6,
             b / series,
             fmt_ratio(ratio(b, best.as_ref().map(|(_, v)| *v))),
@@ -498,9 +502,14 @@ mod tests {
 
     #[test]
     fn memory_target() {
-        let memory = json!({"series": 100000, "results": {"sightline": 50e6, "prometheus": 60e6}});
+        let memory = json!({
+            "series": 100000,
+            "results": {"sightline": 50e6, "prometheus": 60e6},
+            "allocations": {"sightline": 250000},
+        });
         let (table, verdict) = tabulate_memory(&memory).unwrap_or_default();
-        assert!(table.contains("| sightline | 50.0 | 500 | 0.83x | <= 40 MB: MISSED |"), "{table}");
+        assert!(table.contains("| sightline | 50.0 | 500 | 2.50 | 0.83x | <= 40 MB: MISSED |"), "{table}");
+        assert!(table.contains("| prometheus | 60.0 | 600 | - | 1.00x |  |"), "{table}");
         assert!(verdict.is_some_and(|v| !v.3));
     }
 }

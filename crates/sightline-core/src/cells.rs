@@ -7,8 +7,107 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use metrics::{CounterFn, GaugeFn, HistogramFn};
+use metrics::{CounterFn, GaugeFn, HistogramFn, Key};
 use metrics_util::storage::{AtomicBucket, Summary};
+
+use crate::{MetricKind, Value};
+
+// === impl Series ===
+
+/// One series: its key and its cell in a single allocation, which is also the handle the `metrics`
+/// macros return. Keeping both together means a snapshot touches one allocation per series.
+#[derive(Debug)]
+pub(crate) struct Series {
+    pub(crate) key: Key,
+    pub(crate) cell: Cell,
+}
+
+/// The storage of one series; the variant follows the family's kind.
+#[derive(Debug)]
+pub(crate) enum Cell {
+    Counter(CounterCell),
+    FloatCounter(FloatCounterCell),
+    Gauge(GaugeCell),
+    Histogram(HistogramCell),
+    Summary(Box<SummaryCell>),
+}
+
+impl Cell {
+    pub(crate) fn kind(&self) -> MetricKind {
+        match self {
+            Cell::Counter(_) | Cell::FloatCounter(_) => MetricKind::Counter,
+            Cell::Gauge(_) => MetricKind::Gauge,
+            Cell::Histogram(_) => MetricKind::Histogram,
+            Cell::Summary(_) => MetricKind::Summary,
+        }
+    }
+
+    pub(crate) fn read(&self) -> Value {
+        match self {
+            Cell::Counter(c) => Value::Counter(c.get()),
+            Cell::FloatCounter(c) => Value::FloatCounter(c.get()),
+            Cell::Gauge(g) => Value::Gauge(g.get()),
+            Cell::Histogram(h) => Value::Histogram(h.read()),
+            Cell::Summary(s) => Value::Summary(s.read()),
+        }
+    }
+}
+
+// The registry hands out an `Arc<Series>` only for the matching kind, so the other arms never run; they
+// do nothing rather than panic.
+impl CounterFn for Series {
+    #[inline]
+    fn increment(&self, value: u64) {
+        match &self.cell {
+            Cell::Counter(c) => c.increment(value),
+            Cell::FloatCounter(c) => c.increment(value),
+            _ => {}
+        }
+    }
+
+    #[inline]
+    fn absolute(&self, value: u64) {
+        match &self.cell {
+            Cell::Counter(c) => c.absolute(value),
+            Cell::FloatCounter(c) => c.absolute(value),
+            _ => {}
+        }
+    }
+}
+
+impl GaugeFn for Series {
+    #[inline]
+    fn increment(&self, value: f64) {
+        if let Cell::Gauge(g) = &self.cell {
+            g.increment(value);
+        }
+    }
+
+    #[inline]
+    fn decrement(&self, value: f64) {
+        if let Cell::Gauge(g) = &self.cell {
+            g.decrement(value);
+        }
+    }
+
+    #[inline]
+    fn set(&self, value: f64) {
+        if let Cell::Gauge(g) = &self.cell {
+            g.set(value);
+        }
+    }
+}
+
+impl HistogramFn for Series {
+    #[inline]
+    fn record(&self, value: f64) {
+        match &self.cell {
+            Cell::Histogram(h) => h.record(value),
+            Cell::Summary(s) => s.record(value),
+            _ => {}
+        }
+    }
+}
 
 // === impl CounterCell ===
 
@@ -81,17 +180,21 @@ impl CounterFn for FloatCounterCell {
 /// The `metrics` facade only counts integers; Prometheus counters are floats, and some totals (CPU
 /// seconds) are naturally fractional.
 #[derive(Debug, Clone)]
-pub struct FloatCounter(pub(crate) Arc<FloatCounterCell>);
+pub struct FloatCounter(pub(crate) Arc<Series>);
 
 impl FloatCounter {
     /// Adds `value`; negative and NaN amounts are ignored, since a counter never goes down.
     pub fn increment(&self, value: f64) {
-        self.0.add(value);
+        if let Cell::FloatCounter(c) = &self.0.cell {
+            c.add(value);
+        }
     }
 
     /// Raises the counter to `value` if it is higher, for totals read from elsewhere (such as /proc).
     pub fn absolute(&self, value: f64) {
-        self.0.raise_to(value);
+        if let Cell::FloatCounter(c) = &self.0.cell {
+            c.raise_to(value);
+        }
     }
 }
 
@@ -334,14 +437,16 @@ mod tests {
 
     #[test]
     fn float_counter_is_monotonic() {
-        let c = FloatCounter(Arc::default());
+        let series =
+            Series { key: Key::from_static_name("c_total"), cell: Cell::FloatCounter(Default::default()) };
+        let c = FloatCounter(Arc::new(series));
         c.increment(0.25);
         c.increment(-1.0);
         c.increment(f64::NAN);
         c.absolute(0.1);
-        assert_eq!(c.0.get(), 0.25);
+        assert_eq!(c.0.cell.read(), Value::FloatCounter(0.25));
         c.absolute(1.5);
-        assert_eq!(c.0.get(), 1.5);
+        assert_eq!(c.0.cell.read(), Value::FloatCounter(1.5));
     }
 
     #[test]

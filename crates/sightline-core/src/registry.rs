@@ -1,8 +1,8 @@
 //! The registry: storage for every series, the `metrics::Recorder` implementation and the typed API.
 
 use std::collections::HashSet;
-use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use metrics::{
@@ -10,11 +10,9 @@ use metrics::{
 };
 use metrics_util::KeyHasher;
 
-use crate::cells::{
-    CounterCell, FloatCounter, FloatCounterCell, GaugeCell, HistogramCell, SummaryCell, SummaryConfig,
-};
+use crate::cells::{Cell, FloatCounter, HistogramCell, Series, SummaryCell, SummaryConfig};
 use crate::naming::{self, BaseUnit};
-use crate::snapshot::{FamilySnapshot, SeriesSnapshot, Snapshot, Value};
+use crate::snapshot::{FamilySnapshot, SeriesSnapshot, Snapshot};
 use crate::{MetricError, MetricKind};
 
 /// Prometheus's default histogram buckets (the Go client's `DefBuckets`).
@@ -144,9 +142,8 @@ impl RegistryBuilder {
     pub fn build(self) -> Registry {
         let inner = Inner {
             series: papaya::HashMap::builder().hasher(BuildHasherDefault::<KeyHasher>::default()).build(),
+            aliases: papaya::HashMap::builder().hasher(BuildHasherDefault::<KeyHasher>::default()).build(),
             families: papaya::HashMap::new(),
-            next_id: AtomicU64::new(0),
-            invalid: Arc::new(CounterCell::default()),
             logged_invalid: Mutex::new(HashSet::new()),
             config: self,
         };
@@ -191,7 +188,7 @@ impl Default for Registry {
     }
 }
 
-/// A metric kind and, for histograms, whether the facade asked for one.
+/// What the facade asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Requested {
     Counter,
@@ -208,34 +205,77 @@ impl Requested {
             Requested::AnyHistogram => matches!(kind, MetricKind::Histogram | MetricKind::Summary),
         }
     }
+
+    fn kind(self) -> MetricKind {
+        match self {
+            Requested::Counter => MetricKind::Counter,
+            Requested::Gauge => MetricKind::Gauge,
+            Requested::AnyHistogram => MetricKind::Histogram,
+        }
+    }
 }
 
 struct Inner {
-    /// Every series, keyed by metric name and labels. Lookups are lock-free (papaya), and the key's hash
-    /// is computed once when the `Key` is built (`metrics` precomputes it), so `KeyHasher` passes it on.
-    series: papaya::HashMap<Arc<Key>, Entry, BuildHasherDefault<KeyHasher>>,
+    /// Every series, found by its key. Lookups are lock-free (papaya); the key's hash was computed when the
+    /// `Key` was built (`metrics` precomputes it), and `KeyHasher` passes it on.
+    /// A map to `()` rather than a `papaya::HashSet`, whose `insert` replaces an equal element: the
+    /// first series registered for a key must stay the one every handle points at.
+    series: papaya::HashMap<SeriesRef, (), BuildHasherDefault<KeyHasher>>,
+    /// Facade counter keys named without `_total`, pointing at the series of the suffixed name, so that
+    /// both spellings stay on the fast path. Bounded by the number of series.
+    aliases: papaya::HashMap<Key, Arc<Series>, BuildHasherDefault<KeyHasher>>,
     families: papaya::HashMap<String, Arc<Family>>,
-    next_id: AtomicU64,
-    invalid: Arc<CounterCell>,
     logged_invalid: Mutex<HashSet<String>>,
     config: RegistryBuilder,
 }
 
+/// A series in the lookup set, hashed and compared by its key.
 #[derive(Clone)]
-struct Entry {
-    /// Registration order, for a stable exposition order.
-    id: u64,
-    family: Arc<Family>,
-    cell: Cell,
+struct SeriesRef(Arc<Series>);
+
+impl Hash for SeriesRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.key.get_hash());
+    }
 }
 
-#[derive(Clone)]
-enum Cell {
-    Counter(Arc<CounterCell>),
-    FloatCounter(Arc<FloatCounterCell>),
-    Gauge(Arc<GaugeCell>),
-    Histogram(Arc<HistogramCell>),
-    Summary(Arc<SummaryCell>),
+impl PartialEq for SeriesRef {
+    fn eq(&self, other: &Self) -> bool {
+        same_key(&self.0.key, &other.0.key)
+    }
+}
+
+impl Eq for SeriesRef {}
+
+/// A borrowed key looking for its series.
+struct Query<'a>(&'a Key);
+
+impl Hash for Query<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.get_hash());
+    }
+}
+
+impl papaya::Equivalent<SeriesRef> for Query<'_> {
+    fn equivalent(&self, series: &SeriesRef) -> bool {
+        same_key(self.0, &series.0.key)
+    }
+}
+
+/// Key equality with shortcuts: the precomputed hashes first, then each string by address before bytes.
+/// Keys from the `metrics` macros point at the same static strings as the stored key, so the common case
+/// compares pointers, not bytes.
+#[inline]
+fn same_key(a: &Key, b: &Key) -> bool {
+    #[inline]
+    fn same(x: &str, y: &str) -> bool {
+        (x.as_ptr() == y.as_ptr() && x.len() == y.len()) || x == y
+    }
+    let (la, lb) = (a.labels().as_slice(), b.labels().as_slice());
+    a.get_hash() == b.get_hash()
+        && same(a.name(), b.name())
+        && la.len() == lb.len()
+        && la.iter().zip(lb).all(|(x, y)| same(x.key(), y.key()) && same(x.value(), y.value()))
 }
 
 struct Family {
@@ -244,9 +284,12 @@ struct Family {
     meta: RwLock<Meta>,
     /// Whether a counter family counts fractions (see [`FloatCounter`]).
     float: bool,
-    /// Label sets registered so far, not counting the overflow series.
-    series: AtomicUsize,
+    /// Label sets reserved so far against the limit, not counting the overflow series.
+    reserved: AtomicUsize,
     limit: usize,
+    /// The family's series in registration order (the overflow series included), for snapshots: reading
+    /// them in order needs no sort, and appending is lock-free.
+    series: boxcar::Vec<Arc<Series>>,
     buckets: Arc<[f64]>,
     summary: SummaryConfig,
 }
@@ -294,10 +337,6 @@ impl Registry {
             float: descriptor.float,
         };
         let family = self.inner.family(&descriptor.name, descriptor.kind, shape)?;
-        if family.float != descriptor.float {
-            let existing = if family.float { "float" } else { "integer" };
-            return Err(MetricError::CounterTypeConflict { name: descriptor.name.clone(), existing });
-        }
         if let Some(buckets) = &descriptor.buckets
             && **buckets != *family.buckets
         {
@@ -313,14 +352,11 @@ impl Registry {
     }
 
     /// A counter handle for `name` and `labels`, checking the Prometheus naming rules.
+    ///
+    /// Each call validates and builds an owned key: keep the handle rather than calling this on a hot path.
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Result<Counter, MetricError> {
-        match self.inner.register_checked(name, labels, MetricKind::Counter, Shape::default())? {
-            Cell::Counter(cell) => Ok(Counter::from_arc(cell)),
-            Cell::FloatCounter(_) => {
-                Err(MetricError::CounterTypeConflict { name: name.to_owned(), existing: "float" })
-            }
-            _ => Err(self.inner.conflict(name, MetricKind::Counter)),
-        }
+        let series = self.inner.register_checked(name, labels, MetricKind::Counter, Shape::default())?;
+        Ok(Counter::from_arc(series))
     }
 
     /// A handle to a counter of fractional amounts (such as CPU seconds) for `name` and `labels`.
@@ -328,44 +364,27 @@ impl Registry {
     /// One metric name holds either integer or float counters; facade increments of a float counter are
     /// added as floats.
     pub fn float_counter(&self, name: &str, labels: &[(&str, &str)]) -> Result<FloatCounter, MetricError> {
-        if let Some(family) = self.inner.existing_family(name)
-            && family.kind == MetricKind::Counter
-            && !family.float
-        {
-            return Err(MetricError::CounterTypeConflict { name: name.to_owned(), existing: "integer" });
-        }
         let shape = Shape { float: true, ..Shape::default() };
-        match self.inner.register_checked(name, labels, MetricKind::Counter, shape)? {
-            Cell::FloatCounter(cell) => Ok(FloatCounter(cell)),
-            Cell::Counter(_) => {
-                Err(MetricError::CounterTypeConflict { name: name.to_owned(), existing: "integer" })
-            }
-            _ => Err(self.inner.conflict(name, MetricKind::Counter)),
-        }
+        let series = self.inner.register_checked(name, labels, MetricKind::Counter, shape)?;
+        Ok(FloatCounter(series))
     }
 
     /// A gauge handle for `name` and `labels`, checking the Prometheus naming rules.
     pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Result<Gauge, MetricError> {
-        match self.inner.register_checked(name, labels, MetricKind::Gauge, Shape::default())? {
-            Cell::Gauge(cell) => Ok(Gauge::from_arc(cell)),
-            _ => Err(self.inner.conflict(name, MetricKind::Gauge)),
-        }
+        let series = self.inner.register_checked(name, labels, MetricKind::Gauge, Shape::default())?;
+        Ok(Gauge::from_arc(series))
     }
 
     /// A histogram handle for `name` and `labels`, checking the Prometheus naming rules.
     pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Result<Histogram, MetricError> {
-        match self.inner.register_checked(name, labels, MetricKind::Histogram, Shape::default())? {
-            Cell::Histogram(cell) => Ok(Histogram::from_arc(cell)),
-            _ => Err(self.inner.conflict(name, MetricKind::Histogram)),
-        }
+        let series = self.inner.register_checked(name, labels, MetricKind::Histogram, Shape::default())?;
+        Ok(Histogram::from_arc(series))
     }
 
     /// A summary handle for `name` and `labels`, checking the Prometheus naming rules.
     pub fn summary(&self, name: &str, labels: &[(&str, &str)]) -> Result<Histogram, MetricError> {
-        match self.inner.register_checked(name, labels, MetricKind::Summary, Shape::default())? {
-            Cell::Summary(cell) => Ok(Histogram::from_arc(cell)),
-            _ => Err(self.inner.conflict(name, MetricKind::Summary)),
-        }
+        let series = self.inner.register_checked(name, labels, MetricKind::Summary, Shape::default())?;
+        Ok(Histogram::from_arc(series))
     }
 
     /// Reads every series. Never blocks writers; see [`Snapshot`] for the order.
@@ -393,22 +412,21 @@ impl Registry {
             // The descriptors above are constants that satisfy the naming rules.
             let _ = self.describe(descriptor);
         }
-        let key = Arc::new(Key::from_static_name(INVALID_METRICS_METRIC));
-        if let Ok(family) = self.inner.family(INVALID_METRICS_METRIC, MetricKind::Counter, Shape::default()) {
-            self.inner.insert(key, family, Cell::Counter(self.inner.invalid.clone()), false);
-        }
+        // Registered up front so that it reads 0 before the first invalid metric.
+        let _ =
+            self.inner.register_checked(INVALID_METRICS_METRIC, &[], MetricKind::Counter, Shape::default());
     }
 }
 
 impl Inner {
-    /// The fast path: one lock-free map lookup and a reference-count increment.
+    /// The fast path: one lock-free set lookup and a reference-count increment.
     #[inline]
-    fn lookup(&self, key: &Key, requested: Requested) -> Option<Cell> {
-        let found = self.series.pin().get(key).map(|entry| (entry.family.kind, entry.cell.clone()));
+    fn lookup(&self, key: &Key, requested: Requested) -> Option<Arc<Series>> {
+        let found = self.series.pin().get_key_value(&Query(key)).map(|(series, ())| series.0.clone());
         match found {
-            Some((kind, cell)) if requested.accepts(kind) => Some(cell),
-            Some((kind, _)) => {
-                self.reject(key.name(), &self.conflict_kind(key.name(), kind, requested));
+            Some(series) if requested.accepts(series.cell.kind()) => Some(series),
+            Some(series) => {
+                self.reject(key.name(), &self.conflict_kind(key.name(), series.cell.kind(), requested));
                 None
             }
             None => self.register_facade(key, requested),
@@ -417,14 +435,22 @@ impl Inner {
 
     /// The slow path of the facade: validate, normalise, apply the cardinality limit and insert.
     #[cold]
-    fn register_facade(&self, key: &Key, requested: Requested) -> Option<Cell> {
+    fn register_facade(&self, key: &Key, requested: Requested) -> Option<Arc<Series>> {
         let name = key.name();
         // Counters always end in `_total`: a facade counter named without it is stored under the suffixed
-        // name, so both spellings land in one series and the exposition never lacks the suffix.
+        // name, so that both spellings land in one series, and remembered as an alias of it.
         if requested == Requested::Counter && !name.ends_with("_total") {
-            let normalized =
-                Key::from_parts(format!("{name}_total"), key.labels().cloned().collect::<Vec<_>>());
-            return self.lookup(&normalized, requested);
+            if let Some(series) = self.aliases.pin().get(key) {
+                return Some(series.clone());
+            }
+            let labels: Vec<Label> = key.labels().cloned().collect();
+            let normalized = Key::from_parts(format!("{name}_total"), labels);
+            let series = self.lookup(&normalized, requested)?;
+            // Overflow series are shared by many keys; only a series of its own gets an alias.
+            if same_key(&series.key, &normalized) {
+                self.aliases.pin().insert(key.clone(), series.clone());
+            }
+            return Some(series);
         }
         let checked = naming::validate_metric_name(name)
             .and_then(|()| naming::validate_labels(name, key.labels().map(Label::key)));
@@ -432,29 +458,31 @@ impl Inner {
             self.reject(name, &err);
             return None;
         }
-        let kind = match requested {
-            Requested::Counter => MetricKind::Counter,
-            Requested::Gauge => MetricKind::Gauge,
-            Requested::AnyHistogram if self.config.summaries.iter().any(|m| m.matches(name)) => {
-                MetricKind::Summary
-            }
-            Requested::AnyHistogram => MetricKind::Histogram,
-        };
         let family = match self.existing_family(name) {
             Some(family) if requested.accepts(family.kind) => family,
             Some(family) => {
                 self.reject(name, &self.conflict_kind(name, family.kind, requested));
                 return None;
             }
-            None => match self.family(name, kind, Shape::default()) {
-                Ok(family) => family,
-                Err(err) => {
-                    self.reject(name, &err);
-                    return None;
+            None => {
+                let kind = match requested {
+                    Requested::AnyHistogram if self.is_summary(name) => MetricKind::Summary,
+                    requested => requested.kind(),
+                };
+                match self.family(name, kind, Shape::default()) {
+                    Ok(family) => family,
+                    Err(err) => {
+                        self.reject(name, &err);
+                        return None;
+                    }
                 }
-            },
+            }
         };
-        Some(self.register_in(family, key))
+        Some(self.register_in(&family, key))
+    }
+
+    fn is_summary(&self, name: &str) -> bool {
+        self.config.summaries.iter().any(|m| m.matches(name))
     }
 
     /// The typed API: the naming rules are checked and errors returned rather than counted.
@@ -464,81 +492,79 @@ impl Inner {
         labels: &[(&str, &str)],
         kind: MetricKind,
         shape: Shape<'_>,
-    ) -> Result<Cell, MetricError> {
+    ) -> Result<Arc<Series>, MetricError> {
         naming::validate_metric_name(name)?;
         naming::validate_kind_suffix(name, kind)?;
         naming::validate_labels(name, labels.iter().map(|(k, _)| *k))?;
+        let family = self.family(name, kind, shape)?;
         let key = Key::from_parts(
             name.to_owned(),
             labels.iter().map(|(k, v)| Label::new(k.to_string(), v.to_string())).collect::<Vec<_>>(),
         );
-        if let Some(entry) = self.series.pin().get(&key) {
-            return if entry.family.kind == kind {
-                Ok(entry.cell.clone())
-            } else {
-                Err(self.conflict(name, kind))
-            };
+        if let Some((series, ())) = self.series.pin().get_key_value(&Query(&key)) {
+            return Ok(series.0.clone());
         }
-        let family = self.family(name, kind, shape)?;
-        if family.float != shape.float && kind == MetricKind::Counter {
-            let existing = if family.float { "float" } else { "integer" };
-            return Err(MetricError::CounterTypeConflict { name: name.to_owned(), existing });
-        }
-        Ok(self.register_in(family, &key))
+        Ok(self.register_in(&family, &key))
     }
 
     /// Inserts `key` into `family`, or folds it into the family's overflow series past the limit.
-    fn register_in(&self, family: Arc<Family>, key: &Key) -> Cell {
+    fn register_in(&self, family: &Arc<Family>, key: &Key) -> Arc<Series> {
         let reserved = family
-            .series
+            .reserved
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < family.limit).then_some(n + 1))
             .is_ok();
         if !reserved {
             return self.overflow(family);
         }
-        let cell = family.new_cell();
-        self.insert(Arc::new(key.clone()), family, cell, true)
+        match self.insert(family, key.clone()) {
+            Ok(series) => series,
+            Err(existing) => {
+                // A racing thread registered the same key first; give the reservation back.
+                family.reserved.fetch_sub(1, Ordering::AcqRel);
+                existing
+            }
+        }
     }
 
-    /// Inserts a new series, or returns the one a racing thread inserted first.
-    fn insert(&self, key: Arc<Key>, family: Arc<Family>, cell: Cell, counted: bool) -> Cell {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+    /// Inserts a new series for `key`; `Err` holds the series a racing thread inserted first.
+    fn insert(&self, family: &Arc<Family>, key: Key) -> Result<Arc<Series>, Arc<Series>> {
+        let series = Arc::new(Series { key, cell: family.new_cell() });
         let guard = self.series.pin();
-        match guard.try_insert(key, Entry { id, family: family.clone(), cell: cell.clone() }) {
-            Ok(_) => cell,
-            Err(occupied) => {
-                if counted {
-                    family.series.fetch_sub(1, Ordering::AcqRel);
-                }
-                occupied.current.cell.clone()
-            }
+        if guard.try_insert(SeriesRef(series.clone()), ()).is_ok() {
+            family.series.push(series.clone());
+            Ok(series)
+        } else {
+            // Entries are never removed, so the winner of the race is there.
+            let existing = guard.get_key_value(&Query(&series.key)).map(|(existing, ())| existing.0.clone());
+            Err(existing.unwrap_or(series))
         }
     }
 
     /// The overflow series of `family`, counting the fold in `sightline_cardinality_overflow_total`.
-    fn overflow(&self, family: Arc<Family>) -> Cell {
+    fn overflow(&self, family: &Arc<Family>) -> Arc<Series> {
         if family.name != CARDINALITY_OVERFLOW_METRIC {
             let key =
                 Key::from_parts(CARDINALITY_OVERFLOW_METRIC, vec![Label::new("metric", family.name.clone())]);
-            if let Some(Cell::Counter(counter)) = self.lookup(&key, Requested::Counter) {
+            if let Some(counter) = self.lookup(&key, Requested::Counter) {
                 metrics::CounterFn::increment(&*counter, 1);
             }
         }
+        // The overflow series does not count against the limit.
         let key = Key::from_parts(family.name.clone(), vec![Label::new(OVERFLOW_LABEL.0, OVERFLOW_LABEL.1)]);
-        if let Some(entry) = self.series.pin().get(&key) {
-            return entry.cell.clone();
+        match self.series.pin().get_key_value(&Query(&key)) {
+            Some((series, ())) => series.0.clone(),
+            None => self.insert(family, key).unwrap_or_else(|existing| existing),
         }
-        let cell = family.new_cell();
-        self.insert(Arc::new(key), family, cell, false)
     }
 
     fn existing_family(&self, name: &str) -> Option<Arc<Family>> {
         self.families.pin().get(name).cloned()
     }
 
-    /// The family called `name`, created with `kind` if new. Errors if it exists with another kind.
+    /// The family called `name`, created with `kind` if new. Errors if it exists with another kind, or as
+    /// a counter of the other number type.
     fn family(&self, name: &str, kind: MetricKind, shape: Shape<'_>) -> Result<Arc<Family>, MetricError> {
-        let Shape { buckets, quantiles, .. } = shape;
+        let Shape { buckets, quantiles, float } = shape;
         let families = self.families.pin();
         let family = families.get_or_insert_with(name.to_owned(), || {
             let config = &self.config;
@@ -565,9 +591,10 @@ impl Inner {
                 name: name.to_owned(),
                 kind,
                 meta: RwLock::new(Meta::default()),
-                float: kind == MetricKind::Counter && shape.float,
-                series: AtomicUsize::new(0),
+                float: kind == MetricKind::Counter && float,
+                reserved: AtomicUsize::new(0),
                 limit,
+                series: boxcar::Vec::new(),
                 buckets: buckets.into(),
                 summary,
             })
@@ -579,27 +606,24 @@ impl Inner {
                 requested: kind,
             });
         }
+        if kind == MetricKind::Counter && family.float != float {
+            let existing = if family.float { "float" } else { "integer" };
+            return Err(MetricError::CounterTypeConflict { name: name.to_owned(), existing });
+        }
         Ok(family.clone())
     }
 
-    fn conflict(&self, name: &str, requested: MetricKind) -> MetricError {
-        let existing = self.existing_family(name).map_or(requested, |f| f.kind);
-        MetricError::KindConflict { name: name.to_owned(), existing, requested }
-    }
-
     fn conflict_kind(&self, name: &str, existing: MetricKind, requested: Requested) -> MetricError {
-        let requested = match requested {
-            Requested::Counter => MetricKind::Counter,
-            Requested::Gauge => MetricKind::Gauge,
-            Requested::AnyHistogram => MetricKind::Histogram,
-        };
-        MetricError::KindConflict { name: name.to_owned(), existing, requested }
+        MetricError::KindConflict { name: name.to_owned(), existing, requested: requested.kind() }
     }
 
     /// Drops an invalid facade registration: counts it and logs it once per metric name.
     #[cold]
     fn reject(&self, name: &str, err: &MetricError) {
-        metrics::CounterFn::increment(&*self.invalid, 1);
+        let key = Key::from_static_name(INVALID_METRICS_METRIC);
+        if let Some((series, ())) = self.series.pin().get_key_value(&Query(&key)) {
+            metrics::CounterFn::increment(&*series.0, 1);
+        }
         let mut logged = self.logged_invalid.lock().unwrap_or_else(|e| e.into_inner());
         if logged.len() < MAX_LOGGED_INVALID && logged.insert(name.to_owned()) {
             tracing::warn!(metric = name, error = %err, "dropping invalid metric; counted in {INVALID_METRICS_METRIC}");
@@ -613,19 +637,14 @@ impl Inner {
             _ => name.to_owned(),
         };
         if let Err(err) = naming::validate_metric_name(&name) {
-            self.reject(&name, &err);
-            return;
+            return self.reject(&name, &err);
         }
         let family = match self.existing_family(&name) {
             Some(family) => family,
             None => {
                 let kind = match requested {
-                    Requested::AnyHistogram if self.config.summaries.iter().any(|m| m.matches(&name)) => {
-                        MetricKind::Summary
-                    }
-                    Requested::AnyHistogram => MetricKind::Histogram,
-                    Requested::Counter => MetricKind::Counter,
-                    Requested::Gauge => MetricKind::Gauge,
+                    Requested::AnyHistogram if self.is_summary(&name) => MetricKind::Summary,
+                    requested => requested.kind(),
                 };
                 match self.family(&name, kind, Shape::default()) {
                     Ok(family) => family,
@@ -648,57 +667,39 @@ impl Inner {
     }
 
     fn snapshot(&self) -> Snapshot {
-        // Group by family with a small index map keyed by the family's address, so that each series is
-        // placed without comparing names.
-        let mut index: std::collections::HashMap<*const Family, usize> = std::collections::HashMap::new();
-        let mut groups: Vec<FamilyGroup> = Vec::new();
-        {
-            let guard = self.series.pin();
-            for (key, entry) in guard.iter() {
-                let value = match &entry.cell {
-                    Cell::Counter(c) => Value::Counter(c.get()),
-                    Cell::FloatCounter(c) => Value::FloatCounter(c.get()),
-                    Cell::Gauge(g) => Value::Gauge(g.get()),
-                    Cell::Histogram(h) => Value::Histogram(h.read()),
-                    Cell::Summary(s) => Value::Summary(s.read()),
-                };
-                let slot = *index.entry(Arc::as_ptr(&entry.family)).or_insert_with(|| {
-                    groups.push((entry.family.clone(), Vec::new()));
-                    groups.len() - 1
-                });
-                groups[slot].1.push((entry.id, SeriesSnapshot { key: key.clone(), value }));
-            }
-        }
-        let mut families: Vec<FamilySnapshot> = groups
+        let mut families: Vec<Arc<Family>> = self.families.pin().values().cloned().collect();
+        families.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let families = families
             .into_iter()
-            .map(|(family, mut series)| {
-                series.sort_unstable_by_key(|(id, _)| *id);
+            .filter(|family| family.series.count() > 0)
+            .map(|family| {
+                let series = family
+                    .series
+                    .iter()
+                    .map(|(_, series)| SeriesSnapshot { value: series.cell.read(), series: series.clone() })
+                    .collect();
                 let meta = family.meta.read().unwrap_or_else(|e| e.into_inner()).clone();
                 FamilySnapshot {
                     name: family.name.clone(),
                     kind: family.kind,
                     help: meta.help,
                     unit: meta.unit,
-                    series: series.into_iter().map(|(_, s)| s).collect(),
+                    series,
                 }
             })
             .collect();
-        families.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Snapshot { families }
     }
 }
 
-/// A family and its series with their registration ids, while a snapshot is assembled.
-type FamilyGroup = (Arc<Family>, Vec<(u64, SeriesSnapshot)>);
-
 impl Family {
     fn new_cell(&self) -> Cell {
         match self.kind {
-            MetricKind::Counter if self.float => Cell::FloatCounter(Arc::default()),
-            MetricKind::Counter => Cell::Counter(Arc::default()),
-            MetricKind::Gauge => Cell::Gauge(Arc::default()),
-            MetricKind::Histogram => Cell::Histogram(Arc::new(HistogramCell::new(self.buckets.clone()))),
-            MetricKind::Summary => Cell::Summary(Arc::new(SummaryCell::new(&self.summary))),
+            MetricKind::Counter if self.float => Cell::FloatCounter(Default::default()),
+            MetricKind::Counter => Cell::Counter(Default::default()),
+            MetricKind::Gauge => Cell::Gauge(Default::default()),
+            MetricKind::Histogram => Cell::Histogram(HistogramCell::new(self.buckets.clone())),
+            MetricKind::Summary => Cell::Summary(Box::new(SummaryCell::new(&self.summary))),
         }
     }
 }
@@ -720,28 +721,17 @@ impl Recorder for Registry {
 
     #[inline]
     fn register_counter(&self, key: &Key, _metadata: &Metadata<'_>) -> Counter {
-        match self.inner.lookup(key, Requested::Counter) {
-            Some(Cell::Counter(cell)) => Counter::from_arc(cell),
-            Some(Cell::FloatCounter(cell)) => Counter::from_arc(cell),
-            _ => Counter::noop(),
-        }
+        self.inner.lookup(key, Requested::Counter).map_or_else(Counter::noop, Counter::from_arc)
     }
 
     #[inline]
     fn register_gauge(&self, key: &Key, _metadata: &Metadata<'_>) -> Gauge {
-        match self.inner.lookup(key, Requested::Gauge) {
-            Some(Cell::Gauge(cell)) => Gauge::from_arc(cell),
-            _ => Gauge::noop(),
-        }
+        self.inner.lookup(key, Requested::Gauge).map_or_else(Gauge::noop, Gauge::from_arc)
     }
 
     #[inline]
     fn register_histogram(&self, key: &Key, _metadata: &Metadata<'_>) -> Histogram {
-        match self.inner.lookup(key, Requested::AnyHistogram) {
-            Some(Cell::Histogram(cell)) => Histogram::from_arc(cell),
-            Some(Cell::Summary(cell)) => Histogram::from_arc(cell),
-            _ => Histogram::noop(),
-        }
+        self.inner.lookup(key, Requested::AnyHistogram).map_or_else(Histogram::noop, Histogram::from_arc)
     }
 }
 

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use metrics::{Key, Label};
+use metrics::Label;
+
+use crate::cells::Series;
 
 use crate::{BaseUnit, MetricKind};
 
@@ -54,7 +56,7 @@ impl FamilySnapshot {
 /// One series: a label set and its value.
 #[derive(Debug, Clone)]
 pub struct SeriesSnapshot {
-    pub(crate) key: Arc<Key>,
+    pub(crate) series: Arc<Series>,
     /// The value read.
     pub value: Value,
 }
@@ -62,12 +64,12 @@ pub struct SeriesSnapshot {
 impl SeriesSnapshot {
     /// The series' labels, in the order they were registered with.
     pub fn labels(&self) -> &[Label] {
-        self.key.labels().as_slice()
+        self.series.key.labels().as_slice()
     }
 
     /// The value of label `name`, if the series has it.
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.key.labels().find(|l| l.key() == name).map(|l| l.value())
+        self.series.key.labels().find(|l| l.key() == name).map(|l| l.value())
     }
 }
 

@@ -209,11 +209,11 @@ fn snapshot_order_is_stable_and_families_sorted() {
 fn concurrent_registration_creates_each_series_once() {
     let registry = Arc::new(Registry::builder().with_cardinality_limit(50).build());
     std::thread::scope(|scope| {
-        for _ in 0..4 {
+        for _ in 0..8 {
             let registry = registry.clone();
             scope.spawn(move || {
                 registry.scoped(|| {
-                    for i in 0..200 {
+                    for i in 0..2_000 {
                         metrics::counter!("racy_total", "i" => (i % 60).to_string()).increment(1);
                     }
                 })
@@ -231,7 +231,7 @@ fn concurrent_registration_creates_each_series_once() {
             _ => 0,
         })
         .sum();
-    assert_eq!(total, 800, "no increment is lost");
+    assert_eq!(total, 16_000, "no increment is lost");
 }
 
 #[test]

@@ -38,7 +38,10 @@ use sightline_export::{Format, render};
 
 // === Counting allocator ===
 
-/// `std::alloc::System`, plus a running count of live bytes while [`COUNTING`] is on.
+/// `std::alloc::System`, plus running counts of live bytes and live allocations while [`COUNTING`] is on.
+///
+/// Bytes are the sizes requested; the allocator's own per-allocation overhead comes on top (glibc: about
+/// 8 to 16 bytes each), which is why the allocation count is reported too.
 ///
 /// The count is switched on only around the memory measurements, so that the timed benchmarks pay one
 /// relaxed load of an uncontended flag per allocation and nothing else.
@@ -47,14 +50,16 @@ struct CountingAlloc;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+static LIVE_ALLOCS: AtomicI64 = AtomicI64::new(0);
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
 #[inline]
-fn count(delta: i64) {
+fn count(bytes: i64, allocs: i64) {
     if COUNTING.load(Ordering::Relaxed) {
-        LIVE_BYTES.fetch_add(delta, Ordering::Relaxed);
+        LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed);
+        LIVE_ALLOCS.fetch_add(allocs, Ordering::Relaxed);
     }
 }
 
@@ -67,7 +72,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
-            count(layout.size() as i64);
+            count(layout.size() as i64, 1);
         }
         ptr
     }
@@ -76,7 +81,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         // SAFETY: as for `alloc`.
         let ptr = unsafe { System.alloc_zeroed(layout) };
         if !ptr.is_null() {
-            count(layout.size() as i64);
+            count(layout.size() as i64, 1);
         }
         ptr
     }
@@ -84,27 +89,35 @@ unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `ptr` came from this allocator, i.e. from `System`, with `layout`.
         unsafe { System.dealloc(ptr, layout) };
-        count(-(layout.size() as i64));
+        count(-(layout.size() as i64), -1);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: `ptr` came from `System` with `layout`; the caller upholds the rest.
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
-            count(new_size as i64 - layout.size() as i64);
+            count(new_size as i64 - layout.size() as i64, 0);
         }
         new
     }
 }
 
-/// Net bytes allocated (and not freed) by `f`, with what `f` returns, which is dropped only after the
-/// count is read.
-fn net_bytes<T>(f: impl FnOnce() -> T) -> (i64, T) {
+/// Net bytes and allocations made (and not freed) by `f`, with what `f` returns, which is dropped only
+/// after the counts are read.
+fn net_alloc<T>(f: impl FnOnce() -> T) -> (Held, T) {
     LIVE_BYTES.store(0, Ordering::SeqCst);
+    LIVE_ALLOCS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
     let held = f();
     COUNTING.store(false, Ordering::SeqCst);
-    (LIVE_BYTES.load(Ordering::SeqCst), held)
+    (Held { bytes: LIVE_BYTES.load(Ordering::SeqCst), allocations: LIVE_ALLOCS.load(Ordering::SeqCst) }, held)
+}
+
+/// What [`net_alloc`] counted.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    bytes: i64,
+    allocations: i64,
 }
 
 // === Shared fixtures ===
@@ -161,9 +174,9 @@ fn two_threads(iters: u64, op: impl Fn() + Sync) -> Duration {
 
 fn memory(series: usize) -> serde_json::Value {
     let values: Vec<String> = label_values().into_iter().take(series).collect();
-    let mut results = serde_json::Map::new();
+    let mut results: Vec<(&str, Held)> = Vec::new();
 
-    let (bytes, held) = net_bytes(|| {
+    let (counted, held) = net_alloc(|| {
         let registry = sightline_registry();
         for v in &values {
             registry.counter("bench_series_total", &[("a", v), ("b", "y")]).unwrap().increment(1);
@@ -172,9 +185,9 @@ fn memory(series: usize) -> serde_json::Value {
     });
     assert_eq!(held.series_count(), series + 1, "every series registered (plus the internal one)");
     drop(held);
-    results.insert("sightline".into(), bytes.into());
+    results.push(("sightline", counted));
 
-    let (bytes, held) = net_bytes(|| {
+    let (counted, held) = net_alloc(|| {
         let recorder = mep_recorder();
         for v in &values {
             let key =
@@ -184,9 +197,9 @@ fn memory(series: usize) -> serde_json::Value {
         recorder
     });
     drop(held);
-    results.insert("metrics_exporter_prometheus".into(), bytes.into());
+    results.push(("metrics_exporter_prometheus", counted));
 
-    let (bytes, held) = net_bytes(|| {
+    let (counted, held) = net_alloc(|| {
         let registry = prometheus::Registry::new();
         let vec = prometheus::IntCounterVec::new(
             prometheus::Opts::new("bench_series_total", "Bench series."),
@@ -200,9 +213,9 @@ fn memory(series: usize) -> serde_json::Value {
         (registry, vec)
     });
     drop(held);
-    results.insert("prometheus".into(), bytes.into());
+    results.push(("prometheus", counted));
 
-    let (bytes, held) = net_bytes(|| {
+    let (counted, held) = net_alloc(|| {
         let mut registry = prometheus_client::registry::Registry::default();
         let family = Family::<[(&'static str, String); 2], PcCounter>::default();
         registry.register("bench_series", "Bench series.", family.clone());
@@ -212,24 +225,30 @@ fn memory(series: usize) -> serde_json::Value {
         (registry, family)
     });
     drop(held);
-    results.insert("prometheus_client".into(), bytes.into());
+    results.push(("prometheus_client", counted));
 
     println!("memory: net bytes allocated holding {series} counter series (2 labels)");
-    for (name, bytes) in &results {
-        let bytes = bytes.as_i64().unwrap_or(0);
+    for (name, held) in &results {
         println!(
-            "  {name:<28} {:>12} bytes  {:>8.2} MB  {:>6.0} B/series",
-            bytes,
-            bytes as f64 / 1e6,
-            bytes as f64 / series as f64
+            "  {name:<28} {:>12} bytes  {:>8.2} MB  {:>6.0} B/series  {:>5.2} allocations/series",
+            held.bytes,
+            held.bytes as f64 / 1e6,
+            held.bytes as f64 / series as f64,
+            held.allocations as f64 / series as f64,
         );
     }
+    let bytes: serde_json::Map<String, serde_json::Value> =
+        results.iter().map(|(name, held)| ((*name).to_owned(), held.bytes.into())).collect();
+    let allocations: serde_json::Map<String, serde_json::Value> =
+        results.iter().map(|(name, held)| ((*name).to_owned(), held.allocations.into())).collect();
     serde_json::json!({
-        "description": "net bytes allocated by registering and holding counter series with 2 labels \
-                        (counting global allocator around std::alloc::System)",
+        "description": "net bytes (as requested from the allocator) and allocations made by registering \
+                        and holding counter series with 2 labels; counting global allocator around \
+                        std::alloc::System",
         "series": series,
         "unit": "bytes",
-        "results": results,
+        "results": bytes,
+        "allocations": allocations,
     })
 }
 
@@ -249,9 +268,12 @@ fn memory_json_path() -> PathBuf {
 fn counter_inc_1t(c: &mut Criterion) {
     let mut group = c.benchmark_group("counter_inc_1t");
 
-    let atomic = AtomicU64::new(0);
+    // On the heap like every handle's cell, not in a stack frame that criterion also writes to.
+    let atomic = Box::new(AtomicU64::new(0));
     group.bench_function("bare_atomic", |b| {
-        b.iter(|| black_box(&atomic).fetch_add(black_box(1), Ordering::Relaxed))
+        b.iter(|| {
+            black_box(&atomic).fetch_add(black_box(1), Ordering::Relaxed);
+        })
     });
 
     let registry = sightline_registry();
@@ -276,7 +298,8 @@ fn counter_inc_1t(c: &mut Criterion) {
 fn counter_inc_2t(c: &mut Criterion) {
     let mut group = c.benchmark_group("counter_inc_2t");
 
-    let atomic = AtomicU64::new(0);
+    // On the heap like every handle's cell, not in a stack frame that criterion also writes to.
+    let atomic = Box::new(AtomicU64::new(0));
     group.bench_function("bare_atomic", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, || {
@@ -370,7 +393,8 @@ fn histogram_record(c: &mut Criterion) {
     let mask = values.len() - 1;
 
     // The bare limit of a bucketed histogram is one RMW on a bucket count; shown for reference.
-    let atomic = AtomicU64::new(0);
+    // On the heap like every handle's cell, not in a stack frame that criterion also writes to.
+    let atomic = Box::new(AtomicU64::new(0));
     group.bench_function("bare_atomic", |b| {
         let mut i = 0usize;
         b.iter(|| {
