@@ -141,6 +141,7 @@ impl RegistryBuilder {
     /// Builds the registry.
     pub fn build(self) -> Registry {
         let inner = Inner {
+            id: next_registry_id(),
             series: papaya::HashMap::builder().hasher(BuildHasherDefault::<KeyHasher>::default()).build(),
             aliases: papaya::HashMap::builder().hasher(BuildHasherDefault::<KeyHasher>::default()).build(),
             families: papaya::HashMap::new(),
@@ -216,6 +217,8 @@ impl Requested {
 }
 
 struct Inner {
+    /// Tags this registry's entries in the per-thread lookup caches.
+    id: u64,
     /// Every series, found by its key. Lookups are lock-free (papaya); the key's hash was computed when the
     /// `Key` was built (`metrics` precomputes it), and `KeyHasher` passes it on.
     /// A map to `()` rather than a `papaya::HashSet`, whose `insert` replaces an equal element: the
@@ -265,9 +268,9 @@ impl papaya::Equivalent<SeriesRef> for Query<'_> {
 /// Key equality with shortcuts: the precomputed hashes first, then each string by address before bytes.
 /// Keys from the `metrics` macros point at the same static strings as the stored key, so the common case
 /// compares pointers, not bytes.
-#[inline]
+#[inline(always)]
 fn same_key(a: &Key, b: &Key) -> bool {
-    #[inline]
+    #[inline(always)]
     fn same(x: &str, y: &str) -> bool {
         (x.as_ptr() == y.as_ptr() && x.len() == y.len()) || x == y
     }
@@ -418,11 +421,49 @@ impl Registry {
     }
 }
 
+/// How many recently used series each thread remembers, per slot chosen by key hash.
+const THREAD_CACHE_SLOTS: usize = 64;
+
+/// One cache slot: the registry's id and the series.
+type CacheSlot = Option<(u64, Arc<Series>)>;
+
+thread_local! {
+    /// A small direct-mapped cache of the series this thread looked up last, tagged with the registry's
+    /// id. A hit skips the shared map (its epoch guard and probe), which is most of the cost of
+    /// `counter!` with labels. Entries are never stale: a key's series never changes once registered.
+    static THREAD_CACHE: std::cell::RefCell<Vec<CacheSlot>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Gives each registry an id for the thread caches; ids are never reused, unlike addresses.
+static NEXT_REGISTRY_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+pub(crate) fn next_registry_id() -> u64 {
+    NEXT_REGISTRY_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 impl Inner {
-    /// The fast path: one lock-free set lookup and a reference-count increment.
+    /// The fast path: the thread's cache, else one lock-free map lookup; then a reference-count increment.
     #[inline]
     fn lookup(&self, key: &Key, requested: Requested) -> Option<Arc<Series>> {
-        let found = self.series.pin().get_key_value(&Query(key)).map(|(series, ())| series.0.clone());
+        let slot = (key.get_hash() as usize) % THREAD_CACHE_SLOTS;
+        let cached = THREAD_CACHE.with(|cache| {
+            let cache = cache.try_borrow().ok()?;
+            match cache.get(slot)? {
+                Some((id, series)) if *id == self.id && same_key(key, &series.key) => Some(series.clone()),
+                _ => None,
+            }
+        });
+        let found = match cached {
+            Some(series) => Some(series),
+            None => {
+                let found = self.series.pin().get_key_value(&Query(key)).map(|(series, ())| series.0.clone());
+                if let Some(series) = &found {
+                    self.remember(slot, series);
+                }
+                found
+            }
+        };
         match found {
             Some(series) if requested.accepts(series.cell.kind()) => Some(series),
             Some(series) => {
@@ -431,6 +472,18 @@ impl Inner {
             }
             None => self.register_facade(key, requested),
         }
+    }
+
+    #[cold]
+    fn remember(&self, slot: usize, series: &Arc<Series>) {
+        THREAD_CACHE.with(|cache| {
+            if let Ok(mut cache) = cache.try_borrow_mut() {
+                if cache.is_empty() {
+                    cache.resize(THREAD_CACHE_SLOTS, None);
+                }
+                cache[slot] = Some((self.id, series.clone()));
+            }
+        });
     }
 
     /// The slow path of the facade: validate, normalise, apply the cardinality limit and insert.

@@ -314,3 +314,18 @@ fn invalid_metrics_are_logged_once_per_name() {
     assert!(logged.contains("bad-name_total") && logged.contains("also bad"), "{logged}");
     assert_eq!(counter(&registry.snapshot(), INVALID_METRICS_METRIC, &[]), Some(200));
 }
+
+#[test]
+fn registries_on_one_thread_never_share_series() {
+    // The per-thread lookup cache is tagged by registry; the same key in two registries stays apart.
+    let (a, b) = (Registry::new(), Registry::new());
+    for _ in 0..3 {
+        a.scoped(|| metrics::counter!("shared_total", "k" => "v").increment(1));
+        b.scoped(|| metrics::counter!("shared_total", "k" => "v").increment(10));
+    }
+    assert_eq!(counter(&a.snapshot(), "shared_total", &[("k", "v")]), Some(3));
+    assert_eq!(counter(&b.snapshot(), "shared_total", &[("k", "v")]), Some(30));
+    // A gauge lookup of a key cached as a counter is still refused as a kind conflict.
+    a.scoped(|| metrics::gauge!("shared_total", "k" => "v").set(1.0));
+    assert_eq!(counter(&a.snapshot(), INVALID_METRICS_METRIC, &[]), Some(1));
+}
