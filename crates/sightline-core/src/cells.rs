@@ -28,7 +28,8 @@ pub(crate) enum Cell {
     Counter(CounterCell),
     FloatCounter(FloatCounterCell),
     Gauge(GaugeCell),
-    Histogram(HistogramCell),
+    // Boxed, like summaries, so that the common counter and gauge series stay small.
+    Histogram(Box<HistogramCell>),
     Summary(Box<SummaryCell>),
 }
 
@@ -276,12 +277,22 @@ impl HistogramCell {
     }
 }
 
+/// Up to this many buckets, a histogram finds the bucket by counting rather than by binary search.
+const LINEAR_SEARCH_MAX: usize = 32;
+
 impl HistogramFn for HistogramCell {
     #[inline]
     fn record(&self, value: f64) {
         // NaN compares false with every bound; it goes to the +Inf bucket, as in client_golang.
-        let index =
-            if value.is_nan() { self.bounds.len() } else { self.bounds.partition_point(|b| *b < value) };
+        let index = if value.is_nan() {
+            self.bounds.len()
+        } else if self.bounds.len() <= LINEAR_SEARCH_MAX {
+            // Counting the bounds below the value has no data-dependent branch, so it beats a binary
+            // search (whose branches mispredict on varied values) for the usual dozen buckets.
+            self.bounds.iter().map(|b| usize::from(*b < value)).sum()
+        } else {
+            self.bounds.partition_point(|b| *b < value)
+        };
         self.counts[index].fetch_add(1, Ordering::Relaxed);
         add_f64(&self.sum, value);
     }
@@ -447,6 +458,22 @@ mod tests {
         assert_eq!(c.0.cell.read(), Value::FloatCounter(0.25));
         c.absolute(1.5);
         assert_eq!(c.0.cell.read(), Value::FloatCounter(1.5));
+    }
+
+    #[test]
+    fn bucket_choice_is_the_same_for_counting_and_binary_search() {
+        for n in [1, 5, LINEAR_SEARCH_MAX, LINEAR_SEARCH_MAX + 1, 100] {
+            let bounds: Arc<[f64]> = (1..=n).map(|i| i as f64 * 0.5).collect();
+            for step in -2..=(2 * n as i64 + 4) {
+                let value = step as f64 * 0.25;
+                let h = HistogramCell::new(bounds.clone());
+                h.record(value);
+                let got = h.counts.iter().position(|c| c.load(Ordering::Relaxed) == 1);
+                // The first bucket whose upper bound is >= value, or +Inf.
+                let want = bounds.iter().position(|b| *b >= value).unwrap_or(bounds.len());
+                assert_eq!(got, Some(want), "{n} buckets, value {value}");
+            }
+        }
     }
 
     #[test]

@@ -751,7 +751,7 @@ impl Family {
             MetricKind::Counter if self.float => Cell::FloatCounter(Default::default()),
             MetricKind::Counter => Cell::Counter(Default::default()),
             MetricKind::Gauge => Cell::Gauge(Default::default()),
-            MetricKind::Histogram => Cell::Histogram(HistogramCell::new(self.buckets.clone())),
+            MetricKind::Histogram => Cell::Histogram(Box::new(HistogramCell::new(self.buckets.clone()))),
             MetricKind::Summary => Cell::Summary(Box::new(SummaryCell::new(&self.summary))),
         }
     }
