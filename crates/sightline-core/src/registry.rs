@@ -76,6 +76,7 @@ pub struct RegistryBuilder {
     default_buckets: Vec<f64>,
     buckets: Vec<(Matcher, Vec<f64>)>,
     summaries: Vec<Matcher>,
+    sharded: Vec<Matcher>,
     summary_config: SummaryConfig,
 }
 
@@ -87,6 +88,7 @@ impl Default for RegistryBuilder {
             default_buckets: DEFAULT_BUCKETS.to_vec(),
             buckets: Vec::new(),
             summaries: Vec::new(),
+            sharded: Vec::new(),
             summary_config: SummaryConfig::default(),
         }
     }
@@ -126,6 +128,14 @@ impl RegistryBuilder {
     /// Makes the facade histograms `matcher` chooses summaries (quantiles over a sliding window).
     pub fn with_summary_for(mut self, matcher: Matcher) -> Self {
         self.summaries.push(matcher);
+        self
+    }
+
+    /// Makes the counters `matcher` chooses sharded: one cell per core, so that threads incrementing the
+    /// same counter at once do not contend for one cache line. Each such series costs `128 * cores` bytes
+    /// instead of 8, so choose the few hot counters that many threads bump.
+    pub fn with_sharded_counters_for(mut self, matcher: Matcher) -> Self {
+        self.sharded.push(matcher);
         self
     }
 
@@ -287,6 +297,8 @@ struct Family {
     meta: RwLock<Meta>,
     /// Whether a counter family counts fractions (see [`FloatCounter`]).
     float: bool,
+    /// Whether an integer counter family spreads each series over one cell per core.
+    sharded: bool,
     /// Label sets reserved so far against the limit, not counting the overflow series.
     reserved: AtomicUsize,
     limit: usize,
@@ -645,6 +657,9 @@ impl Inner {
                 kind,
                 meta: RwLock::new(Meta::default()),
                 float: kind == MetricKind::Counter && float,
+                sharded: kind == MetricKind::Counter
+                    && !float
+                    && config.sharded.iter().any(|m| m.matches(name)),
                 reserved: AtomicUsize::new(0),
                 limit,
                 series: boxcar::Vec::new(),
@@ -749,6 +764,7 @@ impl Family {
     fn new_cell(&self) -> Cell {
         match self.kind {
             MetricKind::Counter if self.float => Cell::FloatCounter(Default::default()),
+            MetricKind::Counter if self.sharded => Cell::ShardedCounter(Default::default()),
             MetricKind::Counter => Cell::Counter(Default::default()),
             MetricKind::Gauge => Cell::Gauge(Default::default()),
             MetricKind::Histogram => Cell::Histogram(Box::new(HistogramCell::new(self.buckets.clone()))),

@@ -329,3 +329,16 @@ fn registries_on_one_thread_never_share_series() {
     a.scoped(|| metrics::gauge!("shared_total", "k" => "v").set(1.0));
     assert_eq!(counter(&a.snapshot(), INVALID_METRICS_METRIC, &[]), Some(1));
 }
+
+#[test]
+fn sharded_counters_count_like_plain_ones() {
+    let registry = Registry::builder().with_sharded_counters_for(Matcher::Prefix("hot_".into())).build();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                registry.scoped(|| (0..500).for_each(|_| metrics::counter!("hot_total").increment(2)))
+            });
+        }
+    });
+    assert_eq!(counter(&registry.snapshot(), "hot_total", &[]), Some(4000));
+}

@@ -313,6 +313,14 @@ fn counter_inc_2t(c: &mut Criterion) {
     group.bench_function("sightline", |b| {
         b.iter_custom(|iters| two_threads(iters, || black_box(&counter).increment(black_box(1))))
     });
+    // The same counter, sharded per core (an opt-in for hot counters).
+    let sharded = Registry::builder()
+        .with_sharded_counters_for(sightline_core::Matcher::Full("bench_inc_total".into()))
+        .build();
+    let counter = sharded.counter("bench_inc_total", &[]).unwrap();
+    group.bench_function("sightline_sharded", |b| {
+        b.iter_custom(|iters| two_threads(iters, || black_box(&counter).increment(black_box(1))))
+    });
 
     let recorder = mep_recorder();
     let counter = recorder.register_counter(&Key::from_static_name("bench_inc_total"), &METADATA);
