@@ -170,14 +170,17 @@ static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 #[inline]
 fn shard_index() -> usize {
-    SHARD.with(|shard| {
-        let mut index = shard.get();
-        if index == usize::MAX {
-            index = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
-            shard.set(index);
-        }
-        index
-    })
+    // During thread-local destruction the slot is gone; any shard is correct, only contention differs.
+    SHARD
+        .try_with(|shard| {
+            let mut index = shard.get();
+            if index == usize::MAX {
+                index = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
+                shard.set(index);
+            }
+            index
+        })
+        .unwrap_or(0)
 }
 
 impl ShardedCounterCell {

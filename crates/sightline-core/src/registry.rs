@@ -459,13 +459,17 @@ impl Inner {
     #[inline]
     fn lookup(&self, key: &Key, requested: Requested) -> Option<Arc<Series>> {
         let slot = (key.get_hash() as usize) % THREAD_CACHE_SLOTS;
-        let cached = THREAD_CACHE.with(|cache| {
+        let cached = THREAD_CACHE.try_with(|cache| {
             let cache = cache.try_borrow().ok()?;
             match cache.get(slot)? {
                 Some((id, series)) if *id == self.id && same_key(key, &series.key) => Some(series.clone()),
                 _ => None,
             }
         });
+        // The thread is tearing down its thread-locals (a metric recorded from another thread-local's
+        // destructor). The map's epoch guard needs thread-locals that may be gone too, and touching them
+        // would abort the process, so the record is dropped.
+        let Ok(cached) = cached else { return None };
         let found = match cached {
             Some(series) => Some(series),
             None => {
@@ -488,7 +492,7 @@ impl Inner {
 
     #[cold]
     fn remember(&self, slot: usize, series: &Arc<Series>) {
-        THREAD_CACHE.with(|cache| {
+        let _ = THREAD_CACHE.try_with(|cache| {
             if let Ok(mut cache) = cache.try_borrow_mut() {
                 if cache.is_empty() {
                     cache.resize(THREAD_CACHE_SLOTS, None);

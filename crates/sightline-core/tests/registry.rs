@@ -342,3 +342,31 @@ fn sharded_counters_count_like_plain_ones() {
     });
     assert_eq!(counter(&registry.snapshot(), "hot_total", &[]), Some(4000));
 }
+
+#[test]
+fn recording_from_a_thread_local_destructor_does_not_panic() {
+    struct RecordOnDrop(Option<Registry>);
+    impl Drop for RecordOnDrop {
+        fn drop(&mut self) {
+            if let Some(registry) = self.0.take() {
+                registry.scoped(|| metrics::counter!("late_total", "k" => "v").increment(1));
+            }
+        }
+    }
+    thread_local! {
+        static LATE: std::cell::RefCell<RecordOnDrop> = const { std::cell::RefCell::new(RecordOnDrop(None)) };
+    }
+    let registry = Registry::new();
+    let theirs = registry.clone();
+    std::thread::spawn(move || {
+        // Touch LATE first so that its destructor runs after the registry's own thread-locals are gone
+        // (destructors run in reverse order of first use).
+        LATE.with(|late| late.borrow_mut().0 = Some(theirs.clone()));
+        theirs.scoped(|| metrics::counter!("late_total", "k" => "v").increment(1));
+    })
+    .join()
+    .expect("no panic in the thread or its destructors");
+    // The record made during teardown may be dropped, but it never aborts the process.
+    let late = counter(&registry.snapshot(), "late_total", &[("k", "v")]);
+    assert!(matches!(late, Some(1 | 2)), "{late:?}");
+}
