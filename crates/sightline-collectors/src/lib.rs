@@ -33,7 +33,7 @@ pub use schedule::{Collectors, Running};
 
 /// Something that reads a source and updates metrics.
 pub trait Collector: Send + 'static {
-    /// A short name, used as the `collector` label: `host`, `process`, `tokio`.
+    /// A short name, used as the `collector` label: `host`, `process`, `runtime`.
     fn name(&self) -> &'static str;
 
     /// Reads the source and updates the metrics. Update what can be read, and report what could not:

@@ -45,7 +45,7 @@ impl RuntimeCollector {
 
 impl Collector for RuntimeCollector {
     fn name(&self) -> &'static str {
-        "tokio"
+        "runtime"
     }
 
     fn collect(&mut self) -> Result<(), CollectError> {

@@ -25,6 +25,8 @@ struct Entry {
     collector: Box<dyn Collector>,
     interval: Duration,
     last_error: Option<String>,
+    /// Whether `collect_once` already ran it, so that `start` waits an interval before the next run.
+    collected: bool,
 }
 
 impl std::fmt::Debug for Collectors {
@@ -72,7 +74,12 @@ impl Collectors {
     /// Adds `collector`, to run every `interval` (at least every 100 ms).
     pub fn add(mut self, collector: impl Collector, interval: Duration) -> Self {
         let interval = interval.max(Duration::from_millis(100));
-        self.entries.push(Entry { collector: Box::new(collector), interval, last_error: None });
+        self.entries.push(Entry {
+            collector: Box::new(collector),
+            interval,
+            last_error: None,
+            collected: false,
+        });
         self
     }
 
@@ -86,8 +93,9 @@ impl Collectors {
             .collect()
     }
 
-    /// Starts one background thread per collector. Each collects at once, then every interval, until the
-    /// returned [`Running`] is stopped or dropped.
+    /// Starts one background thread per collector. Each collects at once (or, after
+    /// [`collect_once`](Self::collect_once), one interval later), then every interval, until the returned
+    /// [`Running`] is stopped or dropped.
     pub fn start(self) -> Running {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let threads = self
@@ -98,6 +106,9 @@ impl Collectors {
                 let stop = stop.clone();
                 let name = format!("sightline-collector-{}", entry.collector.name());
                 let spawned = std::thread::Builder::new().name(name.clone()).spawn(move || {
+                    if entry.collected && wait_or_stop(&stop, entry.interval) {
+                        return;
+                    }
                     loop {
                         let _ = run(&registry, &mut entry);
                         if wait_or_stop(&stop, entry.interval) {
@@ -133,6 +144,7 @@ fn wait_or_stop(stop: &(Mutex<bool>, Condvar), interval: Duration) -> bool {
 /// Runs one collection, timing it and counting and logging failures. A failure is logged when it first
 /// happens and when its message changes, not at every interval.
 fn run(registry: &Registry, entry: &mut Entry) -> Result<(), CollectError> {
+    entry.collected = true;
     let name = entry.collector.name();
     let start = Instant::now();
     let result = entry.collector.collect();

@@ -30,6 +30,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The server's own logs.
     pub log: LogConfig,
+    /// Host, process and runtime metrics.
+    pub collectors: CollectorsConfig,
 }
 
 /// `server:` settings.
@@ -109,6 +111,111 @@ impl BucketRule {
             (None, None, Some(s)) => Some(Matcher::Suffix(s.clone())),
             _ => None,
         }
+    }
+}
+
+/// `collectors:` settings: which collectors run, and how often.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorsConfig {
+    /// The server's own process: `process_*`.
+    pub process: CollectorToggle,
+    /// The server's tokio runtime: `sightline_tokio_*`.
+    pub runtime: CollectorToggle,
+}
+
+/// On or off, and the interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorToggle {
+    /// Whether the collector runs.
+    pub enabled: bool,
+    /// How often it collects.
+    pub interval: PromDuration,
+}
+
+impl Default for CollectorToggle {
+    fn default() -> Self {
+        Self { enabled: true, interval: PromDuration(std::time::Duration::from_secs(15)) }
+    }
+}
+
+/// A duration written as Prometheus writes them: `500ms`, `15s`, `1m`, `1h30m`, `2d`, `1w`, `1y`, `0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PromDuration(pub std::time::Duration);
+
+impl PromDuration {
+    /// Parses Prometheus's duration syntax: units `y` (365 d), `w`, `d`, `h`, `m`, `s`, `ms`, largest
+    /// first, each at most once.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        const UNITS: [(&str, u64); 7] = [
+            ("y", 365 * 24 * 3600 * 1000),
+            ("w", 7 * 24 * 3600 * 1000),
+            ("d", 24 * 3600 * 1000),
+            ("h", 3600 * 1000),
+            ("m", 60 * 1000),
+            ("s", 1000),
+            ("ms", 1),
+        ];
+        let bad =
+            || format!("invalid duration {text:?}: use Prometheus syntax such as 500ms, 15s, 1m or 1h30m");
+        match text {
+            "0" => return Ok(Self(std::time::Duration::ZERO)),
+            "" => return Err(bad()),
+            _ => {}
+        }
+        let mut rest = text;
+        let mut next_unit = 0;
+        let mut millis: u64 = 0;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(bad());
+            }
+            let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+            let unit = &rest[..unit_len];
+            rest = &rest[unit_len..];
+            let position = UNITS.iter().position(|(name, _)| *name == unit).ok_or_else(bad)?;
+            if position < next_unit {
+                return Err(bad());
+            }
+            next_unit = position + 1;
+            millis =
+                number.checked_mul(UNITS[position].1).and_then(|m| m.checked_add(millis)).ok_or_else(bad)?;
+        }
+        Ok(Self(std::time::Duration::from_millis(millis)))
+    }
+}
+
+impl std::fmt::Display for PromDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let millis = self.0.as_millis();
+        if millis == 0 {
+            return f.write_str("0s");
+        }
+        let mut rest = millis;
+        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+            if rest >= size {
+                write!(f, "{}{unit}", rest / size)?;
+                rest %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for PromDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PromDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        PromDuration::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -21,8 +21,6 @@ pub struct AppState {
     pub registry: Registry,
     /// The API tokens for write endpoints.
     pub tokens: Tokens,
-    #[cfg(target_os = "linux")]
-    process: Option<crate::process::ProcessMetrics>,
 }
 
 impl AppState {
@@ -36,20 +34,7 @@ impl AppState {
         if let Ok(gauge) = build_info {
             gauge.set(1.0);
         }
-        #[cfg(target_os = "linux")]
-        let process = match crate::process::ProcessMetrics::register(&registry) {
-            Ok(process) => Some(process),
-            Err(err) => {
-                tracing::warn!(error = %err, "process metrics are unavailable");
-                None
-            }
-        };
-        Self {
-            tokens: Tokens::new(tokens, registry.clone()),
-            registry,
-            #[cfg(target_os = "linux")]
-            process,
-        }
+        Self { tokens: Tokens::new(tokens, registry.clone()), registry }
     }
 }
 
@@ -85,10 +70,6 @@ pub fn router(state: AppState) -> Router {
 
 /// `GET /metrics`: Prometheus text or OpenMetrics, as the `Accept` header asks.
 async fn metrics_handler(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    #[cfg(target_os = "linux")]
-    if let Some(process) = &state.process {
-        process.update();
-    }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
     let body = sightline_export::render(&state.registry.snapshot(), format);

@@ -8,8 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod logging;
-#[cfg(target_os = "linux")]
-pub mod process;
 
 use anyhow::Context as _;
 use sightline_core::{Matcher, RegistryBuilder};
@@ -39,6 +37,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let registry =
         registry_builder(&config.metrics)?.install().context("cannot install the metrics recorder")?;
+    let collectors = start_collectors(&registry, &config.collectors);
     let state = http::AppState::new(registry, &config.api.tokens);
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -56,8 +55,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown)
         .await
         .context("the HTTP server failed")?;
+    collectors.stop();
     tracing::info!("sightline stopped");
     Ok(())
+}
+
+/// Starts the enabled collectors, after one synchronous collection so that the first scrape already sees
+/// their metrics. Must run inside the tokio runtime (for the runtime collector).
+fn start_collectors(
+    registry: &sightline_core::Registry,
+    config: &config::CollectorsConfig,
+) -> sightline_collectors::Running {
+    use sightline_collectors::{Collectors, process::ProcessCollector, runtime::RuntimeCollector};
+    let mut collectors = Collectors::new(registry);
+    if config.process.enabled {
+        collectors = collectors.add(ProcessCollector::new(registry), config.process.interval.0);
+    }
+    if config.runtime.enabled {
+        let handle = tokio::runtime::Handle::current();
+        collectors = collectors.add(RuntimeCollector::new(registry, handle), config.runtime.interval.0);
+    }
+    for (collector, error) in collectors.collect_once() {
+        tracing::warn!(collector, error, "first collection incomplete");
+    }
+    collectors.start()
 }
 
 /// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is called, and returns a future that

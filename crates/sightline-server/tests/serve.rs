@@ -40,6 +40,10 @@ fn serves_metrics_and_liveness() {
         "process_open_fds ",
         "process_max_fds ",
         "process_start_time_seconds ",
+        "sightline_tokio_workers ",
+        "sightline_tokio_worker_busy_seconds_total{worker=\"0\"}",
+        "sightline_collector_duration_seconds_count{collector=\"process\"}",
+        "sightline_collector_errors_total{collector=\"runtime\"} 0",
         "sightline_http_requests_total{route=\"/health/live\",method=\"GET\",status=\"200\"} 1",
     ] {
         assert!(metrics.body.contains(needle), "{needle} missing from\n{}", metrics.body);

@@ -93,3 +93,36 @@ fn bad_environment_overrides_name_the_variable() {
         assert!(shown.contains(reason), "{var} gave {shown}");
     }
 }
+
+#[test]
+fn prometheus_durations() {
+    let ms = |text: &str| PromDuration::parse(text).map(|d| d.0.as_millis());
+    assert_eq!(ms("500ms"), Ok(500));
+    assert_eq!(ms("15s"), Ok(15_000));
+    assert_eq!(ms("1m"), Ok(60_000));
+    assert_eq!(ms("1h30m"), Ok(5_400_000));
+    assert_eq!(ms("2d"), Ok(172_800_000));
+    assert_eq!(ms("1w"), Ok(604_800_000));
+    assert_eq!(ms("0"), Ok(0));
+    for bad in ["", "15", "s", "1.5s", "30m1h", "1s1s", "-1s", "1 s", "10x", "99999999999999999999y"] {
+        assert!(PromDuration::parse(bad).is_err(), "{bad:?}");
+    }
+    for text in ["15s", "1h30m", "500ms", "2d3h4m5s6ms"] {
+        assert_eq!(PromDuration::parse(text).map(|d| d.to_string()).as_deref(), Ok(text));
+    }
+}
+
+#[test]
+fn collectors_can_be_turned_off_and_unknown_ones_are_errors() {
+    let config =
+        parse("collectors:\n  process:\n    enabled: false\n  runtime:\n    interval: 1m\n").expect("valid");
+    assert!(!config.collectors.process.enabled);
+    assert_eq!(config.collectors.runtime.interval.0.as_secs(), 60);
+    let err = parse("collectors:\n  prcess:\n    enabled: false\n").expect_err("unknown collector");
+    assert!(err.to_string().starts_with("sightline.yaml:2:"), "{err}");
+    let err = parse("collectors:\n  runtime:\n    interval: 15\n").expect_err("bad duration");
+    assert!(
+        err.to_string().contains("sightline.yaml:3:") && err.to_string().contains("invalid duration"),
+        "{err}"
+    );
+}
