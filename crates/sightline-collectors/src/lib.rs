@@ -25,10 +25,14 @@
 
 mod schedule;
 
+pub mod execution;
+pub mod host;
 pub mod process;
 #[cfg(feature = "tokio")]
 pub mod runtime;
 
+pub use execution::{ExecutionGuard, Outcome, Tracker};
+pub use host::{HostCollector, HostConfig, HostConfigError};
 pub use schedule::{Collectors, Running};
 
 /// Something that reads a source and updates metrics.
