@@ -73,6 +73,48 @@ fn try_apt_install(package: &str) -> String {
     }
 }
 
+/// Runs `promtool check metrics` on an exposition in the text format and returns what it complained
+/// about, leaving out one known complaint: node_exporter's meminfo names (`node_memory_MemTotal_bytes`,
+/// ...) are /proc/meminfo's field names, which promtool calls camelCase; node_exporter's own output draws
+/// the same lint, and dashboards depend on the names. Anything else is returned, so a test can assert it
+/// is empty.
+pub fn promtool_check_metrics(promtool: &Path, body: &str) -> Vec<String> {
+    use std::io::Write;
+    let mut child = match Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => return vec![format!("cannot run {}: {e}", promtool.display())],
+    };
+    if let Some(mut stdin) = child.stdin.take()
+        && let Err(e) = stdin.write_all(body.as_bytes())
+    {
+        return vec![format!("cannot write to promtool: {e}")];
+    }
+    let out = match child.wait_with_output() {
+        Ok(out) => out,
+        Err(e) => return vec![format!("promtool did not finish: {e}")],
+    };
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let mut problems: Vec<String> = printed
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| {
+            !(l.starts_with("node_memory_")
+                && l.ends_with("metric names should be written in 'snake_case' not 'camelCase'"))
+        })
+        .map(str::to_owned)
+        .collect();
+    if problems.is_empty() && !out.status.success() && !printed.contains("camelCase") {
+        problems.push(format!("promtool exited with {} and printed nothing", out.status));
+    }
+    problems
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests on one machine).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")

@@ -56,11 +56,13 @@ impl Collectors {
         Self { registry: registry.clone(), entries: Vec::new() }
     }
 
-    /// The process collector, plus the tokio runtime collector when called inside a tokio runtime (with
-    /// the `tokio` feature), each every 15 seconds.
+    /// The host collector (node_exporter's defaults) and the process collector, plus the tokio runtime
+    /// collector when called inside a tokio runtime (with the `tokio` feature), each every 15 seconds.
     pub fn with_defaults(registry: &Registry) -> Self {
-        let collectors =
-            Self::new(registry).add(crate::process::ProcessCollector::new(registry), DEFAULT_INTERVAL);
+        let host = crate::HostCollector::new(registry, crate::HostConfig::default());
+        let collectors = Self::new(registry)
+            .add(host, DEFAULT_INTERVAL)
+            .add(crate::process::ProcessCollector::new(registry), DEFAULT_INTERVAL);
         #[cfg(feature = "tokio")]
         let collectors = match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
@@ -267,6 +269,20 @@ mod tests {
         assert_eq!(count(&registry, ERRORS_METRIC, "flaky"), 2);
         assert_eq!(count(&registry, ERRORS_METRIC, "steady"), 0);
         assert_eq!(count(&registry, DURATION_METRIC, "steady"), 4);
+    }
+
+    #[test]
+    fn defaults_collect_host_and_process_metrics() {
+        let registry = Registry::new();
+        let failed = Collectors::with_defaults(&registry).collect_once();
+        let snapshot = registry.snapshot();
+        if cfg!(target_os = "linux") {
+            assert!(failed.is_empty(), "{failed:?}");
+            assert!(snapshot.family("node_cpu_seconds_total").is_some());
+            assert!(snapshot.family("process_resident_memory_bytes").is_some());
+        } else {
+            assert_eq!(failed.len(), 2, "host and process report themselves unavailable");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use sightline_collectors::Collector;
@@ -362,25 +362,6 @@ fn promtool_finds_nothing_but_node_exporters_own_camel_case() {
     let body = render(&registry.snapshot(), Format::PrometheusText);
     assert!(body.contains("sightline_host_cpu_mode_ratio"), "{body}");
 
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), body.as_bytes()).expect("write");
-    let out = child.wait_with_output().expect("promtool output");
-    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    // node_exporter's meminfo names (node_memory_MemTotal_bytes, ...) are the /proc/meminfo field names,
-    // which promtool calls camelCase; node_exporter's own output draws the same complaint. Nothing else.
-    let other: Vec<&str> = printed
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter(|l| {
-            !(l.starts_with("node_memory_")
-                && l.ends_with("metric names should be written in 'snake_case' not 'camelCase'"))
-        })
-        .collect();
-    assert!(other.is_empty(), "promtool said:\n{printed}\nfor:\n{body}");
+    let problems = sightline_testkit::promtool_check_metrics(&promtool, &body);
+    assert!(problems.is_empty(), "promtool said:\n{}\nfor:\n{body}", problems.join("\n"));
 }

@@ -118,10 +118,104 @@ impl BucketRule {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CollectorsConfig {
+    /// The machine: node_exporter's `node_*` metrics and `sightline_host_*` ratios.
+    pub host: HostCollectorConfig,
     /// The server's own process: `process_*`.
     pub process: CollectorToggle,
     /// The server's tokio runtime: `sightline_tokio_*`.
     pub runtime: CollectorToggle,
+}
+
+/// `collectors.host:` settings. The patterns are regular expressions with node_exporter's meaning and
+/// defaults; an empty pattern matches nothing (so an empty `*_include` keeps everything).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostCollectorConfig {
+    /// Whether the collector runs.
+    pub enabled: bool,
+    /// How often it collects.
+    pub interval: PromDuration,
+    /// Mount points to report (`--collector.filesystem.mount-points-include`).
+    #[serde(deserialize_with = "pattern")]
+    pub mount_points_include: String,
+    /// Mount points to leave out (`--collector.filesystem.mount-points-exclude`).
+    #[serde(deserialize_with = "pattern")]
+    pub mount_points_exclude: String,
+    /// Filesystem types to report.
+    #[serde(deserialize_with = "pattern")]
+    pub fs_types_include: String,
+    /// Filesystem types to leave out (`--collector.filesystem.fs-types-exclude`).
+    #[serde(deserialize_with = "pattern")]
+    pub fs_types_exclude: String,
+    /// Disk devices to report (`--collector.diskstats.device-include`).
+    #[serde(deserialize_with = "pattern")]
+    pub disk_devices_include: String,
+    /// Disk devices to leave out (`--collector.diskstats.device-exclude`).
+    #[serde(deserialize_with = "pattern")]
+    pub disk_devices_exclude: String,
+    /// Network devices to report (`--collector.netdev.device-include`).
+    #[serde(deserialize_with = "pattern")]
+    pub network_devices_include: String,
+    /// Network devices to leave out (`--collector.netdev.device-exclude`).
+    #[serde(deserialize_with = "pattern")]
+    pub network_devices_exclude: String,
+    /// How long one filesystem's statfs may take before it counts as stuck.
+    pub mount_timeout: PromDuration,
+}
+
+impl Default for HostCollectorConfig {
+    fn default() -> Self {
+        use sightline_collectors::host;
+        Self {
+            enabled: true,
+            interval: PromDuration(std::time::Duration::from_secs(15)),
+            mount_points_include: String::new(),
+            mount_points_exclude: host::DEFAULT_MOUNT_POINTS_EXCLUDE.to_owned(),
+            fs_types_include: String::new(),
+            fs_types_exclude: host::DEFAULT_FS_TYPES_EXCLUDE.to_owned(),
+            disk_devices_include: String::new(),
+            disk_devices_exclude: host::DEFAULT_DISK_DEVICES_EXCLUDE.to_owned(),
+            network_devices_include: String::new(),
+            network_devices_exclude: String::new(),
+            mount_timeout: PromDuration(host::DEFAULT_MOUNT_TIMEOUT),
+        }
+    }
+}
+
+impl HostCollectorConfig {
+    /// The collector's configuration. The patterns were checked when the file was read.
+    pub fn to_host_config(
+        &self,
+    ) -> Result<sightline_collectors::HostConfig, sightline_collectors::HostConfigError> {
+        let opt = |p: &str| (!p.is_empty()).then(|| p.to_owned());
+        Ok(sightline_collectors::HostConfig::new()
+            .with_mount_points(
+                opt(&self.mount_points_include).as_deref(),
+                opt(&self.mount_points_exclude).as_deref(),
+            )?
+            .with_fs_types(opt(&self.fs_types_include).as_deref(), opt(&self.fs_types_exclude).as_deref())?
+            .with_disk_devices(
+                opt(&self.disk_devices_include).as_deref(),
+                opt(&self.disk_devices_exclude).as_deref(),
+            )?
+            .with_network_devices(
+                opt(&self.network_devices_include).as_deref(),
+                opt(&self.network_devices_exclude).as_deref(),
+            )?
+            .with_mount_timeout(self.mount_timeout.0))
+    }
+}
+
+/// A regular expression setting, checked when the file is read so that an error carries its line.
+fn pattern<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    if !text.is_empty() {
+        // Any of the host filters compiles patterns the same way; the error names the reason.
+        sightline_collectors::HostConfig::new().with_network_devices(Some(&text), None).map_err(|e| {
+            serde::de::Error::custom(format!("invalid regular expression {text:?}: {}", e.reason()))
+        })?;
+    }
+    Ok(text)
 }
 
 /// On or off, and the interval.
@@ -287,7 +381,7 @@ impl Config {
         if blank {
             return Ok(Config::default());
         }
-        let config: Config = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(path, &e))?;
+        let config: Config = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(path, text, &e))?;
         config
             .validate()
             .map_err(|message| ConfigError::InvalidNoLocation { path: path.to_owned(), message })?;
@@ -372,14 +466,33 @@ fn scalar(item: &str) -> Value {
     serde_yaml_ng::from_str(item).unwrap_or_else(|_| Value::String(item.to_owned()))
 }
 
-fn yaml_error(path: &Path, err: &serde_yaml_ng::Error) -> ConfigError {
+fn yaml_error(path: &Path, text: &str, err: &serde_yaml_ng::Error) -> ConfigError {
     let message = strip_location(&err.to_string());
     match err.location() {
         Some(loc) => {
-            ConfigError::Invalid { path: path.to_owned(), line: loc.line(), column: loc.column(), message }
+            let (line, column) =
+                locate_value(text, &message, loc.line()).unwrap_or((loc.line(), loc.column()));
+            ConfigError::Invalid { path: path.to_owned(), line, column, message }
         }
         None => ConfigError::InvalidNoLocation { path: path.to_owned(), message },
     }
+}
+
+/// serde_yaml places errors raised by a field's own validation (a bad duration or regular expression) at
+/// the start of the enclosing mapping rather than at the field. Those messages quote the bad value, so
+/// the first line from there on that holds it is where the reader should look.
+fn locate_value(text: &str, message: &str, from_line: usize) -> Option<(usize, usize)> {
+    let start = message.find('"')? + 1;
+    let end = start + message[start..].find('"')?;
+    // The message quotes the value in Rust's debug form, which doubles backslashes.
+    let value = message[start..end].replace("\\\\", "\\");
+    if value.is_empty() {
+        return None;
+    }
+    text.lines()
+        .enumerate()
+        .skip(from_line.saturating_sub(1))
+        .find_map(|(i, line)| line.find(&value).map(|column| (i + 1, column + 1)))
 }
 
 /// serde_yaml appends " at line L column C" to messages; the location is reported separately.

@@ -66,8 +66,19 @@ fn start_collectors(
     registry: &sightline_core::Registry,
     config: &config::CollectorsConfig,
 ) -> sightline_collectors::Running {
-    use sightline_collectors::{Collectors, process::ProcessCollector, runtime::RuntimeCollector};
+    use sightline_collectors::{
+        Collectors, HostCollector, process::ProcessCollector, runtime::RuntimeCollector,
+    };
     let mut collectors = Collectors::new(registry);
+    if config.host.enabled {
+        match config.host.to_host_config() {
+            Ok(host) => {
+                collectors = collectors.add(HostCollector::new(registry, host), config.host.interval.0)
+            }
+            // Unreachable after config validation, which compiles the same patterns.
+            Err(err) => tracing::error!(error = %err, "host collector disabled: invalid configuration"),
+        }
+    }
     if config.process.enabled {
         collectors = collectors.add(ProcessCollector::new(registry), config.process.interval.0);
     }

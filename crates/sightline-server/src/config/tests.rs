@@ -126,3 +126,23 @@ fn collectors_can_be_turned_off_and_unknown_ones_are_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn host_collector_patterns_are_checked_with_their_line() {
+    let config =
+        parse("collectors:\n  host:\n    network_devices_exclude: '^(lo|veth.*)$'\n").expect("valid");
+    assert_eq!(config.collectors.host.network_devices_exclude, "^(lo|veth.*)$");
+    assert!(config.collectors.host.to_host_config().is_ok());
+    let err = parse("collectors:\n  host:\n    enabled: true\n    disk_devices_exclude: '^(sd'\n")
+        .expect_err("bad regex");
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("sightline.yaml:4:") && shown.contains("invalid regular expression"),
+        "{shown}"
+    );
+    let err = parse("collectors:\n  host:\n    mount_points: x\n").expect_err("unknown key");
+    assert!(err.to_string().contains("unknown field `mount_points`"), "{err}");
+    let text = "collectors:\n  host:\n    enabled: true\n\n    network_devices_exclude: '^\\d+('\n";
+    let shown = parse(text).expect_err("bad regex with a backslash").to_string();
+    assert!(shown.starts_with("sightline.yaml:5:"), "{shown}");
+}
