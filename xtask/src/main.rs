@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's automation, in Rust so that it runs wherever cargo does.
 //!
 //! - `cargo xtask bench [--quick]` runs the `core` benchmark of `sightline-export` (Sightline against
-//!   `metrics-exporter-prometheus`, `prometheus`, `prometheus-client` and a bare atomic), prints one
+//!   `metrics-exporter-prometheus`, `prometheus`, `prometheus-client` and a bare atomic) and the
+//!   benchmarks of `sightline-collectors` (host collection, scrape, execution tracking), prints one
 //!   markdown table per benchmark with the project's targets, and writes `target/bench/core.json`.
 //! - `cargo xtask ci` runs `.ci/run`, so that CI and developers share one source of truth.
 
@@ -23,7 +24,8 @@ USAGE:
 COMMANDS:
     bench [--quick] [-- <criterion args>]
                 Run the core benchmarks (Sightline against metrics-exporter-prometheus, prometheus,
-                prometheus-client and a bare atomic), print a table per benchmark with the targets,
+                prometheus-client and a bare atomic) and the collectors' benchmarks (host collection,
+                scrape, execution tracking), print a table per benchmark with the targets,
                 and write <target dir>/bench/core.json.
                 --quick   shorter warm-up and measurement (0.5 s / 1 s instead of 1 s / 3 s)
                 Arguments after `--` go to criterion, e.g. a benchmark filter.
@@ -156,7 +158,7 @@ struct Group {
     scale: (f64, &'static str),
 }
 
-const GROUPS: [Group; 5] = [
+const GROUPS: [Group; 8] = [
     Group {
         name: "counter_inc_1t",
         subject: SIGHTLINE,
@@ -199,6 +201,31 @@ const GROUPS: [Group; 5] = [
         target_text: "<= 25 ms",
         scale: (1e6, "ms/render"),
     },
+    Group {
+        name: "execution",
+        subject: "track_empty_future",
+        title: "execution tracking: track() around an empty future, against a bare Instant::now() pair",
+        target: Target::MaxNs(300.0),
+        target_text: "<= 300 ns",
+        scale: (1.0, "ns/op"),
+    },
+    // The host group holds two targets; its table is printed once.
+    Group {
+        name: "host",
+        subject: "collect",
+        title: "host collector: one collection, and a scrape of host + process metrics",
+        target: Target::MaxNs(2e6),
+        target_text: "<= 2 ms per collection",
+        scale: (1e3, "us/op"),
+    },
+    Group {
+        name: "host",
+        subject: "scrape",
+        title: "host collector: one collection, and a scrape of host + process metrics",
+        target: Target::MaxNs(1e6),
+        target_text: "<= 1 ms per scrape",
+        scale: (1e3, "us/op"),
+    },
 ];
 
 /// The memory target: 100k series held in at most 40 MB (decimal megabytes).
@@ -224,11 +251,23 @@ fn bench(options: &BenchOptions) -> Result<ExitCode> {
     if code != 0 {
         bail!("`cargo bench -p sightline-export --bench core` failed with exit code {code}");
     }
+    let mut command = Command::new(cargo());
+    command
+        .args(["bench", "-p", "sightline-collectors", "--"])
+        .args(["--warm-up-time", warm_up, "--measurement-time", measurement])
+        .args(&options.criterion_args)
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target_dir);
+    let code = status(&mut command, "`cargo bench`")?;
+    if code != 0 {
+        bail!("`cargo bench -p sightline-collectors` failed with exit code {code}");
+    }
 
     let criterion_dir = target_dir.join("criterion");
     let mut report = String::new();
     let mut benchmarks = Vec::new();
     let mut verdicts = Vec::new();
+    let mut previous = "";
     for group in &GROUPS {
         let results = read_group(&criterion_dir.join(group.name), started)?;
         if results.is_empty() {
@@ -236,8 +275,12 @@ fn bench(options: &BenchOptions) -> Result<ExitCode> {
             continue;
         }
         let (table, entry, verdict) = tabulate(group, &results);
-        report.push_str(&table);
-        benchmarks.push(entry);
+        // A group listed twice (two targets) gets one table.
+        if group.name != previous {
+            report.push_str(&table);
+            benchmarks.push(entry);
+        }
+        previous = group.name;
         verdicts.extend(verdict);
     }
 
