@@ -253,7 +253,7 @@ fn bench(options: &BenchOptions) -> Result<ExitCode> {
     }
     let mut command = Command::new(cargo());
     command
-        .args(["bench", "-p", "sightline-collectors", "--"])
+        .args(["bench", "-p", "sightline-collectors", "--bench", "execution", "--bench", "host", "--"])
         .args(["--warm-up-time", warm_up, "--measurement-time", measurement])
         .args(&options.criterion_args)
         .current_dir(&root)
