@@ -1,7 +1,9 @@
 //! Metrics of a tokio runtime: workers, alive tasks, global queue depth and busy time per worker.
 //!
-//! These use tokio's stable runtime metrics. The number of blocking threads is only available with
-//! `--cfg tokio_unstable`, so it is not exported.
+//! Workers, alive tasks, queue depth and busy time use tokio's stable runtime metrics. The blocking
+//! pool's threads (`sightline_tokio_blocking_threads`, `sightline_tokio_idle_blocking_threads`) are only
+//! available when the final binary is built with `--cfg tokio_unstable` (as this workspace's
+//! `.cargo/config.toml` does); without it they are not exported.
 
 use sightline_core::{BaseUnit, Descriptor, FloatCounter, Registry};
 use tokio::runtime::Handle;
@@ -28,6 +30,14 @@ impl RuntimeCollector {
             Descriptor::gauge(
                 "sightline_tokio_global_queue_depth",
                 "Tasks waiting in the tokio runtime's global (injection) queue.",
+            ),
+            Descriptor::gauge(
+                "sightline_tokio_blocking_threads",
+                "Threads in the tokio runtime's blocking pool.",
+            ),
+            Descriptor::gauge(
+                "sightline_tokio_idle_blocking_threads",
+                "Threads in the tokio runtime's blocking pool that are idle.",
             ),
             Descriptor::float_counter(
                 "sightline_tokio_worker_busy_seconds_total",
@@ -56,6 +66,14 @@ impl Collector for RuntimeCollector {
         self.registry
             .gauge("sightline_tokio_global_queue_depth", &[])?
             .set(metrics.global_queue_depth() as f64);
+        #[cfg(tokio_unstable)]
+        {
+            self.registry
+                .gauge("sightline_tokio_blocking_threads", &[])?
+                .set(metrics.num_blocking_threads() as f64);
+            let idle = metrics.num_idle_blocking_threads() as f64;
+            self.registry.gauge("sightline_tokio_idle_blocking_threads", &[])?.set(idle);
+        }
         while self.busy.len() < workers {
             let worker = self.busy.len().to_string();
             let counter = self
@@ -92,6 +110,18 @@ mod tests {
             other => panic!("{name}: {other:?}"),
         };
         assert_eq!(gauge("sightline_tokio_workers"), 2.0);
+        #[cfg(tokio_unstable)]
+        {
+            tokio::task::spawn_blocking(|| ()).await.unwrap();
+            collector.collect().expect("collect");
+            let snapshot = registry.snapshot();
+            let blocking =
+                match snapshot.family("sightline_tokio_blocking_threads").map(|f| &f.series[0].value) {
+                    Some(Value::Gauge(v)) => *v,
+                    other => panic!("blocking threads: {other:?}"),
+                };
+            assert!(blocking >= 1.0, "{blocking}");
+        }
         assert!(gauge("sightline_tokio_alive_tasks") >= 1.0);
         let busy = snapshot.family("sightline_tokio_worker_busy_seconds_total").expect("busy");
         assert_eq!(busy.series.len(), 2);

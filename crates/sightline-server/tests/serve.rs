@@ -41,6 +41,8 @@ fn serves_metrics_and_liveness() {
         "process_max_fds ",
         "process_start_time_seconds ",
         "sightline_tokio_workers ",
+        // The workspace builds with `--cfg tokio_unstable` (.cargo/config.toml) for this one.
+        "sightline_tokio_blocking_threads ",
         "sightline_tokio_worker_busy_seconds_total{worker=\"0\"}",
         "sightline_collector_duration_seconds_count{collector=\"process\"}",
         "sightline_collector_errors_total{collector=\"runtime\"} 0",
