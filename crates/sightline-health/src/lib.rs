@@ -7,8 +7,15 @@
 //! an overall status, readiness and groups.
 
 mod check;
+mod heartbeat;
+mod registry;
 
 pub use check::{BoxFuture, HealthCheck, Observed, Probe};
+pub use heartbeat::Heartbeat;
+pub use registry::{
+    CheckOptions, CheckReport, CheckResult, DEFAULT_HISTORY, Health, HealthBuilder, HealthError, History,
+    Report, Running, Transition,
+};
 
 /// The health of one check or of a whole service.
 ///

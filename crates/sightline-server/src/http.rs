@@ -7,7 +7,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use sightline_core::{BaseUnit, Descriptor, Registry};
 use sightline_export::Format;
@@ -21,11 +21,13 @@ pub struct AppState {
     pub registry: Registry,
     /// The API tokens for write endpoints.
     pub tokens: Tokens,
+    /// Health checks and push heartbeats.
+    pub health: crate::health::HealthState,
 }
 
 impl AppState {
     /// Registers the server's own metrics in `registry`.
-    pub fn new(registry: Registry, tokens: &[String]) -> Self {
+    pub fn new(registry: Registry, tokens: &[String], health: crate::health::HealthState) -> Self {
         describe_http_metrics(&registry);
         let build_info = registry.gauge(
             "sightline_build_info",
@@ -34,7 +36,7 @@ impl AppState {
         if let Ok(gauge) = build_info {
             gauge.set(1.0);
         }
-        Self { tokens: Tokens::new(tokens, registry.clone()), registry }
+        Self { tokens: Tokens::new(tokens, registry.clone()), registry, health }
     }
 }
 
@@ -60,9 +62,16 @@ fn describe_http_metrics(registry: &Registry) {
 /// The router with every endpoint.
 pub fn router(state: AppState) -> Router {
     let state = Arc::new(state);
+    let heartbeat = post(crate::health::heartbeat)
+        .layer(middleware::from_fn_with_state(state.tokens.clone(), crate::auth::require_token));
     Router::new()
         .route("/metrics", get(metrics_handler))
+        .route("/health", get(crate::health::overall))
         .route("/health/live", get(live))
+        .route("/health/ready", get(crate::health::ready))
+        .route("/health/{group}", get(crate::health::group))
+        .route("/api/v1/health/history", get(crate::health::history))
+        .route("/api/v1/health/heartbeat/{name}", heartbeat)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track_requests))
         .with_state(state)

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod logging;
 
@@ -38,7 +39,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let registry =
         registry_builder(&config.metrics)?.install().context("cannot install the metrics recorder")?;
     let collectors = start_collectors(&registry, &config.collectors);
-    let state = http::AppState::new(registry, &config.api.tokens);
+    let health = sightline_health::Health::builder(&registry).build().context("invalid health checks")?;
+    let health = health::HealthState { health, heartbeats: Default::default() };
+    let state = http::AppState::new(registry, &config.api.tokens, health);
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await

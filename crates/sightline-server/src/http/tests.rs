@@ -6,6 +6,13 @@ use tower::ServiceExt;
 
 use super::*;
 
+/// An app state with no health checks.
+fn state(registry: Registry, tokens: &[String]) -> AppState {
+    let health = sightline_health::Health::builder(&registry).build().expect("no checks is valid");
+    let health = crate::health::HealthState { health, heartbeats: Default::default() };
+    AppState::new(registry, tokens, health)
+}
+
 async fn call(app: Router, request: Request<Body>) -> (StatusCode, HeaderMap, String) {
     let response = app.oneshot(request).await.expect("infallible");
     let status = response.status();
@@ -20,7 +27,7 @@ fn get(path: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn metrics_negotiates_the_format_and_counts_requests() {
-    let app = router(AppState::new(Registry::new(), &[]));
+    let app = router(state(Registry::new(), &[]));
     let (status, headers, body) = call(app.clone(), get("/metrics")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[header::CONTENT_TYPE], "text/plain; version=0.0.4; charset=utf-8");
@@ -46,7 +53,7 @@ async fn metrics_negotiates_the_format_and_counts_requests() {
 #[tokio::test]
 async fn live_and_unknown_routes() {
     let registry = Registry::new();
-    let app = router(AppState::new(registry.clone(), &[]));
+    let app = router(state(registry.clone(), &[]));
     let (status, _, body) = call(app.clone(), get("/health/live")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, r#"{"status":"healthy"}"#);
@@ -65,7 +72,7 @@ async fn live_and_unknown_routes() {
 #[tokio::test]
 async fn the_token_guard_refuses_and_counts() {
     let registry = Registry::new();
-    let state = AppState::new(registry.clone(), &["s3cret-token".to_owned(), "other".to_owned()]);
+    let state = state(registry.clone(), &["s3cret-token".to_owned(), "other".to_owned()]);
     let app = Router::new()
         .route("/write", axum::routing::post(|| async { "written" }))
         .layer(middleware::from_fn_with_state(state.tokens.clone(), crate::auth::require_token));
@@ -99,11 +106,161 @@ async fn the_token_guard_refuses_and_counts() {
 
 #[tokio::test]
 async fn no_tokens_configured_means_writes_are_refused() {
-    let state = AppState::new(Registry::new(), &[]);
+    let state = state(Registry::new(), &[]);
     let app = Router::new()
         .route("/write", axum::routing::post(|| async { "written" }))
         .layer(middleware::from_fn_with_state(state.tokens.clone(), crate::auth::require_token));
     let request = Request::post("/write").header(header::AUTHORIZATION, "Bearer ").body(Body::empty());
     let (status, _, _) = call(app, request.expect("request")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+mod health {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sightline_health::{BoxFuture, CheckOptions, Health, HealthCheck, Heartbeat, Probe};
+
+    use super::*;
+
+    struct Fixed(Probe);
+
+    impl HealthCheck for Fixed {
+        fn check(&self) -> BoxFuture<'_, Probe> {
+            let probe = self.0.clone();
+            Box::pin(async move { probe })
+        }
+    }
+
+    async fn app(db_up: bool) -> (Router, Heartbeat) {
+        let registry = Registry::new();
+        let db = if db_up { Probe::healthy("SELECT 1 ok") } else { Probe::unhealthy("connection refused") };
+        let heartbeat = Heartbeat::new(Duration::from_secs(60), 1);
+        let health = Health::builder(&registry)
+            .check(
+                "db",
+                CheckOptions::new().thresholds(1, 1).group("storage"),
+                Fixed(db.with_observed(3.0, "ms")),
+            )
+            .check(
+                "cache",
+                CheckOptions::new().critical(false).thresholds(1, 1),
+                Fixed(Probe::degraded("slow")),
+            )
+            .check("nightly", CheckOptions::new().critical(false), heartbeat.clone())
+            .build()
+            .unwrap();
+        health.run_all().await;
+        let heartbeats = Arc::new(HashMap::from([("nightly".to_owned(), heartbeat.clone())]));
+        let state =
+            AppState::new(registry, &["tok".to_owned()], crate::health::HealthState { health, heartbeats });
+        (router(state), heartbeat)
+    }
+
+    fn json(body: &str) -> serde_json::Value {
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
+    #[tokio::test]
+    async fn health_reports_every_check_with_200_or_503() {
+        let (up, _) = app(true).await;
+        let (status, _, body) = call(up.clone(), get("/health")).await;
+        assert_eq!(status, StatusCode::OK);
+        let body = json(&body);
+        assert_eq!(body["status"], "degraded", "a degraded non-critical check degrades the whole");
+        let db = &body["checks"][0];
+        assert_eq!((db["name"].as_str(), db["status"].as_str()), (Some("db"), Some("healthy")));
+        assert_eq!(db["observed_value"], 3.0);
+        assert_eq!(db["observed_unit"], "ms");
+        assert_eq!(db["consecutive_failures"], 0);
+        assert!(db["checked_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert!(db["duration_ms"].is_number());
+
+        let (down, _) = app(false).await;
+        let (status, _, body) = call(down.clone(), get("/health")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let body = json(&body);
+        assert_eq!(body["status"], "unhealthy");
+        assert_eq!(body["checks"][0]["message"], "connection refused");
+        assert_eq!(body["checks"][0]["consecutive_failures"], 1);
+    }
+
+    #[tokio::test]
+    async fn the_draft_shape_is_served_for_health_json() {
+        let (down, _) = app(false).await;
+        let request =
+            Request::get("/health").header(header::ACCEPT, "application/health+json").body(Body::empty());
+        let (status, headers, body) = call(down, request.unwrap()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/health+json");
+        let body = json(&body);
+        assert_eq!(body["status"], "fail");
+        let db = &body["checks"]["db:responseTime"][0];
+        assert_eq!(db["status"], "fail");
+        assert_eq!(db["observedValue"], 3.0);
+        assert_eq!(db["observedUnit"], "ms");
+        assert_eq!(db["output"], "connection refused");
+        assert_eq!(body["checks"]["cache:status"][0]["status"], "warn");
+    }
+
+    #[tokio::test]
+    async fn readiness_names_failing_critical_checks_and_groups_filter() {
+        let (down, _) = app(false).await;
+        let (status, _, body) = call(down.clone(), get("/health/ready")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let body = json(&body);
+        assert_eq!(body["failing"], serde_json::json!(["db"]));
+        assert_eq!(body["checks"].as_array().map(Vec::len), Some(1), "only critical checks count");
+
+        let (up, _) = app(true).await;
+        let (status, _, body) = call(up.clone(), get("/health/ready")).await;
+        assert_eq!((status, json(&body)["status"].as_str()), (StatusCode::OK, Some("healthy")));
+        let (status, _, body) = call(up.clone(), get("/health/storage")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json(&body)["checks"].as_array().map(Vec::len), Some(1));
+        let (status, _, body) = call(up.clone(), get("/health/nope")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("groups: storage"), "{body}");
+        let (status, _, _) = call(up, get("/health/live")).await;
+        assert_eq!(status, StatusCode::OK, "liveness never depends on checks");
+    }
+
+    #[tokio::test]
+    async fn history_api() {
+        let (down, _) = app(false).await;
+        let (status, _, body) = call(down.clone(), get("/api/v1/health/history?check=db")).await;
+        assert_eq!(status, StatusCode::OK);
+        let body = json(&body);
+        assert_eq!(body["data"]["results"][0]["status"], "unhealthy");
+        assert_eq!(body["data"]["transitions"][0]["from"], "unknown");
+        assert_eq!(body["data"]["transitions"][0]["to"], "unhealthy");
+        let (status, _, body) = call(down.clone(), get("/api/v1/health/history")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("`check` is required"), "{body}");
+        let (status, _, body) = call(down, get("/api/v1/health/history?check=nope")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("checks: db, cache, nightly"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn push_heartbeats_need_a_token() {
+        let (app, heartbeat) = app(true).await;
+        let post = |auth: Option<&str>, name: &str| {
+            let mut request = Request::post(format!("/api/v1/health/heartbeat/{name}"));
+            if let Some(auth) = auth {
+                request = request.header(header::AUTHORIZATION, auth);
+            }
+            request.body(Body::empty()).unwrap()
+        };
+        let (status, _, _) = call(app.clone(), post(None, "nightly")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(heartbeat.since_last_beat().is_none());
+        let (status, _, _) = call(app.clone(), post(Some("Bearer tok"), "nightly")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(heartbeat.since_last_beat().is_some());
+        let (status, _, body) = call(app, post(Some("Bearer tok"), "other")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("heartbeat checks: nightly"), "{body}");
+    }
 }

@@ -1,0 +1,221 @@
+//! The health endpoints: `/health`, `/health/ready`, `/health/{group}`, the history API and push
+//! heartbeats.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sightline_health::{CheckReport, CheckResult, Health, Heartbeat, Report, Status};
+
+use crate::http::{ApiError, AppState};
+
+/// The health registry and the heartbeats that `/api/v1/health/heartbeat/{name}` feeds.
+#[derive(Debug, Clone)]
+pub struct HealthState {
+    /// The checks.
+    pub health: Health,
+    /// Push heartbeats by check name.
+    pub heartbeats: Arc<HashMap<String, Heartbeat>>,
+}
+
+/// The media type of the IETF health-check draft.
+pub const HEALTH_JSON: &str = "application/health+json";
+
+fn http_status(status: Status) -> StatusCode {
+    match status {
+        Status::Healthy | Status::Degraded => StatusCode::OK,
+        Status::Unknown | Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+fn check_json(check: &CheckReport) -> Value {
+    let last = check.last.as_ref();
+    json!({
+        "name": check.name,
+        "status": check.status().as_str(),
+        "message": last.map(|r| r.message.as_str()),
+        "observed_value": last.and_then(|r| r.observed.as_ref()).map(|o| o.value),
+        "observed_unit": last.and_then(|r| r.observed.as_ref()).map(|o| o.unit.as_str()),
+        "duration_ms": last.map(|r| r.duration.as_secs_f64() * 1000.0),
+        "checked_at": last.map(|r| rfc3339(r.checked_at)),
+        "consecutive_failures": check.consecutive_failures,
+        "critical": check.critical,
+        "groups": check.groups,
+        "depends_on": check.depends_on,
+        "details": last.map_or(Value::Null, |r| r.details.clone()),
+    })
+}
+
+/// Sightline's own shape, or the IETF draft's when the client asks for `application/health+json`.
+fn render(report: &Report, headers: &HeaderMap) -> Response {
+    let code = http_status(report.status);
+    let wants_draft = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.split(',').any(|r| r.trim().starts_with(HEALTH_JSON)));
+    if wants_draft {
+        let mut checks = serde_json::Map::new();
+        for check in &report.checks {
+            let last = check.last.as_ref();
+            let measurement =
+                last.and_then(|r| r.observed.as_ref()).map_or("status", |o| measurement_name(&o.unit));
+            let entry = json!({
+                "componentId": check.name,
+                "status": check.status().as_draft(),
+                "observedValue": last.and_then(|r| r.observed.as_ref()).map(|o| o.value),
+                "observedUnit": last.and_then(|r| r.observed.as_ref()).map(|o| o.unit.as_str()),
+                "time": last.map(|r| rfc3339(r.checked_at)),
+                "output": last.filter(|r| r.status != Status::Healthy).map(|r| r.message.as_str()),
+            });
+            checks.insert(format!("{}:{measurement}", check.name), Value::Array(vec![strip_nulls(entry)]));
+        }
+        let body = json!({
+            "status": report.status.as_draft(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "releaseId": crate::REVISION,
+            "serviceId": "sightline",
+            "checks": checks,
+        });
+        return (code, [(header::CONTENT_TYPE, HEALTH_JSON)], body.to_string()).into_response();
+    }
+    let body = json!({
+        "status": report.status.as_str(),
+        "checks": report.checks.iter().map(check_json).collect::<Vec<_>>(),
+    });
+    (code, Json(body)).into_response()
+}
+
+/// The draft's measurement names for the units checks report.
+fn measurement_name(unit: &str) -> &'static str {
+    match unit {
+        "ms" => "responseTime",
+        "bytes" | "ratio" => "utilization",
+        "days" => "certificateExpiry",
+        _ => "status",
+    }
+}
+
+fn strip_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        other => other,
+    }
+}
+
+/// `GET /health`: every check, from cache.
+pub async fn overall(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    render(&state.health.health.report(), &headers)
+}
+
+/// `GET /health/ready`: the critical checks; 503 names the failing ones.
+pub async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let report = state.health.health.readiness();
+    if http_status(report.status) == StatusCode::OK
+        || headers.get(header::ACCEPT).is_some_and(|a| a.to_str().is_ok_and(|a| a.contains(HEALTH_JSON)))
+    {
+        return render(&report, &headers);
+    }
+    let failing: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| http_status(c.status()) != StatusCode::OK)
+        .map(|c| c.name.as_str())
+        .collect();
+    let body = json!({
+        "status": report.status.as_str(),
+        "failing": failing,
+        "checks": report.checks.iter().map(check_json).collect::<Vec<_>>(),
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// `GET /health/{group}`.
+pub async fn group(
+    State(state): State<Arc<AppState>>,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match state.health.health.group(&group) {
+        Some(report) => render(&report, &headers),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no health group {group:?}; groups: {}", state.health.health.groups().join(", ")),
+        )
+        .into_response(),
+    }
+}
+
+fn result_json(result: &CheckResult) -> Value {
+    json!({
+        "status": result.status.as_str(),
+        "message": result.message,
+        "observed_value": result.observed.as_ref().map(|o| o.value),
+        "observed_unit": result.observed.as_ref().map(|o| o.unit.as_str()),
+        "duration_ms": result.duration.as_secs_f64() * 1000.0,
+        "checked_at": rfc3339(result.checked_at),
+    })
+}
+
+/// `GET /api/v1/health/history?check=NAME`: the check's last results and every transition kept.
+pub async fn history(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(check) = query.get("check") else {
+        return ApiError::new(StatusCode::BAD_REQUEST, "bad_data", "query parameter `check` is required")
+            .into_response();
+    };
+    let Some(history) = state.health.health.history(check) else {
+        let known = state.health.health.names().join(", ");
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no health check {check:?}; checks: {known}"),
+        )
+        .into_response();
+    };
+    let transitions: Vec<Value> = history
+        .transitions
+        .iter()
+        .map(|t| json!({ "from": t.from.as_str(), "to": t.to.as_str(), "message": t.message, "at": rfc3339(t.at) }))
+        .collect();
+    let body = json!({
+        "status": "success",
+        "data": {
+            "check": check,
+            "results": history.results.iter().map(result_json).collect::<Vec<_>>(),
+            "transitions": transitions,
+        }
+    });
+    Json(body).into_response()
+}
+
+/// `POST /api/v1/health/heartbeat/{name}` (bearer token): records a beat of a `heartbeat` check.
+pub async fn heartbeat(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    match state.health.heartbeats.get(&name) {
+        Some(heartbeat) => {
+            heartbeat.beat();
+            Json(json!({ "status": "success", "data": { "check": name } })).into_response()
+        }
+        None => {
+            let mut known: Vec<&str> = state.health.heartbeats.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no heartbeat check {name:?}; heartbeat checks: {}", known.join(", ")),
+            )
+            .into_response()
+        }
+    }
+}
