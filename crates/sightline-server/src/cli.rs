@@ -28,6 +28,22 @@ enum Command {
         /// The YAML file to check.
         file: PathBuf,
     },
+    /// Ask a running server how healthy it is. Exit code: 0 healthy, 1 degraded, 2 unhealthy,
+    /// 3 unreachable; so a container HEALTHCHECK needs no curl.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HealthArgs {
+    /// The server's base URL.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9750")]
+    server: String,
+    /// Print nothing; only the exit code tells.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print the server's JSON instead of a table.
+    #[arg(long, conflicts_with = "quiet")]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,7 +65,97 @@ pub fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Health(args) => health(&args),
     }
+}
+
+/// Exit codes of `sightline health`.
+const UNREACHABLE: u8 = 3;
+
+fn health(args: &HealthArgs) -> ExitCode {
+    let url = format!("{}/health", args.server.trim_end_matches('/'));
+    let fetched = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(fetch_health(&url)));
+    let body = match fetched {
+        Ok(body) => body,
+        Err(err) => {
+            if !args.quiet {
+                eprintln!("error: {url}: {err}");
+            }
+            return ExitCode::from(UNREACHABLE);
+        }
+    };
+    let code = match body["status"].as_str() {
+        Some("healthy") => 0,
+        Some("degraded") => 1,
+        Some(_) => 2,
+        None => {
+            if !args.quiet {
+                eprintln!("error: {url} answered without a `status` field");
+            }
+            return ExitCode::from(UNREACHABLE);
+        }
+    };
+    if args.json {
+        println!("{body}");
+    } else if !args.quiet {
+        print!("{}", health_table(&body, std::io::IsTerminal::is_terminal(&std::io::stdout())));
+    }
+    ExitCode::from(code)
+}
+
+async fn fetch_health(url: &str) -> Result<serde_json::Value, String> {
+    // reqwest is built without a bundled crypto provider; ring is the small one. Already installed is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let response = client.get(url).send().await.map_err(|e| format!("cannot connect: {e}"))?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| format!("cannot read the answer: {e}"))?;
+    // 503 is an answer too: it carries the unhealthy report.
+    serde_json::from_str(&text).map_err(|e| format!("HTTP {status}, not a health report ({e})"))
+}
+
+/// A table of the checks, colored when `color` (a terminal).
+fn health_table(body: &serde_json::Value, color: bool) -> String {
+    let paint = |status: &str| -> String {
+        let code = match status {
+            "healthy" => "32",
+            "degraded" => "33",
+            "unhealthy" => "31",
+            _ => "90",
+        };
+        if color { format!("\x1b[{code}m{status:<9}\x1b[0m") } else { format!("{status:<9}") }
+    };
+    let mut out = String::new();
+    let overall = body["status"].as_str().unwrap_or("unknown");
+    out.push_str(&format!("overall  {}\n\n", paint(overall)));
+    let checks = body["checks"].as_array().cloned().unwrap_or_default();
+    let width = checks.iter().filter_map(|c| c["name"].as_str()).map(str::len).max().unwrap_or(5).max(5);
+    out.push_str(&format!("{:<width$}  {:<9}  {:>10}  {}\n", "CHECK", "STATUS", "OBSERVED", "MESSAGE"));
+    for check in &checks {
+        let observed = match (check["observed_value"].as_f64(), check["observed_unit"].as_str()) {
+            (Some(value), Some(unit)) => format!("{value:.1} {unit}"),
+            _ => String::new(),
+        };
+        let mut message = check["message"].as_str().unwrap_or("").replace('\n', " ");
+        if message.chars().count() > 80 {
+            message = message.chars().take(77).collect::<String>() + "...";
+        }
+        out.push_str(&format!(
+            "{:<width$}  {}  {:>10}  {}\n",
+            check["name"].as_str().unwrap_or("?"),
+            paint(check["status"].as_str().unwrap_or("unknown")),
+            observed,
+            message
+        ));
+    }
+    out
 }
 
 /// The process environment, leaving out variables that are not valid UTF-8 (they cannot be settings).

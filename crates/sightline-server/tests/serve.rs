@@ -82,3 +82,34 @@ fn environment_overrides_reach_the_server() {
         metrics.body
     );
 }
+
+fn health_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .arg("health")
+        .args(args)
+        .output()
+        .expect("run sightline health");
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+#[test]
+fn the_health_cli_reports_with_exit_codes() {
+    let server = start(&[]);
+    let url = format!("http://{}", server.addr);
+    let (code, stdout, _) = health_cli(&["--server", &url]);
+    assert!(code == 0 || code == 1, "healthy or degraded, got {code}: {stdout}");
+    assert!(stdout.starts_with("overall  "), "{stdout}");
+    assert!(stdout.contains("CHECK"), "{stdout}");
+    let (code_json, stdout, _) = health_cli(&["--server", &url, "--json"]);
+    assert_eq!(code_json, code);
+    let body: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert!(body["checks"].is_array());
+    let (code_quiet, stdout, stderr) = health_cli(&["--server", &url, "--quiet"]);
+    assert_eq!((code_quiet, stdout.as_str(), stderr.as_str()), (code, "", ""));
+
+    let closed = format!("http://127.0.0.1:{}", sightline_testkit::free_port());
+    let (code, _, stderr) = health_cli(&["--server", &closed]);
+    assert_eq!(code, 3, "unreachable");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}
