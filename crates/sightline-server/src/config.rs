@@ -32,6 +32,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Host, process and runtime metrics.
     pub collectors: CollectorsConfig,
+    /// Health checks.
+    pub health: HealthConfig,
 }
 
 /// `server:` settings.
@@ -110,6 +112,284 @@ impl BucketRule {
             (None, Some(p), None) => Some(Matcher::Prefix(p.clone())),
             (None, None, Some(s)) => Some(Matcher::Suffix(s.clone())),
             _ => None,
+        }
+    }
+}
+
+/// `health:` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Whether to add the built-in checks: the data directory is writable (`data-dir-writable`) and
+    /// has space (`data-dir-disk`).
+    pub builtin_checks: bool,
+    /// The checks.
+    pub checks: Vec<CheckConfig>,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self { builtin_checks: true, checks: Vec::new() }
+    }
+}
+
+/// The kinds of health check the configuration can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckType {
+    /// A TCP connect to `address`.
+    Tcp,
+    /// An HTTP(S) request to `url`.
+    Http,
+    /// A query against the PostgreSQL at `url`.
+    Postgres,
+    /// A PING to the Redis at `address` or `url`.
+    Redis,
+    /// `path` is a writable directory.
+    Filesystem,
+    /// Free space where `path` lives.
+    Disk,
+    /// Host memory use (`warn_ratio`/`fail_ratio`) or the server's own (`warn_bytes`/`fail_bytes`).
+    Memory,
+    /// Host CPU use.
+    Cpu,
+    /// `command` exits 0.
+    Command,
+    /// A push heartbeat: POST `/api/v1/health/heartbeat/{name}` at least every `window`.
+    Heartbeat,
+}
+
+impl CheckType {
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckType::Tcp => "tcp",
+            CheckType::Http => "http",
+            CheckType::Postgres => "postgres",
+            CheckType::Redis => "redis",
+            CheckType::Filesystem => "filesystem",
+            CheckType::Disk => "disk",
+            CheckType::Memory => "memory",
+            CheckType::Cpu => "cpu",
+            CheckType::Command => "command",
+            CheckType::Heartbeat => "heartbeat",
+        }
+    }
+}
+
+/// One entry of `health.checks`. Which keys apply depends on `type`; a key that the type does not use,
+/// or a missing one it needs, is an error reported at the entry's line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawCheck", into = "RawCheck")]
+pub struct CheckConfig {
+    /// A unique name: letters, digits, `_`, `-`, `.`.
+    pub name: String,
+    /// What kind of check.
+    pub kind: CheckType,
+    /// How often it runs. Default 30s.
+    pub interval: PromDuration,
+    /// How long one probe may take. Default 5s.
+    pub timeout: PromDuration,
+    /// Whether it counts for readiness. Default true.
+    pub critical: bool,
+    /// Failed probes in a row before Unhealthy. Default 3.
+    pub failure_threshold: u32,
+    /// Passing probes in a row before Healthy again. Default 1.
+    pub success_threshold: u32,
+    /// Checks this one depends on.
+    pub depends_on: Vec<String>,
+    /// Groups, served at `/health/{group}`.
+    pub groups: Vec<String>,
+    /// The type's own parameters.
+    pub params: CheckParams,
+}
+
+/// The per-type keys of a check entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckParams {
+    /// `host:port` (tcp, redis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// A URL (http, postgres, redis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Accepted HTTP status codes (http; default 200-399).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<Vec<u16>>,
+    /// A substring the body must contain (http).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// A JSON pointer into the body (http), compared with `equals`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json_pointer: Option<String>,
+    /// The value at `json_pointer` (http).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub equals: Option<serde_json::Value>,
+    /// Slower answers are Degraded (http).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_response_time: Option<PromDuration>,
+    /// A query (postgres; default `SELECT 1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// A directory (filesystem, disk).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Used ratio at which the check is Degraded (disk, memory, cpu).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warn_ratio: Option<f64>,
+    /// Used ratio at which the check is Unhealthy (disk, memory, cpu).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail_ratio: Option<f64>,
+    /// The server's resident memory at which the check is Degraded (memory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warn_bytes: Option<u64>,
+    /// The server's resident memory at which the check is Unhealthy (memory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail_bytes: Option<u64>,
+    /// The program and its arguments (command).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// The longest gap between beats (heartbeat; default 5m).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<PromDuration>,
+}
+
+/// The YAML form of a check entry: every key flat, validated into a [`CheckConfig`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    name: String,
+    #[serde(rename = "type")]
+    kind: CheckType,
+    #[serde(default = "default_check_interval")]
+    interval: PromDuration,
+    #[serde(default = "default_check_timeout")]
+    timeout: PromDuration,
+    #[serde(default = "default_true")]
+    critical: bool,
+    #[serde(default = "default_failure_threshold")]
+    failure_threshold: u32,
+    #[serde(default = "default_success_threshold")]
+    success_threshold: u32,
+    #[serde(default)]
+    depends_on: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(flatten)]
+    params: CheckParams,
+}
+
+fn default_check_interval() -> PromDuration {
+    PromDuration(std::time::Duration::from_secs(30))
+}
+
+fn default_check_timeout() -> PromDuration {
+    PromDuration(std::time::Duration::from_secs(5))
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_failure_threshold() -> u32 {
+    3
+}
+
+fn default_success_threshold() -> u32 {
+    1
+}
+
+impl TryFrom<RawCheck> for CheckConfig {
+    type Error = String;
+
+    fn try_from(raw: RawCheck) -> Result<Self, String> {
+        let name = &raw.name;
+        if raw.failure_threshold == 0 || raw.success_threshold == 0 {
+            return Err(format!("check {name:?}: failure_threshold and success_threshold must be at least 1"));
+        }
+        if raw.interval.0.is_zero() || raw.timeout.0.is_zero() {
+            return Err(format!("check {name:?}: interval and timeout must be more than 0"));
+        }
+        let p = &raw.params;
+        let given: Vec<(&str, bool)> = vec![
+            ("address", p.address.is_some()),
+            ("url", p.url.is_some()),
+            ("expect_status", p.expect_status.is_some()),
+            ("body_contains", p.body_contains.is_some()),
+            ("json_pointer", p.json_pointer.is_some()),
+            ("equals", p.equals.is_some()),
+            ("max_response_time", p.max_response_time.is_some()),
+            ("query", p.query.is_some()),
+            ("path", p.path.is_some()),
+            ("warn_ratio", p.warn_ratio.is_some()),
+            ("fail_ratio", p.fail_ratio.is_some()),
+            ("warn_bytes", p.warn_bytes.is_some()),
+            ("fail_bytes", p.fail_bytes.is_some()),
+            ("command", p.command.is_some()),
+            ("window", p.window.is_some()),
+        ];
+        let (allowed, required): (&[&str], &[&[&str]]) = match raw.kind {
+            CheckType::Tcp => (&["address"], &[&["address"]]),
+            CheckType::Http => (
+                &["url", "expect_status", "body_contains", "json_pointer", "equals", "max_response_time"],
+                &[&["url"]],
+            ),
+            CheckType::Postgres => (&["url", "query"], &[&["url"]]),
+            CheckType::Redis => (&["address", "url"], &[&["address", "url"]]),
+            CheckType::Filesystem => (&["path"], &[&["path"]]),
+            CheckType::Disk => (&["path", "warn_ratio", "fail_ratio"], &[&["path"]]),
+            CheckType::Memory => (&["warn_ratio", "fail_ratio", "warn_bytes", "fail_bytes"], &[]),
+            CheckType::Cpu => (&["warn_ratio", "fail_ratio"], &[]),
+            CheckType::Command => (&["command"], &[&["command"]]),
+            CheckType::Heartbeat => (&["window"], &[]),
+        };
+        let kind = raw.kind.as_str();
+        if let Some((key, _)) = given.iter().find(|(key, set)| *set && !allowed.contains(key)) {
+            return Err(format!("check {name:?}: `{key}` does not apply to type {kind}; it takes: {}", allowed.join(", ")));
+        }
+        for alternatives in required {
+            if !given.iter().any(|(key, set)| *set && alternatives.contains(key)) {
+                return Err(format!("check {name:?}: type {kind} needs `{}`", alternatives.join("` or `")));
+            }
+        }
+        if p.json_pointer.is_some() != p.equals.is_some() {
+            return Err(format!("check {name:?}: `json_pointer` and `equals` go together"));
+        }
+        if p.command.as_ref().is_some_and(Vec::is_empty) {
+            return Err(format!("check {name:?}: `command` needs at least the program"));
+        }
+        if (p.warn_bytes.is_some() || p.fail_bytes.is_some()) && (p.warn_ratio.is_some() || p.fail_ratio.is_some()) {
+            return Err(format!("check {name:?}: give ratios (host memory) or bytes (the server's memory), not both"));
+        }
+        Ok(CheckConfig {
+            name: raw.name,
+            kind: raw.kind,
+            interval: raw.interval,
+            timeout: raw.timeout,
+            critical: raw.critical,
+            failure_threshold: raw.failure_threshold,
+            success_threshold: raw.success_threshold,
+            depends_on: raw.depends_on,
+            groups: raw.groups,
+            params: raw.params,
+        })
+    }
+}
+
+impl From<CheckConfig> for RawCheck {
+    fn from(check: CheckConfig) -> Self {
+        RawCheck {
+            name: check.name,
+            kind: check.kind,
+            interval: check.interval,
+            timeout: check.timeout,
+            critical: check.critical,
+            failure_threshold: check.failure_threshold,
+            success_threshold: check.success_threshold,
+            depends_on: check.depends_on,
+            groups: check.groups,
+            params: check.params,
         }
     }
 }

@@ -146,3 +146,43 @@ fn host_collector_patterns_are_checked_with_their_line() {
     let shown = parse(text).expect_err("bad regex with a backslash").to_string();
     assert!(shown.starts_with("sightline.yaml:5:"), "{shown}");
 }
+
+#[test]
+fn health_checks_parse_with_their_fixed_keys() {
+    let config = parse(
+        "health:\n  checks:\n    - name: db\n      type: postgres\n      url: postgres://postgres@127.0.0.1/test\n      \
+         interval: 10s\n      timeout: 2s\n      critical: true\n      failure_threshold: 2\n      success_threshold: 2\n\
+         \x20     groups: [storage]\n    - name: api\n      type: http\n      url: http://127.0.0.1:8080/health\n      \
+         expect_status: [200, 204]\n      body_contains: ok\n      json_pointer: /status\n      equals: up\n      \
+         max_response_time: 500ms\n      depends_on: [db]\n",
+    )
+    .expect("valid");
+    let db = &config.health.checks[0];
+    assert_eq!((db.name.as_str(), db.kind), ("db", CheckType::Postgres));
+    assert_eq!((db.failure_threshold, db.success_threshold, db.interval.0.as_secs()), (2, 2, 10));
+    let api = &config.health.checks[1];
+    assert_eq!(api.params.expect_status, Some(vec![200, 204]));
+    assert_eq!(api.params.equals, Some(serde_json::json!("up")));
+    assert_eq!(api.depends_on, vec!["db"]);
+    assert_eq!(api.failure_threshold, 3, "default");
+    assert!(config.health.builtin_checks);
+}
+
+#[test]
+fn bad_health_checks_name_the_line_and_reason() {
+    let cases = [
+        ("health:\n  checks:\n    - name: x\n      type: smtp\n", 4, "unknown variant `smtp`"),
+        ("health:\n  checks:\n    - name: x\n      type: tcp\n", 3, "type tcp needs `address`"),
+        ("health:\n  checks:\n    - name: x\n      type: tcp\n      address: a:1\n      failure_threshold: 0\n", 3, "at least 1"),
+        ("health:\n  checks:\n    - name: x\n      type: tcp\n      address: a:1\n      path: /tmp\n", 3, "`path` does not apply to type tcp"),
+        ("health:\n  checks:\n    - name: x\n      type: tcp\n      adress: a:1\n", 3, "unknown field `adress`"),
+        ("health:\n  checks:\n    - name: x\n      type: redis\n", 3, "needs `address` or `url`"),
+        ("health:\n  checks:\n    - name: x\n      type: http\n      url: http://a\n      json_pointer: /a\n", 3, "go together"),
+        ("health:\n  checks:\n    - name: x\n      type: tcp\n      address: a:1\n      interval: soon\n", 6, "invalid duration"),
+    ];
+    for (text, line, reason) in cases {
+        let shown = parse(text).expect_err(text).to_string();
+        assert!(shown.contains(reason), "{text:?} gave {shown}");
+        assert!(shown.starts_with(&format!("sightline.yaml:{line}:")), "{text:?} gave {shown}");
+    }
+}
