@@ -7,6 +7,7 @@
 //! an overall status, readiness and groups.
 
 mod check;
+pub mod checks;
 mod heartbeat;
 mod registry;
 

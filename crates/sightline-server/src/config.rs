@@ -306,7 +306,9 @@ impl TryFrom<RawCheck> for CheckConfig {
     fn try_from(raw: RawCheck) -> Result<Self, String> {
         let name = &raw.name;
         if raw.failure_threshold == 0 || raw.success_threshold == 0 {
-            return Err(format!("check {name:?}: failure_threshold and success_threshold must be at least 1"));
+            return Err(format!(
+                "check {name:?}: failure_threshold and success_threshold must be at least 1"
+            ));
         }
         if raw.interval.0.is_zero() || raw.timeout.0.is_zero() {
             return Err(format!("check {name:?}: interval and timeout must be more than 0"));
@@ -346,7 +348,10 @@ impl TryFrom<RawCheck> for CheckConfig {
         };
         let kind = raw.kind.as_str();
         if let Some((key, _)) = given.iter().find(|(key, set)| *set && !allowed.contains(key)) {
-            return Err(format!("check {name:?}: `{key}` does not apply to type {kind}; it takes: {}", allowed.join(", ")));
+            return Err(format!(
+                "check {name:?}: `{key}` does not apply to type {kind}; it takes: {}",
+                allowed.join(", ")
+            ));
         }
         for alternatives in required {
             if !given.iter().any(|(key, set)| *set && alternatives.contains(key)) {
@@ -359,8 +364,12 @@ impl TryFrom<RawCheck> for CheckConfig {
         if p.command.as_ref().is_some_and(Vec::is_empty) {
             return Err(format!("check {name:?}: `command` needs at least the program"));
         }
-        if (p.warn_bytes.is_some() || p.fail_bytes.is_some()) && (p.warn_ratio.is_some() || p.fail_ratio.is_some()) {
-            return Err(format!("check {name:?}: give ratios (host memory) or bytes (the server's memory), not both"));
+        if (p.warn_bytes.is_some() || p.fail_bytes.is_some())
+            && (p.warn_ratio.is_some() || p.fail_ratio.is_some())
+        {
+            return Err(format!(
+                "check {name:?}: give ratios (host memory) or bytes (the server's memory), not both"
+            ));
         }
         Ok(CheckConfig {
             name: raw.name,

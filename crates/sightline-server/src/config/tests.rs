@@ -173,12 +173,32 @@ fn bad_health_checks_name_the_line_and_reason() {
     let cases = [
         ("health:\n  checks:\n    - name: x\n      type: smtp\n", 4, "unknown variant `smtp`"),
         ("health:\n  checks:\n    - name: x\n      type: tcp\n", 3, "type tcp needs `address`"),
-        ("health:\n  checks:\n    - name: x\n      type: tcp\n      address: a:1\n      failure_threshold: 0\n", 3, "at least 1"),
-        ("health:\n  checks:\n    - name: x\n      type: tcp\n      address: a:1\n      path: /tmp\n", 3, "`path` does not apply to type tcp"),
-        ("health:\n  checks:\n    - name: x\n      type: tcp\n      adress: a:1\n", 3, "unknown field `adress`"),
+        (
+            "health:\n  checks:\n    - name: x\n      type: tcp\n      address: a:1\n      failure_threshold: 0\n",
+            3,
+            "at least 1",
+        ),
+        (
+            "health:\n  checks:\n    - name: x\n      type: tcp\n      address: a:1\n      path: /tmp\n",
+            3,
+            "`path` does not apply to type tcp",
+        ),
+        (
+            "health:\n  checks:\n    - name: x\n      type: tcp\n      adress: a:1\n",
+            3,
+            "unknown field `adress`",
+        ),
         ("health:\n  checks:\n    - name: x\n      type: redis\n", 3, "needs `address` or `url`"),
-        ("health:\n  checks:\n    - name: x\n      type: http\n      url: http://a\n      json_pointer: /a\n", 3, "go together"),
-        ("health:\n  checks:\n    - name: x\n      type: tcp\n      address: a:1\n      interval: soon\n", 6, "invalid duration"),
+        (
+            "health:\n  checks:\n    - name: x\n      type: http\n      url: http://a\n      json_pointer: /a\n",
+            3,
+            "go together",
+        ),
+        (
+            "health:\n  checks:\n    - name: x\n      type: tcp\n      address: a:1\n      interval: soon\n",
+            6,
+            "invalid duration",
+        ),
     ];
     for (text, line, reason) in cases {
         let shown = parse(text).expect_err(text).to_string();
