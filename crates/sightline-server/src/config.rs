@@ -371,7 +371,7 @@ impl TryFrom<RawCheck> for CheckConfig {
                 "check {name:?}: give ratios (host memory) or bytes (the server's memory), not both"
             ));
         }
-        Ok(CheckConfig {
+        let config = CheckConfig {
             name: raw.name,
             kind: raw.kind,
             interval: raw.interval,
@@ -382,7 +382,10 @@ impl TryFrom<RawCheck> for CheckConfig {
             depends_on: raw.depends_on,
             groups: raw.groups,
             params: raw.params,
-        })
+        };
+        // Build the check once, so that a bad URL, address or threshold is reported with its line.
+        crate::health::instantiate(&config, &sightline_core::Registry::new())?;
+        Ok(config)
     }
 }
 
@@ -671,9 +674,10 @@ impl Config {
             return Ok(Config::default());
         }
         let config: Config = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(path, text, &e))?;
-        config
-            .validate()
-            .map_err(|message| ConfigError::InvalidNoLocation { path: path.to_owned(), message })?;
+        config.validate().map_err(|message| match locate_value(text, &message, 1) {
+            Some((line, column)) => ConfigError::Invalid { path: path.to_owned(), line, column, message },
+            None => ConfigError::InvalidNoLocation { path: path.to_owned(), message },
+        })?;
         Ok(config)
     }
 
@@ -708,6 +712,8 @@ impl Config {
 
     /// Checks what the types alone cannot.
     fn validate(&self) -> Result<(), String> {
+        // Names, dependencies (unknown ones, cycles): build the registry once, probing nothing.
+        crate::health::build(&self.health, &self.server.data_dir, &sightline_core::Registry::new())?;
         for (i, rule) in self.metrics.buckets.iter().enumerate() {
             if rule.matcher().is_none() {
                 return Err(format!(

@@ -219,3 +219,165 @@ pub async fn heartbeat(State(state): State<Arc<AppState>>, Path(name): Path<Stri
         }
     }
 }
+
+// === building checks from configuration ===
+
+/// A configured check, ready to add to the registry.
+#[allow(missing_debug_implementations)] // `dyn HealthCheck` has no Debug; nothing prints an Instance.
+pub struct Instance {
+    /// The check.
+    pub check: Arc<dyn sightline_health::HealthCheck>,
+    /// For `heartbeat` checks: the handle that the push endpoint beats.
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// Builds the check an entry of `health.checks` describes. `metrics` is read by the memory and cpu
+/// checks. Errors name the bad key.
+pub fn instantiate(
+    config: &crate::config::CheckConfig,
+    metrics: &sightline_core::Registry,
+) -> Result<Instance, String> {
+    use sightline_health::checks::{
+        command::CommandCheck, disk::DiskCheck, filesystem::FilesystemCheck, http::HttpCheck,
+        http::StatusSet, redis::RedisCheck, resources, tcp::TcpCheck,
+    };
+
+    use crate::config::CheckType;
+    let p = &config.params;
+    let name = &config.name;
+    let err = |e: sightline_health::checks::CheckConfigError| format!("check {name:?}: {e}");
+    let check: Arc<dyn sightline_health::HealthCheck> = match config.kind {
+        CheckType::Tcp => Arc::new(TcpCheck::new(p.address.as_deref().unwrap_or_default()).map_err(err)?),
+        CheckType::Http => {
+            let mut builder = HttpCheck::builder(p.url.clone().unwrap_or_default());
+            if let Some(codes) = &p.expect_status {
+                builder = builder.expect_status(StatusSet::codes(codes.iter().copied()).map_err(err)?);
+            }
+            if let Some(text) = &p.body_contains {
+                builder = builder.body_contains(text.clone());
+            }
+            if let (Some(pointer), Some(equals)) = (&p.json_pointer, &p.equals) {
+                builder = builder.json_pointer(pointer.clone(), equals.clone());
+            }
+            if let Some(max) = p.max_response_time {
+                builder = builder.max_response_time(max.0);
+            }
+            Arc::new(builder.build().map_err(err)?)
+        }
+        CheckType::Postgres => {
+            #[cfg(feature = "postgres")]
+            {
+                let mut check = sightline_health::checks::postgres::PostgresCheck::new(
+                    p.url.as_deref().unwrap_or_default(),
+                )
+                .map_err(err)?;
+                if let Some(query) = &p.query {
+                    check = check.with_query(query.clone()).map_err(err)?;
+                }
+                Arc::new(check)
+            }
+            #[cfg(not(feature = "postgres"))]
+            return Err(format!("check {name:?}: this build of sightline has no PostgreSQL support"));
+        }
+        CheckType::Redis => match (&p.url, &p.address) {
+            (Some(url), _) => Arc::new(RedisCheck::from_url(url).map_err(err)?),
+            (None, address) => {
+                Arc::new(RedisCheck::from_address(address.as_deref().unwrap_or_default()).map_err(err)?)
+            }
+        },
+        CheckType::Filesystem => {
+            Arc::new(FilesystemCheck::new(p.path.clone().unwrap_or_default()).map_err(err)?)
+        }
+        CheckType::Disk => {
+            let mut builder = DiskCheck::builder(p.path.clone().unwrap_or_default());
+            if let Some(ratio) = p.warn_ratio {
+                builder = builder.warn_ratio(ratio);
+            }
+            if let Some(ratio) = p.fail_ratio {
+                builder = builder.fail_ratio(ratio);
+            }
+            Arc::new(builder.build().map_err(err)?)
+        }
+        CheckType::Memory => match (p.warn_bytes, p.fail_bytes) {
+            (None, None) => Arc::new(
+                resources::MemoryCheck::host_ratio(
+                    metrics,
+                    p.warn_ratio.unwrap_or(resources::DEFAULT_WARN_RATIO),
+                    p.fail_ratio.unwrap_or(resources::DEFAULT_FAIL_RATIO),
+                )
+                .map_err(err)?,
+            ),
+            (warn, fail) => Arc::new(
+                resources::MemoryCheck::process_bytes(
+                    metrics,
+                    warn.unwrap_or(resources::DEFAULT_PROCESS_WARN_BYTES),
+                    fail.unwrap_or(resources::DEFAULT_PROCESS_FAIL_BYTES),
+                )
+                .map_err(err)?,
+            ),
+        },
+        CheckType::Cpu => Arc::new(
+            resources::CpuCheck::new(metrics)
+                .with_thresholds(
+                    p.warn_ratio.unwrap_or(resources::DEFAULT_WARN_RATIO),
+                    p.fail_ratio.unwrap_or(resources::DEFAULT_FAIL_RATIO),
+                )
+                .map_err(err)?,
+        ),
+        CheckType::Command => {
+            Arc::new(CommandCheck::new(p.command.clone().unwrap_or_default()).map_err(err)?)
+        }
+        CheckType::Heartbeat => {
+            let window = p.window.map_or(std::time::Duration::from_secs(300), |w| w.0);
+            let heartbeat = Heartbeat::new(window, 1);
+            return Ok(Instance { check: Arc::new(heartbeat.clone()), heartbeat: Some(heartbeat) });
+        }
+    };
+    Ok(Instance { check, heartbeat: None })
+}
+
+/// The names of the built-in checks.
+pub const BUILTIN_CHECKS: [&str; 2] = ["data-dir-writable", "data-dir-disk"];
+
+/// Builds the health registry from `health:`: the built-in checks on the data directory (unless
+/// `builtin_checks: false`) and the configured ones.
+pub fn build(
+    config: &crate::config::HealthConfig,
+    data_dir: &std::path::Path,
+    metrics: &sightline_core::Registry,
+) -> Result<HealthState, String> {
+    use sightline_health::CheckOptions;
+    use sightline_health::checks::{disk::DiskCheck, filesystem::FilesystemCheck};
+    let mut builder = Health::builder(metrics);
+    if config.builtin_checks {
+        let writable = FilesystemCheck::new(data_dir).map_err(|e| format!("data directory check: {e}"))?;
+        let disk = DiskCheck::new(data_dir).map_err(|e| format!("data directory check: {e}"))?;
+        let options = CheckOptions::new().group("storage");
+        builder = builder.check(BUILTIN_CHECKS[0], options.clone(), writable).check(
+            BUILTIN_CHECKS[1],
+            options.interval(std::time::Duration::from_secs(60)),
+            disk,
+        );
+    }
+    let mut heartbeats = HashMap::new();
+    for check in &config.checks {
+        let instance = instantiate(check, metrics)?;
+        let mut options = CheckOptions::new()
+            .interval(check.interval.0)
+            .timeout(check.timeout.0)
+            .critical(check.critical)
+            .thresholds(check.failure_threshold, check.success_threshold);
+        for dependency in &check.depends_on {
+            options = options.depends_on(dependency.clone());
+        }
+        for group in &check.groups {
+            options = options.group(group.clone());
+        }
+        if let Some(heartbeat) = instance.heartbeat {
+            heartbeats.insert(check.name.clone(), heartbeat);
+        }
+        builder = builder.check_arc(check.name.clone(), options, instance.check);
+    }
+    let health = builder.build().map_err(|e| format!("health.checks: {e}"))?;
+    Ok(HealthState { health, heartbeats: Arc::new(heartbeats) })
+}

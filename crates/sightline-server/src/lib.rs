@@ -39,8 +39,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let registry =
         registry_builder(&config.metrics)?.install().context("cannot install the metrics recorder")?;
     let collectors = start_collectors(&registry, &config.collectors);
-    let health = sightline_health::Health::builder(&registry).build().context("invalid health checks")?;
-    let health = health::HealthState { health, heartbeats: Default::default() };
+    let health = health::build(&config.health, data_dir, &registry).map_err(anyhow::Error::msg)?;
+    let checks = health.health.start();
     let state = http::AppState::new(registry, &config.api.tokens, health);
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -58,6 +58,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown)
         .await
         .context("the HTTP server failed")?;
+    checks.stop();
     collectors.stop();
     tracing::info!("sightline stopped");
     Ok(())

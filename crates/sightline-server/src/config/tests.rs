@@ -206,3 +206,46 @@ fn bad_health_checks_name_the_line_and_reason() {
         assert!(shown.starts_with(&format!("sightline.yaml:{line}:")), "{text:?} gave {shown}");
     }
 }
+
+#[test]
+fn check_parameters_and_dependencies_are_validated_at_load() {
+    let cases = [
+        (
+            "health:\n  checks:\n    - name: x\n      type: http\n      url: ftp://example.com\n",
+            3,
+            "invalid `url`",
+        ),
+        (
+            "health:\n  checks:\n    - name: x\n      type: disk\n      path: /\n      warn_ratio: 1.5\n",
+            3,
+            "warn_ratio",
+        ),
+        ("health:\n  checks:\n    - name: x\n      type: tcp\n      address: nohost\n", 3, "address"),
+        (
+            "health:\n  checks:\n    - name: a\n      type: tcp\n      address: a:1\n      depends_on: [ghost]\n",
+            0,
+            "depends on \"ghost\"",
+        ),
+        (
+            "health:\n  checks:\n    - name: a\n      type: tcp\n      address: a:1\n      depends_on: [b]\n    \
+             - name: b\n      type: tcp\n      address: a:1\n      depends_on: [a]\n",
+            0,
+            "cycle",
+        ),
+        (
+            "health:\n  checks:\n    - name: data-dir-disk\n      type: tcp\n      address: a:1\n",
+            3,
+            "two health checks",
+        ),
+        ("metrics:\n  buckets:\n    - buckets: [1]\n", 0, "give exactly one of"),
+    ];
+    for (text, line, reason) in cases {
+        let shown = parse(text).expect_err(text).to_string();
+        assert!(shown.contains(reason), "{text:?} gave {shown}");
+        if line > 0 {
+            assert!(shown.starts_with(&format!("sightline.yaml:{line}:")), "{text:?} gave {shown}");
+        } else {
+            assert!(shown.starts_with("sightline.yaml:"), "{text:?} gave {shown}");
+        }
+    }
+}
