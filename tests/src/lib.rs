@@ -306,3 +306,86 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The machine's PostgreSQL for tests: `SIGHTLINE_TEST_POSTGRES_URL`, or
+/// `postgres://postgres@127.0.0.1:5432/test` (trust auth, as on the project's machines). Starts Debian's
+/// cluster when nothing answers and we are root. `None` after a loud SKIPPED when it cannot be had;
+/// panics under `SIGHTLINE_REQUIRE_PEERS=1`.
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var("SIGHTLINE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    // host:port from scheme://[user[:pass]@]host[:port][/db]
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let address = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") };
+    let start = || {
+        let version =
+            std::fs::read_dir("/etc/postgresql").ok()?.filter_map(Result::ok).map(|e| e.file_name()).max()?;
+        let version = version.to_string_lossy().into_owned();
+        Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &version, "main", "start"])
+            .status()
+            .ok()
+    };
+    require_service("PostgreSQL", &address, start).then_some(url)
+}
+
+/// The machine's Redis for tests, `127.0.0.1:6379`, started (without persistence) when nothing answers
+/// and `redis-server` exists. `None` after a loud SKIPPED when it cannot be had; panics under
+/// `SIGHTLINE_REQUIRE_PEERS=1`.
+pub fn redis_address() -> Option<String> {
+    let address = "127.0.0.1:6379".to_owned();
+    let start = || {
+        let server = which("redis-server")?;
+        Command::new(server)
+            .args([
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "6379",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .status()
+            .ok()
+    };
+    require_service("Redis", &address, start).then_some(address)
+}
+
+fn require_service(
+    what: &str,
+    address: &str,
+    start: impl FnOnce() -> Option<std::process::ExitStatus>,
+) -> bool {
+    let reachable = || {
+        use std::net::ToSocketAddrs;
+        address
+            .to_socket_addrs()
+            .map(|mut addrs| addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok()))
+            .unwrap_or(false)
+    };
+    if reachable() {
+        return true;
+    }
+    if start().is_some_and(|status| status.success()) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if reachable() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let reason = format!("{what} unavailable: nothing answers at {address}");
+    if peers_required() {
+        panic!("SIGHTLINE_REQUIRE_PEERS=1 but {reason}");
+    }
+    let banner = format!("\n==================== SKIPPED: {reason} ====================\n\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes());
+    false
+}

@@ -284,6 +284,7 @@ impl HealthBuilder {
             .map(|(name, options, check)| Entry {
                 handles: Handles::new(&self.metrics, &name),
                 state: RwLock::new(State::default()),
+                ran: watch::channel(false).0,
                 name,
                 options,
                 check,
@@ -379,6 +380,8 @@ struct Entry {
     check: Arc<dyn HealthCheck>,
     state: RwLock<State>,
     handles: Handles,
+    /// Becomes true once the check has a first result; dependents wait for it at start.
+    ran: watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -398,17 +401,25 @@ impl Health {
         HealthBuilder { metrics: metrics.clone(), history: DEFAULT_HISTORY, checks: Vec::new() }
     }
 
-    /// Starts one task per check on the current tokio runtime: each probes at once, then every interval.
-    /// The tasks stop when the returned handle is dropped.
+    /// Starts one task per check on the current tokio runtime: each probes at once (after its
+    /// dependencies' first results, so that a dependent of a failing check starts out skipped rather than
+    /// failing), then every interval. The tasks stop when the returned handle is dropped.
     pub fn start(&self) -> Running {
         let tasks = (0..self.inner.checks.len())
             .map(|i| {
                 let health = self.clone();
                 tokio::spawn(async move {
-                    let interval = health.inner.checks[i].options.interval;
+                    let entry = &health.inner.checks[i];
+                    for dependency in &entry.options.depends_on {
+                        if let Some(&d) = health.inner.by_name.get(dependency) {
+                            let mut ran = health.inner.checks[d].ran.subscribe();
+                            // The sender lives as long as `health`; an error cannot happen here.
+                            let _ = ran.wait_for(|ran| *ran).await;
+                        }
+                    }
                     loop {
                         health.run(i).await;
-                        tokio::time::sleep(interval).await;
+                        tokio::time::sleep(entry.options.interval).await;
                     }
                 })
             })
@@ -489,6 +500,7 @@ impl Health {
     fn record(&self, i: usize, mut result: CheckResult, raw: Option<Status>, skipped_by: Option<String>) {
         let entry = &self.inner.checks[i];
         let options = &entry.options;
+        entry.ran.send_if_modified(|ran| !std::mem::replace(ran, true));
         let transition = {
             let mut state = entry.state.write().unwrap_or_else(|e| e.into_inner());
             let before = state.last.as_ref().map_or(Status::Unknown, |r| r.status);

@@ -19,9 +19,14 @@ pub struct Server {
 }
 
 pub fn start(extra_env: &[(&str, &str)]) -> Server {
+    start_with(&[], extra_env)
+}
+
+/// `sightline serve` with extra arguments (such as `--config FILE`) and environment.
+pub fn start_with(args: &[&str], extra_env: &[(&str, &str)]) -> Server {
     let dir = TempDir::new("serve");
     let mut command = Command::new(env!("CARGO_BIN_EXE_sightline"));
-    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path().join("data"));
+    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path().join("data")).args(args);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("SIGHTLINE_") {
             command.env_remove(key);
