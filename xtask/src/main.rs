@@ -13,6 +13,8 @@ use std::process::{Command, ExitCode};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
+
+mod health_bench;
 use serde_json::{Value, json};
 
 const HELP: &str = "\
@@ -29,6 +31,10 @@ COMMANDS:
                 and write <target dir>/bench/core.json.
                 --quick   shorter warm-up and measurement (0.5 s / 1 s instead of 1 s / 3 s)
                 Arguments after `--` go to criterion, e.g. a benchmark filter.
+    bench-health [SECONDS]
+                GET /health latency with wrk (32 connections, default 10 s) against a release build
+                of `sightline serve` with 50 health checks, one hanging; writes
+                <target dir>/bench/health.json. Needs Debian's `wrk`.
     ci          Run what CI runs: `bash .ci/run` from the workspace root.
     help        Print this help (also -h, --help).
 ";
@@ -51,6 +57,18 @@ fn main() -> ExitCode {
             Ok(options) => bench(&options),
             Err(message) => return usage_error(&message),
         },
+        Some("bench-health") => {
+            let seconds = match args.get(1).map(|s| s.parse::<u32>()) {
+                None => 10,
+                Some(Ok(s)) if s > 0 => s,
+                Some(_) => return usage_error("`bench-health` takes an optional duration in seconds"),
+            };
+            let root = workspace_root();
+            match target_directory(&root).and_then(|dir| health_bench::run(&root, &dir, seconds)) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(err) => Err(err),
+            }
+        }
         Some("ci") => match &args[1..] {
             [] => ci(),
             [arg, ..] => return usage_error(&format!("`ci` takes no arguments, got `{arg}`")),

@@ -1,0 +1,164 @@
+//! `cargo xtask bench-health`: `GET /health` latency under load, measured with `wrk` against a release
+//! build of `sightline serve` holding 50 health checks, one of which hangs on every probe.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+/// Connections wrk keeps open, as the target states.
+const CONNECTIONS: u32 = 32;
+/// The target for the 99th percentile.
+const P99_TARGET_MS: f64 = 1.0;
+
+/// Kills the server when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn run(root: &Path, target_dir: &Path, seconds: u32) -> Result<()> {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        bail!("`wrk` is not installed; install Debian's package: apt-get install wrk");
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(&cargo)
+        .args(["build", "--release", "--bin", "sightline"])
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .status()
+        .context("could not run cargo build")?;
+    if !built.success() {
+        bail!("`cargo build --release --bin sightline` failed");
+    }
+
+    // 49 TCP checks against a listener that accepts, and one HTTP check against a listener that accepts
+    // and never answers: it hangs until its 5 s timeout on every probe.
+    let accepting = TcpListener::bind("127.0.0.1:0")?;
+    let accepting_addr = accepting.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in accepting.incoming().flatten() {
+            drop(stream);
+        }
+    });
+    let silent = TcpListener::bind("127.0.0.1:0")?;
+    let silent_addr = silent.local_addr()?;
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let dir = target_dir.join("bench/health");
+    std::fs::create_dir_all(&dir)?;
+    let mut yaml = String::from("health:\n  checks:\n");
+    for i in 0..49 {
+        yaml.push_str(&format!(
+            "    - {{name: tcp-{i}, type: tcp, address: '{accepting_addr}', interval: 1s}}\n"
+        ));
+    }
+    yaml.push_str(&format!(
+        "    - {{name: hanging, type: http, url: 'http://{silent_addr}/', interval: 1s, timeout: 5s, critical: false}}\n"
+    ));
+    let config = dir.join("sightline.yaml");
+    std::fs::write(&config, yaml)?;
+
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let binary = target_dir.join("release/sightline");
+    let _server = Server(
+        Command::new(&binary)
+            .args(["serve", "--listen", &addr.to_string(), "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env("SIGHTLINE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("could not start {}", binary.display()))?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if Instant::now() > deadline {
+            bail!("sightline did not start listening on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Let every check run (and the hanging one start hanging) before measuring.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut probe = TcpStream::connect(addr)?;
+    std::io::Write::write_all(&mut probe, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    probe.read_to_string(&mut answer)?;
+    let checks = answer.matches("\"name\":").count();
+    println!("GET /health lists {checks} checks");
+
+    let output = Command::new("wrk")
+        .args(["-t2", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "--latency"])
+        .arg(format!("http://{addr}/health"))
+        .output()
+        .context("could not run wrk")?;
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("{report}");
+    let percentile = |label: &str| -> Option<f64> {
+        let line = report.lines().find(|l| l.trim_start().starts_with(label))?;
+        parse_latency(line.split_whitespace().nth(1)?)
+    };
+    let requests = report
+        .lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok());
+    let (p50, p99) = (percentile("50%"), percentile("99%"));
+    let p99_ms = p99.context("wrk printed no 99% latency")?;
+    let met = p99_ms <= P99_TARGET_MS;
+    println!("| benchmark | connections | checks | p50 | p99 | requests/s | target | verdict |");
+    println!("|---|---:|---:|---:|---:|---:|---|---|");
+    println!(
+        "| GET /health | {CONNECTIONS} | {checks} | {} | {p99_ms:.3} ms | {} | p99 <= {P99_TARGET_MS} ms | {} |",
+        p50.map_or("-".into(), |v| format!("{v:.3} ms")),
+        requests.map_or("-".into(), |v| format!("{v:.0}")),
+        if met { "met" } else { "MISSED" }
+    );
+    let out = json!({
+        "benchmark": "GET /health", "connections": CONNECTIONS, "checks": checks, "duration_s": seconds,
+        "p50_ms": p50, "p99_ms": p99_ms, "requests_per_s": requests, "target_p99_ms": P99_TARGET_MS, "met": met,
+    });
+    let path = target_dir.join("bench/health.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
+    println!("Written to {}", path.display());
+    Ok(())
+}
+
+/// wrk's latency cells: `812.00us`, `1.23ms`, `2.00s`.
+fn parse_latency(cell: &str) -> Option<f64> {
+    let (number, scale) = if let Some(v) = cell.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = cell.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = cell.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        return None;
+    };
+    number.parse::<f64>().ok().map(|n| n * scale)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wrk_latency_cells() {
+        assert_eq!(super::parse_latency("812.00us"), Some(0.812));
+        assert_eq!(super::parse_latency("1.50ms"), Some(1.5));
+        assert_eq!(super::parse_latency("2.00s"), Some(2000.0));
+        assert_eq!(super::parse_latency("n/a"), None);
+    }
+}
