@@ -295,7 +295,15 @@ impl HealthBuilder {
         }
         let (overall, _) = watch::channel(Status::Unknown);
         Ok(Health {
-            inner: Arc::new(Inner { checks, by_name, order, history: self.history, events, overall }),
+            inner: Arc::new(Inner {
+                generation: std::sync::atomic::AtomicU64::new(0),
+                checks,
+                by_name,
+                order,
+                history: self.history,
+                events,
+                overall,
+            }),
         })
     }
 }
@@ -365,6 +373,8 @@ impl std::fmt::Debug for Health {
 }
 
 struct Inner {
+    /// Bumped on every recorded result, so that callers can cache what they render from a report.
+    generation: std::sync::atomic::AtomicU64,
     checks: Vec<Entry>,
     by_name: HashMap<String, usize>,
     /// Dependencies first.
@@ -546,6 +556,7 @@ impl Health {
             }
             transition
         };
+        self.inner.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         if let Some(transition) = transition {
             entry.handles.set_status(transition.to);
             entry.handles.transition(transition.to);
@@ -635,6 +646,12 @@ impl Health {
     /// The overall status, updated on every change.
     pub fn watch(&self) -> watch::Receiver<Status> {
         self.inner.overall.subscribe()
+    }
+
+    /// A number that changes whenever any check records a result: a report rendered at one generation
+    /// stays exact until the generation moves.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The names of the checks, in the order they were added.

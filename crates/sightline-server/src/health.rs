@@ -21,6 +21,48 @@ pub struct HealthState {
     pub health: Health,
     /// Push heartbeats by check name.
     pub heartbeats: Arc<HashMap<String, Heartbeat>>,
+    /// Rendered answers by endpoint and shape, valid while the registry's generation stands still.
+    cache: Arc<std::sync::Mutex<HashMap<String, Cached>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    generation: u64,
+    status: StatusCode,
+    content_type: &'static str,
+    body: axum::body::Bytes,
+}
+
+impl HealthState {
+    /// The state for `health` and its push heartbeats.
+    pub fn new(health: Health, heartbeats: HashMap<String, Heartbeat>) -> Self {
+        Self { health, heartbeats: Arc::new(heartbeats), cache: Arc::default() }
+    }
+
+    /// Serves `key`'s answer from cache while no check has recorded a result since it was rendered, so
+    /// that polling `/health` hard costs one render per change rather than one per request.
+    fn cached(&self, key: &str, render: impl FnOnce() -> (StatusCode, &'static str, String)) -> Response {
+        let generation = self.health.generation();
+        let hit = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .filter(|c| c.generation == generation)
+            .cloned();
+        let entry = match hit {
+            Some(entry) => entry,
+            None => {
+                let (status, content_type, body) = render();
+                let entry = Cached { generation, status, content_type, body: body.into() };
+                let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                // Bounded by the endpoints, shapes and groups, all fixed by configuration.
+                cache.insert(key.to_owned(), entry.clone());
+                entry
+            }
+        };
+        (entry.status, [(header::CONTENT_TYPE, entry.content_type)], entry.body).into_response()
+    }
 }
 
 /// The media type of the IETF health-check draft.
@@ -55,14 +97,17 @@ fn check_json(check: &CheckReport) -> Value {
     })
 }
 
-/// Sightline's own shape, or the IETF draft's when the client asks for `application/health+json`.
-fn render(report: &Report, headers: &HeaderMap) -> Response {
-    let code = http_status(report.status);
-    let wants_draft = headers
+fn wants_draft(headers: &HeaderMap) -> bool {
+    headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.split(',').any(|r| r.trim().starts_with(HEALTH_JSON)));
-    if wants_draft {
+        .is_some_and(|accept| accept.split(',').any(|r| r.trim().starts_with(HEALTH_JSON)))
+}
+
+/// Sightline's own shape, or the IETF draft's (`application/health+json`) when `draft`.
+fn render(report: &Report, draft: bool) -> (StatusCode, &'static str, String) {
+    let code = http_status(report.status);
+    if draft {
         let mut checks = serde_json::Map::new();
         for check in &report.checks {
             let last = check.last.as_ref();
@@ -85,13 +130,13 @@ fn render(report: &Report, headers: &HeaderMap) -> Response {
             "serviceId": "sightline",
             "checks": checks,
         });
-        return (code, [(header::CONTENT_TYPE, HEALTH_JSON)], body.to_string()).into_response();
+        return (code, HEALTH_JSON, body.to_string());
     }
     let body = json!({
         "status": report.status.as_str(),
         "checks": report.checks.iter().map(check_json).collect::<Vec<_>>(),
     });
-    (code, Json(body)).into_response()
+    (code, "application/json", body.to_string())
 }
 
 /// The draft's measurement names for the units checks report.
@@ -113,29 +158,33 @@ fn strip_nulls(value: Value) -> Value {
 
 /// `GET /health`: every check, from cache.
 pub async fn overall(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    render(&state.health.health.report(), &headers)
+    let draft = wants_draft(&headers);
+    let health = &state.health;
+    health.cached(if draft { "overall/draft" } else { "overall" }, || render(&health.health.report(), draft))
 }
 
 /// `GET /health/ready`: the critical checks; 503 names the failing ones.
 pub async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let report = state.health.health.readiness();
-    if http_status(report.status) == StatusCode::OK
-        || headers.get(header::ACCEPT).is_some_and(|a| a.to_str().is_ok_and(|a| a.contains(HEALTH_JSON)))
-    {
-        return render(&report, &headers);
-    }
-    let failing: Vec<&str> = report
-        .checks
-        .iter()
-        .filter(|c| http_status(c.status()) != StatusCode::OK)
-        .map(|c| c.name.as_str())
-        .collect();
-    let body = json!({
-        "status": report.status.as_str(),
-        "failing": failing,
-        "checks": report.checks.iter().map(check_json).collect::<Vec<_>>(),
-    });
-    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    let draft = wants_draft(&headers);
+    let health = &state.health;
+    health.cached(if draft { "ready/draft" } else { "ready" }, || {
+        let report = health.health.readiness();
+        if draft || http_status(report.status) == StatusCode::OK {
+            return render(&report, draft);
+        }
+        let failing: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| http_status(c.status()) != StatusCode::OK)
+            .map(|c| c.name.as_str())
+            .collect();
+        let body = json!({
+            "status": report.status.as_str(),
+            "failing": failing,
+            "checks": report.checks.iter().map(check_json).collect::<Vec<_>>(),
+        });
+        (StatusCode::SERVICE_UNAVAILABLE, "application/json", body.to_string())
+    })
 }
 
 /// `GET /health/{group}`.
@@ -144,8 +193,16 @@ pub async fn group(
     Path(group): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match state.health.health.group(&group) {
-        Some(report) => render(&report, &headers),
+    let draft = wants_draft(&headers);
+    let health = &state.health;
+    match health.health.group(&group) {
+        Some(_) => health.cached(&format!("group/{group}/{draft}"), || {
+            // The group exists (checked above) and groups are fixed by configuration.
+            health.health.group(&group).map_or_else(
+                || (StatusCode::NOT_FOUND, "application/json", String::new()),
+                |report| render(&report, draft),
+            )
+        }),
         None => ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -379,5 +436,5 @@ pub fn build(
         builder = builder.check_arc(check.name.clone(), options, instance.check);
     }
     let health = builder.build().map_err(|e| format!("health.checks: {e}"))?;
-    Ok(HealthState { health, heartbeats: Arc::new(heartbeats) })
+    Ok(HealthState::new(health, heartbeats))
 }

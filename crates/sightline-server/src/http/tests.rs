@@ -9,7 +9,7 @@ use super::*;
 /// An app state with no health checks.
 fn state(registry: Registry, tokens: &[String]) -> AppState {
     let health = sightline_health::Health::builder(&registry).build().expect("no checks is valid");
-    let health = crate::health::HealthState { health, heartbeats: Default::default() };
+    let health = crate::health::HealthState::new(health, Default::default());
     AppState::new(registry, tokens, health)
 }
 
@@ -117,7 +117,6 @@ async fn no_tokens_configured_means_writes_are_refused() {
 
 mod health {
     use std::collections::HashMap;
-    use std::sync::Arc;
     use std::time::Duration;
 
     use sightline_health::{BoxFuture, CheckOptions, Health, HealthCheck, Heartbeat, Probe};
@@ -152,9 +151,9 @@ mod health {
             .build()
             .unwrap();
         health.run_all().await;
-        let heartbeats = Arc::new(HashMap::from([("nightly".to_owned(), heartbeat.clone())]));
-        let state =
-            AppState::new(registry, &["tok".to_owned()], crate::health::HealthState { health, heartbeats });
+        let heartbeats = HashMap::from([("nightly".to_owned(), heartbeat.clone())]);
+        let health = crate::health::HealthState::new(health, heartbeats);
+        let state = AppState::new(registry, &["tok".to_owned()], health);
         (router(state), heartbeat)
     }
 
