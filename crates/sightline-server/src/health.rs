@@ -79,22 +79,26 @@ fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
+/// One check in Sightline's shape. Fields without a value (no observation, no groups, no details) are
+/// left out rather than written as null, which keeps a 50-check answer small.
 fn check_json(check: &CheckReport) -> Value {
     let last = check.last.as_ref();
-    json!({
+    let observed = last.and_then(|r| r.observed.as_ref());
+    let entry = json!({
         "name": check.name,
         "status": check.status().as_str(),
         "message": last.map(|r| r.message.as_str()),
-        "observed_value": last.and_then(|r| r.observed.as_ref()).map(|o| o.value),
-        "observed_unit": last.and_then(|r| r.observed.as_ref()).map(|o| o.unit.as_str()),
-        "duration_ms": last.map(|r| r.duration.as_secs_f64() * 1000.0),
+        "observed_value": observed.map(|o| o.value),
+        "observed_unit": observed.map(|o| o.unit.as_str()),
+        "duration_ms": last.map(|r| (r.duration.as_secs_f64() * 1e6).round() / 1e3),
         "checked_at": last.map(|r| rfc3339(r.checked_at)),
         "consecutive_failures": check.consecutive_failures,
         "critical": check.critical,
-        "groups": check.groups,
-        "depends_on": check.depends_on,
-        "details": last.map_or(Value::Null, |r| r.details.clone()),
-    })
+        "groups": (!check.groups.is_empty()).then_some(&check.groups),
+        "depends_on": (!check.depends_on.is_empty()).then_some(&check.depends_on),
+        "details": last.map(|r| &r.details).filter(|d| !d.is_null()),
+    });
+    strip_nulls(entry)
 }
 
 fn wants_draft(headers: &HeaderMap) -> bool {
