@@ -1,8 +1,10 @@
 //! `cargo xtask bench-health`: `GET /health` latency under load, measured with `wrk` against a release
 //! build of `sightline serve` holding 50 health checks (every 10 s), one of which hangs on every probe.
 //!
-//! wrk runs one thread: on this 2-core machine a second wrk thread takes the core the server needs, and
-//! the test then measures the scheduler more than the server.
+//! The load generator must not steal the server's CPU, or the test measures the scheduler rather than the
+//! server: on a machine with two or more cores (and `taskset`), wrk runs on CPU 0 and the server on CPU 1
+//! with one tokio worker (`TOKIO_WORKER_THREADS=1`), as a load generator on another machine would leave
+//! the server its cores. Without `taskset`, both share every core and the numbers say so.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -77,8 +79,25 @@ pub fn run(root: &Path, target_dir: &Path, seconds: u32) -> Result<()> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let binary = target_dir.join("release/sightline");
-    let _server = Server(
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pinned = cores >= 2 && Command::new("taskset").arg("--version").output().is_ok();
+    let mut server = if pinned {
+        let mut command = Command::new("taskset");
+        command.args(["-c", "1"]).arg(&binary).env("TOKIO_WORKER_THREADS", "1");
+        command
+    } else {
         Command::new(&binary)
+    };
+    println!(
+        "{}",
+        if pinned {
+            "server pinned to CPU 1 (one tokio worker), wrk to CPU 0"
+        } else {
+            "not pinned: server and wrk share the cores"
+        }
+    );
+    let _server = Server(
+        server
             .args(["serve", "--listen", &addr.to_string(), "--config"])
             .arg(&config)
             .arg("--data-dir")
@@ -104,7 +123,14 @@ pub fn run(root: &Path, target_dir: &Path, seconds: u32) -> Result<()> {
     let checks = answer.matches("\"name\":").count();
     println!("GET /health lists {checks} checks");
 
-    let output = Command::new("wrk")
+    let mut wrk = if pinned {
+        let mut command = Command::new("taskset");
+        command.args(["-c", "0", "wrk"]);
+        command
+    } else {
+        Command::new("wrk")
+    };
+    let output = wrk
         .args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "--latency"])
         .arg(format!("http://{addr}/health"))
         .output()
@@ -133,6 +159,7 @@ pub fn run(root: &Path, target_dir: &Path, seconds: u32) -> Result<()> {
     );
     let out = json!({
         "benchmark": "GET /health", "connections": CONNECTIONS, "checks": checks, "duration_s": seconds,
+        "pinned": pinned,
         "p50_ms": p50, "p99_ms": p99_ms, "requests_per_s": requests, "target_p99_ms": P99_TARGET_MS, "met": met,
     });
     let path = target_dir.join("bench/health.json");

@@ -31,6 +31,8 @@ struct Cached {
     status: StatusCode,
     content_type: &'static str,
     body: axum::body::Bytes,
+    /// A background render of a newer generation is under way.
+    refreshing: bool,
 }
 
 impl HealthState {
@@ -39,29 +41,44 @@ impl HealthState {
         Self { health, heartbeats: Arc::new(heartbeats), cache: Arc::default() }
     }
 
-    /// Serves `key`'s answer from cache while no check has recorded a result since it was rendered, so
-    /// that polling `/health` hard costs one render per change rather than one per request.
-    fn cached(&self, key: &str, render: impl FnOnce() -> (StatusCode, &'static str, String)) -> Response {
+    /// Serves `key`'s answer from cache, so that polling `/health` hard costs one render per change
+    /// rather than one per request. When a check has recorded a result since the answer was rendered,
+    /// the previous answer is served while one background render replaces it (stale while revalidate):
+    /// an answer is at most one render behind, and a render never holds up other requests.
+    fn cached<F>(&self, key: &str, render: F) -> Response
+    where
+        F: FnOnce(&Health) -> (StatusCode, &'static str, String) + Send + 'static,
+    {
         let generation = self.health.generation();
-        let hit = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .filter(|c| c.generation == generation)
-            .cloned();
-        let entry = match hit {
-            Some(entry) => entry,
-            None => {
-                let (status, content_type, body) = render();
-                let entry = Cached { generation, status, content_type, body: body.into() };
-                let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                // Bounded by the endpoints, shapes and groups, all fixed by configuration.
-                cache.insert(key.to_owned(), entry.clone());
-                entry
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = cache.get_mut(key) {
+            let answer = entry.clone();
+            if entry.generation != generation && !entry.refreshing {
+                entry.refreshing = true;
+                let (cache, health, key) = (self.cache.clone(), self.health.clone(), key.to_owned());
+                tokio::task::spawn_blocking(move || {
+                    let generation = health.generation();
+                    let (status, content_type, body) = render(&health);
+                    let fresh =
+                        Cached { generation, status, content_type, body: body.into(), refreshing: false };
+                    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, fresh);
+                });
             }
-        };
-        (entry.status, [(header::CONTENT_TYPE, entry.content_type)], entry.body).into_response()
+            return answer.into_response();
+        }
+        drop(cache);
+        // The first request for this key renders in line.
+        let (status, content_type, body) = render(&self.health);
+        let entry = Cached { generation, status, content_type, body: body.into(), refreshing: false };
+        // Bounded by the endpoints, shapes and groups, all fixed by configuration.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_owned(), entry.clone());
+        entry.into_response()
+    }
+}
+
+impl IntoResponse for Cached {
+    fn into_response(self) -> Response {
+        (self.status, [(header::CONTENT_TYPE, self.content_type)], self.body).into_response()
     }
 }
 
@@ -164,15 +181,15 @@ fn strip_nulls(value: Value) -> Value {
 pub async fn overall(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let draft = wants_draft(&headers);
     let health = &state.health;
-    health.cached(if draft { "overall/draft" } else { "overall" }, || render(&health.health.report(), draft))
+    health.cached(if draft { "overall/draft" } else { "overall" }, move |h| render(&h.report(), draft))
 }
 
 /// `GET /health/ready`: the critical checks; 503 names the failing ones.
 pub async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let draft = wants_draft(&headers);
     let health = &state.health;
-    health.cached(if draft { "ready/draft" } else { "ready" }, || {
-        let report = health.health.readiness();
+    health.cached(if draft { "ready/draft" } else { "ready" }, move |h| {
+        let report = h.readiness();
         if draft || http_status(report.status) == StatusCode::OK {
             return render(&report, draft);
         }
@@ -200,9 +217,9 @@ pub async fn group(
     let draft = wants_draft(&headers);
     let health = &state.health;
     match health.health.group(&group) {
-        Some(_) => health.cached(&format!("group/{group}/{draft}"), || {
+        Some(_) => health.cached(&format!("group/{group}/{draft}"), move |h| {
             // The group exists (checked above) and groups are fixed by configuration.
-            health.health.group(&group).map_or_else(
+            h.group(&group).map_or_else(
                 || (StatusCode::NOT_FOUND, "application/json", String::new()),
                 |report| render(&report, draft),
             )

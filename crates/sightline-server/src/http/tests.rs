@@ -117,6 +117,7 @@ async fn no_tokens_configured_means_writes_are_refused() {
 
 mod health {
     use std::collections::HashMap;
+    use std::sync::Arc;
     use std::time::Duration;
 
     use sightline_health::{BoxFuture, CheckOptions, Health, HealthCheck, Heartbeat, Probe};
@@ -261,5 +262,45 @@ mod health {
         let (status, _, body) = call(app, post(Some("Bearer tok"), "other")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(body.contains("heartbeat checks: nightly"), "{body}");
+    }
+
+    /// A check whose answer the test switches.
+    struct Switch(Arc<std::sync::atomic::AtomicBool>);
+
+    impl HealthCheck for Switch {
+        fn check(&self) -> BoxFuture<'_, Probe> {
+            let up = self.0.load(std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move { if up { Probe::healthy("up") } else { Probe::unhealthy("down") } })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cached_answers_follow_new_results_within_one_render() {
+        let registry = Registry::new();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let health = Health::builder(&registry)
+            .check("db", CheckOptions::new().thresholds(1, 1), Switch(up.clone()))
+            .build()
+            .unwrap();
+        health.run_all().await;
+        let app = router(AppState::new(
+            registry,
+            &[],
+            crate::health::HealthState::new(health.clone(), HashMap::new()),
+        ));
+        assert_eq!(call(app.clone(), get("/health")).await.0, StatusCode::OK);
+        up.store(false, std::sync::atomic::Ordering::SeqCst);
+        health.run_all().await;
+        // The first answer after the change may be the previous one; a fresh one follows promptly.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, _, body) = call(app.clone(), get("/health")).await;
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                assert!(body.contains("\"down\""), "{body}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the cached answer never caught up");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
