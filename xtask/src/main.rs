@@ -256,29 +256,27 @@ fn bench(options: &BenchOptions) -> Result<ExitCode> {
     // Results older than this run are not read, so a filtered or failed run never reports stale numbers.
     let started = SystemTime::now();
 
-    let mut command = Command::new(cargo());
-    command
-        .args(["bench", "-p", "sightline-export", "--bench", "core", "--"])
-        .args(["--warm-up-time", warm_up, "--measurement-time", measurement])
-        .args(&options.criterion_args)
-        .current_dir(&root)
-        // Absolute, so that criterion (which runs in the package's directory) and the bench's memory
-        // report agree with this process on where results go.
-        .env("CARGO_TARGET_DIR", &target_dir);
-    let code = status(&mut command, "`cargo bench`")?;
-    if code != 0 {
-        bail!("`cargo bench -p sightline-export --bench core` failed with exit code {code}");
-    }
-    let mut command = Command::new(cargo());
-    command
-        .args(["bench", "-p", "sightline-collectors", "--bench", "execution", "--bench", "host", "--"])
-        .args(["--warm-up-time", warm_up, "--measurement-time", measurement])
-        .args(&options.criterion_args)
-        .current_dir(&root)
-        .env("CARGO_TARGET_DIR", &target_dir);
-    let code = status(&mut command, "`cargo bench`")?;
-    if code != 0 {
-        bail!("`cargo bench -p sightline-collectors` failed with exit code {code}");
+    // The benchmark targets, by package: the metric model against the anchors, then the collectors.
+    let runs: [(&str, &[&str]); 2] =
+        [("sightline-export", &["core"]), ("sightline-collectors", &["execution", "host"])];
+    for (package, benches) in runs {
+        let mut command = Command::new(cargo());
+        command.args(["bench", "-p", package]);
+        for bench in benches {
+            command.args(["--bench", bench]);
+        }
+        command
+            .arg("--")
+            .args(["--warm-up-time", warm_up, "--measurement-time", measurement])
+            .args(&options.criterion_args)
+            .current_dir(&root)
+            // Absolute, so that criterion (which runs in the package's directory) and the bench's memory
+            // report agree with this process on where results go.
+            .env("CARGO_TARGET_DIR", &target_dir);
+        let code = status(&mut command, "`cargo bench`")?;
+        if code != 0 {
+            bail!("`cargo bench -p {package}` failed with exit code {code}");
+        }
     }
 
     let criterion_dir = target_dir.join("criterion");
