@@ -6,9 +6,7 @@
 
 #![cfg(feature = "postgres")]
 
-use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::process::Command;
+use std::net::TcpListener;
 use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -19,58 +17,10 @@ use sqlx::postgres::PgConnectOptions;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-/// The test server's URL, starting the local cluster if it is down; `None` (after printing SKIPPED) when
-/// there is none and peers are optional.
+/// The test server's URL (the shared testkit finds or starts it, or prints SKIPPED), once per process.
 fn postgres_url() -> Option<String> {
     static FOUND: OnceLock<Option<String>> = OnceLock::new();
-    FOUND
-        .get_or_init(|| {
-            let url = std::env::var("SIGHTLINE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-            let options = PgConnectOptions::from_str(&url).expect("SIGHTLINE_TEST_POSTGRES_URL is not a URL");
-            let address = format!("{}:{}", options.get_host(), options.get_port());
-            if reachable(&address) {
-                return Some(url);
-            }
-            if start_local_cluster() {
-                let deadline = Instant::now() + Duration::from_secs(15);
-                while Instant::now() < deadline {
-                    if reachable(&address) {
-                        return Some(url);
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
-            let why = format!("PostgreSQL unavailable: nothing listens on {address}");
-            if std::env::var("SIGHTLINE_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
-                panic!("{why} and SIGHTLINE_REQUIRE_PEERS=1");
-            }
-            // Straight to stderr, not through the test harness's capture, so the skip is seen.
-            let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
-            None
-        })
-        .clone()
-}
-
-fn reachable(address: &str) -> bool {
-    let addresses: Vec<SocketAddr> = address.to_socket_addrs().map(Iterator::collect).unwrap_or_default();
-    addresses.iter().any(|a| TcpStream::connect_timeout(a, Duration::from_secs(1)).is_ok())
-}
-
-/// Starts Debian's cluster as the machine's service scripts would; true when the command ran and succeeded.
-fn start_local_cluster() -> bool {
-    let is_root = Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.trim_ascii() == b"0");
-    let Some(version) = std::fs::read_dir("/etc/postgresql").ok().and_then(|dir| {
-        dir.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).max()
-    }) else {
-        return false;
-    };
-    if !is_root {
-        return false;
-    }
-    Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, "main", "start"])
-        .status()
-        .is_ok_and(|status| status.success())
+    FOUND.get_or_init(sightline_testkit::postgres_url).clone()
 }
 
 /// A port on 127.0.0.1 that nothing listens on (bound, then released).
