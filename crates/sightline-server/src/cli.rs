@@ -140,6 +140,7 @@ fn health_table(body: &serde_json::Value, color: bool) -> String {
     out.push_str(&format!("{:<width$}  {:<9}  {:>10}  {}\n", "CHECK", "STATUS", "OBSERVED", "MESSAGE"));
     for check in &checks {
         let observed = match (check["observed_value"].as_f64(), check["observed_unit"].as_str()) {
+            (Some(value), Some("ratio")) => format!("{:.1}%", value * 100.0),
             (Some(value), Some(unit)) => format!("{value:.1} {unit}"),
             _ => String::new(),
         };
