@@ -23,6 +23,7 @@ pub struct AppState {
     pub tokens: Tokens,
     /// Health checks and push heartbeats.
     pub health: crate::health::HealthState,
+    request_metrics: Arc<RequestMetrics>,
 }
 
 impl AppState {
@@ -36,7 +37,12 @@ impl AppState {
         if let Ok(gauge) = build_info {
             gauge.set(1.0);
         }
-        Self { tokens: Tokens::new(tokens, registry.clone()), registry, health }
+        Self {
+            tokens: Tokens::new(tokens, registry.clone()),
+            registry,
+            health,
+            request_metrics: Arc::default(),
+        }
     }
 }
 
@@ -99,19 +105,44 @@ async fn not_found(request: Request) -> ApiError {
 async fn track_requests(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
-    let method = request.method().as_str().to_owned();
+    let method = request.method().clone();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("route", route.as_str()), ("method", method.as_str())];
-    if let Ok(histogram) = state.registry.histogram("sightline_http_request_duration_seconds", &labels) {
-        histogram.record(start.elapsed().as_secs_f64());
-    }
-    let labels = [labels[0], labels[1], ("status", status.as_str())];
-    if let Ok(counter) = state.registry.counter("sightline_http_requests_total", &labels) {
-        counter.increment(1);
-    }
+    let key = (route, method, response.status().as_u16());
+    let handles = state.request_metrics.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+    let handles = match handles {
+        Some(handles) => handles,
+        None => {
+            let (route, method, status) = (&key.0, key.1.as_str(), key.2.to_string());
+            let labels = [("route", route.as_str()), ("method", method)];
+            let histogram = state.registry.histogram("sightline_http_request_duration_seconds", &labels);
+            let labels = [labels[0], labels[1], ("status", status.as_str())];
+            let counter = state.registry.counter("sightline_http_requests_total", &labels);
+            let handles = (
+                counter.unwrap_or_else(|_| metrics::Counter::noop()),
+                histogram.unwrap_or_else(|_| metrics::Histogram::noop()),
+            );
+            let mut cache = state.request_metrics.write().unwrap_or_else(|e| e.into_inner());
+            // Routes are templates and statuses few, but methods come from clients: stop caching (the
+            // registry's cardinality limit still applies) rather than grow without bound.
+            if cache.len() < MAX_CACHED_REQUEST_SERIES {
+                cache.insert(key, handles.clone());
+            }
+            handles
+        }
+    };
+    handles.1.record(start.elapsed().as_secs_f64());
+    handles.0.increment(1);
     response
 }
+
+/// How many (route, method, status) handle pairs the request middleware keeps.
+const MAX_CACHED_REQUEST_SERIES: usize = 1024;
+
+/// Request-metric handles by route template, method and status, so that counting a request does not
+/// look its series up by name each time.
+type RequestMetrics = std::sync::RwLock<
+    std::collections::HashMap<(String, axum::http::Method, u16), (metrics::Counter, metrics::Histogram)>,
+>;
 
 /// An error answer in the shape of Prometheus's API: `{"status":"error","errorType":...,"error":...}`.
 #[derive(Debug)]
