@@ -229,6 +229,12 @@ pub struct CheckParams {
     /// Slower answers are Degraded (http).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_response_time: Option<PromDuration>,
+    /// Days before a TLS certificate's expiry at which the check is Degraded (http; default 14).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_warn_days: Option<u32>,
+    /// Accept a certificate that does not verify, still checking its expiry (http; default false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_invalid_certs: Option<bool>,
     /// A query (postgres; default `SELECT 1`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
@@ -322,6 +328,8 @@ impl TryFrom<RawCheck> for CheckConfig {
             ("json_pointer", p.json_pointer.is_some()),
             ("equals", p.equals.is_some()),
             ("max_response_time", p.max_response_time.is_some()),
+            ("cert_warn_days", p.cert_warn_days.is_some()),
+            ("accept_invalid_certs", p.accept_invalid_certs.is_some()),
             ("query", p.query.is_some()),
             ("path", p.path.is_some()),
             ("warn_ratio", p.warn_ratio.is_some()),
@@ -334,7 +342,16 @@ impl TryFrom<RawCheck> for CheckConfig {
         let (allowed, required): (&[&str], &[&[&str]]) = match raw.kind {
             CheckType::Tcp => (&["address"], &[&["address"]]),
             CheckType::Http => (
-                &["url", "expect_status", "body_contains", "json_pointer", "equals", "max_response_time"],
+                &[
+                    "url",
+                    "expect_status",
+                    "body_contains",
+                    "json_pointer",
+                    "equals",
+                    "max_response_time",
+                    "cert_warn_days",
+                    "accept_invalid_certs",
+                ],
                 &[&["url"]],
             ),
             CheckType::Postgres => (&["url", "query"], &[&["url"]]),

@@ -340,6 +340,12 @@ pub fn instantiate(
             if let Some(max) = p.max_response_time {
                 builder = builder.max_response_time(max.0);
             }
+            if let Some(days) = p.cert_warn_days {
+                builder = builder.cert_warn_days(days);
+            }
+            if let Some(accept) = p.accept_invalid_certs {
+                builder = builder.accept_invalid_certs(accept);
+            }
             Arc::new(builder.build().map_err(err)?)
         }
         CheckType::Postgres => {

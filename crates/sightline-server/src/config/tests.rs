@@ -154,7 +154,8 @@ fn health_checks_parse_with_their_fixed_keys() {
          interval: 10s\n      timeout: 2s\n      critical: true\n      failure_threshold: 2\n      success_threshold: 2\n\
          \x20     groups: [storage]\n    - name: api\n      type: http\n      url: http://127.0.0.1:8080/health\n      \
          expect_status: [200, 204]\n      body_contains: ok\n      json_pointer: /status\n      equals: up\n      \
-         max_response_time: 500ms\n      depends_on: [db]\n",
+         max_response_time: 500ms\n      cert_warn_days: 30\n      accept_invalid_certs: true\n      \
+         depends_on: [db]\n",
     )
     .expect("valid");
     let db = &config.health.checks[0];
@@ -164,6 +165,7 @@ fn health_checks_parse_with_their_fixed_keys() {
     assert_eq!(api.params.expect_status, Some(vec![200, 204]));
     assert_eq!(api.params.equals, Some(serde_json::json!("up")));
     assert_eq!(api.depends_on, vec!["db"]);
+    assert_eq!((api.params.cert_warn_days, api.params.accept_invalid_certs), (Some(30), Some(true)));
     assert_eq!(api.failure_threshold, 3, "default");
     assert!(config.health.builtin_checks);
 }
