@@ -587,7 +587,12 @@ impl Health {
     /// The checks of `group`, or `None` when no check is in it.
     pub fn group(&self, group: &str) -> Option<Report> {
         let in_group = |entry: &Entry| entry.options.groups.iter().any(|g| g == group);
-        self.inner.checks.iter().any(in_group).then(|| self.aggregate(in_group))
+        self.has_group(group).then(|| self.aggregate(in_group))
+    }
+
+    /// Whether any check is in `group`.
+    pub fn has_group(&self, group: &str) -> bool {
+        self.inner.checks.iter().any(|entry| entry.options.groups.iter().any(|g| g == group))
     }
 
     /// The names of all groups.
