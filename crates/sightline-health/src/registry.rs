@@ -413,7 +413,8 @@ impl Health {
 
     /// Starts one task per check on the current tokio runtime: each probes at once (after its
     /// dependencies' first results, so that a dependent of a failing check starts out skipped rather than
-    /// failing), then every interval. The tasks stop when the returned handle is dropped.
+    /// failing), then every interval at a fixed phase within it that is derived from the check's name, so
+    /// that checks sharing an interval spread out. The tasks stop when the returned handle is dropped.
     pub fn start(&self) -> Running {
         let tasks = (0..self.inner.checks.len())
             .map(|i| {
@@ -427,9 +428,22 @@ impl Health {
                             let _ = ran.wait_for(|ran| *ran).await;
                         }
                     }
+                    // The first probe runs at once so readiness is known quickly. Later probes keep a
+                    // fixed cadence, phase-shifted by a per-name offset (as Prometheus spreads scrapes),
+                    // so checks sharing an interval do not all fire, and re-render, at the same instant.
+                    health.run(i).await;
+                    let interval = entry.options.interval;
+                    let mut next = tokio::time::Instant::now() + spread_offset(&entry.name, interval);
                     loop {
+                        tokio::time::sleep_until(next).await;
                         health.run(i).await;
-                        tokio::time::sleep(entry.options.interval).await;
+                        next += interval;
+                        let now = tokio::time::Instant::now();
+                        if next < now {
+                            // A probe that outlived its interval: skip the missed slots, keep the phase.
+                            let behind = now.duration_since(next).as_nanos() / interval.as_nanos().max(1);
+                            next += interval * u32::try_from(behind + 1).unwrap_or(u32::MAX);
+                        }
                     }
                 })
             })
@@ -797,3 +811,14 @@ impl Handles {
 
 #[cfg(test)]
 mod tests;
+
+/// Where in its interval a check's periodic probes fall: a stable hash of its name, as a fraction of the
+/// interval. Stable across restarts, so a check's cadence does not move when the server restarts.
+fn spread_offset(name: &str, interval: Duration) -> Duration {
+    // FNV-1a: tiny, stable across Rust versions (unlike `DefaultHasher`), and good enough to spread names.
+    let hash =
+        name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    // Whole milliseconds: tokio's timers have millisecond resolution.
+    let millis = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(hash % millis)
+}

@@ -175,8 +175,11 @@ async fn background_tasks_run_each_check_on_its_interval() {
     let mut overall = health.watch();
     let running = health.start();
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    // The fast check ran four times while the hung one was still in its first probe.
-    assert_eq!(health.history("fast").unwrap().results.len(), 4);
+    // The fast check ran at once and then at its phase every second, while the hung one was still in
+    // its first probe.
+    let offset = spread_offset("fast", Duration::from_secs(1));
+    let periodic = (0..4).filter(|k| offset + Duration::from_secs(*k) <= Duration::from_millis(3500)).count();
+    assert_eq!(health.history("fast").unwrap().results.len(), 1 + periodic);
     assert!(health.history("hung").unwrap().results.is_empty());
     let first = transitions.recv().await.unwrap();
     assert_eq!((first.check.as_str(), first.from, first.to), ("fast", Unknown, Healthy));
@@ -185,6 +188,50 @@ async fn background_tasks_run_each_check_on_its_interval() {
     assert!(overall.has_changed().unwrap());
     assert_eq!(*overall.borrow_and_update(), Degraded);
     running.stop();
+}
+
+/// A check that notes when it was probed.
+struct Clocked(Arc<Mutex<Vec<tokio::time::Instant>>>);
+
+impl HealthCheck for Clocked {
+    fn check(&self) -> BoxFuture<'_, Probe> {
+        self.0.lock().unwrap().push(tokio::time::Instant::now());
+        Box::pin(async { Probe::healthy("up") })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn periodic_probes_keep_a_fixed_phase_derived_from_the_name() {
+    let metrics = Registry::new();
+    let probes = Arc::new(Mutex::new(Vec::new()));
+    let interval = Duration::from_secs(10);
+    let health = Health::builder(&metrics)
+        .check("db", CheckOptions::new().interval(interval), Clocked(probes.clone()))
+        .build()
+        .unwrap();
+    let begin = tokio::time::Instant::now();
+    let running = health.start();
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    running.stop();
+    let offset = spread_offset("db", interval);
+    let at: Vec<Duration> = probes.lock().unwrap().iter().map(|t| t.duration_since(begin)).collect();
+    let expected: Vec<Duration> = [Duration::ZERO, offset, offset + interval, offset + interval * 2]
+        .into_iter()
+        .chain((offset + interval * 3 <= Duration::from_secs(35)).then_some(offset + interval * 3))
+        .collect();
+    assert_eq!(at, expected);
+}
+
+#[test]
+fn spread_offsets_are_stable_within_the_interval_and_spread_out() {
+    let interval = Duration::from_secs(10);
+    let offsets: Vec<Duration> = (0..50).map(|i| spread_offset(&format!("tcp-{i}"), interval)).collect();
+    assert!(offsets.iter().all(|o| *o < interval));
+    assert_eq!(spread_offset("tcp-0", interval), offsets[0], "stable for a name");
+    // Fifty names land in at least eight of the ten one-second slots.
+    let slots: std::collections::HashSet<u64> = offsets.iter().map(|o| o.as_secs()).collect();
+    assert!(slots.len() >= 8, "offsets bunch up: {offsets:?}");
+    assert_eq!(spread_offset("x", Duration::ZERO), Duration::ZERO);
 }
 
 #[test]
