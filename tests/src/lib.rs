@@ -12,6 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "otlp")]
+pub mod otlp;
+
 /// Whether a missing peer fails the test (`SIGHTLINE_REQUIRE_PEERS=1`) rather than skipping it.
 pub fn peers_required() -> bool {
     std::env::var("SIGHTLINE_REQUIRE_PEERS").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))

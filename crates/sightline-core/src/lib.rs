@@ -46,6 +46,12 @@
 //! # Ok::<(), sightline_core::MetricError>(())
 //! ```
 //!
+//! # Feature flags
+//!
+//! - `redact` (off by default): the `redact` module, which masks secrets and personal data (emails,
+//!   phone and card numbers, JWTs, bearer credentials, access keys, denied field names) in logs, traces
+//!   and audit events. It adds the `regex` dependency.
+//!
 //! # Supported Rust versions
 //!
 //! The workspace's `rust-version` (currently 1.85) and newer.
@@ -53,6 +59,8 @@
 mod cells;
 mod error;
 pub mod naming;
+#[cfg(feature = "redact")]
+pub mod redact;
 mod registry;
 mod snapshot;
 

@@ -179,10 +179,6 @@ fn serve(args: ServeArgs) -> ExitCode {
         config.server.data_dir = data_dir;
     }
     let log_filter = std::env::var(logging::LOG_ENV).ok();
-    if let Err(err) = logging::init(&config.log, log_filter) {
-        eprintln!("error: {err}");
-        return ExitCode::FAILURE;
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -190,7 +186,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::serve(config)) {
+    match runtime.block_on(crate::serve(config, log_filter)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "sightline failed");

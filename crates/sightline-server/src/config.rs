@@ -34,6 +34,8 @@ pub struct Config {
     pub collectors: CollectorsConfig,
     /// Health checks.
     pub health: HealthConfig,
+    /// The server's own spans: the span store, span metrics and OTLP export.
+    pub traces: TracesConfig,
 }
 
 /// `server:` settings.
@@ -628,14 +630,30 @@ impl<'de> Deserialize<'de> for PromDuration {
 pub struct LogConfig {
     /// A filter in `RUST_LOG` syntax, such as `info` or `info,sightline_server=debug`. `SIGHTLINE_LOG`
     /// overrides it.
+    #[serde(deserialize_with = "log_filter")]
     pub level: String,
     /// `json` (one object per line) or `text` (for terminals).
     pub format: LogFormat,
+    /// `stdout`, `stderr` or `file`.
+    pub output: LogOutputKind,
+    /// Rotating files, when `output` is `file`.
+    pub file: LogFileConfig,
+    /// One line per HTTP request (method, route, status, duration, bytes, trace id).
+    pub access_log: bool,
+    /// What is masked before a line is written or a span exported.
+    pub redaction: RedactionConfig,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Json }
+        Self {
+            level: "info".into(),
+            format: LogFormat::Json,
+            output: LogOutputKind::Stdout,
+            file: LogFileConfig::default(),
+            access_log: true,
+            redaction: RedactionConfig::default(),
+        }
     }
 }
 
@@ -647,6 +665,213 @@ pub enum LogFormat {
     Json,
     /// Human-readable lines.
     Text,
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogOutputKind {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// Rotating files (`log.file`).
+    File,
+}
+
+/// `log.file:` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogFileConfig {
+    /// The directory; relative paths are under the data directory.
+    pub directory: PathBuf,
+    /// File names start with this, followed by the date: `sightline.log.2026-11-30`.
+    pub prefix: String,
+    /// `minutely`, `hourly`, `daily` or `never`.
+    pub rotation: LogRotation,
+    /// Files kept; older ones are deleted. 0 keeps all.
+    pub max_files: usize,
+}
+
+impl Default for LogFileConfig {
+    fn default() -> Self {
+        Self { directory: PathBuf::from("logs"), prefix: "sightline.log".into(), rotation: LogRotation::Daily, max_files: 7 }
+    }
+}
+
+/// When log files rotate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogRotation {
+    /// Every minute.
+    Minutely,
+    /// Every hour.
+    Hourly,
+    /// Every day (UTC).
+    Daily,
+    /// One file.
+    Never,
+}
+
+/// `log.redaction:` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedactionConfig {
+    /// Whether to redact at all. The built-in rules mask emails, phone numbers, card numbers
+    /// (Luhn-checked), JWTs, bearer credentials and cloud access keys, and the values of fields named like
+    /// secrets (`password`, `token`, `api_key`, `authorization`, `cookie`, ...).
+    pub enabled: bool,
+    /// Extra patterns: `{name, regex}`; matches become `[REDACTED:<name>]`.
+    #[serde(deserialize_with = "redaction_patterns")]
+    pub patterns: Vec<RedactionPattern>,
+    /// Extra field names whose values are always masked.
+    pub deny_fields: Vec<String>,
+}
+
+impl Default for RedactionConfig {
+    fn default() -> Self {
+        Self { enabled: true, patterns: Vec::new(), deny_fields: Vec::new() }
+    }
+}
+
+/// An extra redaction pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionPattern {
+    /// A short name, shown in the mask.
+    pub name: String,
+    /// A regular expression (Rust `regex` syntax).
+    pub regex: String,
+}
+
+impl RedactionConfig {
+    /// The redactor these settings describe.
+    pub fn redactor(&self) -> Result<sightline_core::redact::Redactor, sightline_core::redact::RedactError> {
+        use sightline_core::redact::Redactor;
+        if !self.enabled {
+            return Ok(Redactor::disabled());
+        }
+        let mut builder = Redactor::builder();
+        for pattern in &self.patterns {
+            builder = builder.with_pattern(&pattern.name, &pattern.regex)?;
+        }
+        for field in &self.deny_fields {
+            builder = builder.with_denied_field(field);
+        }
+        Ok(builder.build())
+    }
+}
+
+/// Redaction patterns, compiled when the file is read so that a bad one is reported at its line.
+fn redaction_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RedactionPattern>, D::Error> {
+    let patterns = Vec::<RedactionPattern>::deserialize(d)?;
+    for pattern in &patterns {
+        let _ = sightline_core::redact::Redactor::builder()
+            .with_pattern(&pattern.name, &pattern.regex)
+            .map_err(serde::de::Error::custom)?;
+    }
+    Ok(patterns)
+}
+
+/// A `RUST_LOG`-syntax filter, checked when the file is read.
+fn log_filter<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    let _ = sightline_trace::builder().with_log_filter(&text).map_err(serde::de::Error::custom)?;
+    Ok(text)
+}
+
+/// `traces:` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracesConfig {
+    /// Which spans are kept and exported, in `RUST_LOG` syntax.
+    #[serde(deserialize_with = "log_filter")]
+    pub filter: String,
+    /// Finished spans kept in memory for `/api/v1/traces` (0 turns the store off).
+    pub store_capacity: usize,
+    /// `service.name`; otherwise `OTEL_SERVICE_NAME`, then `sightline`.
+    pub service_name: Option<String>,
+    /// Extra resource attributes (`deployment.environment: prod`), added to `OTEL_RESOURCE_ATTRIBUTES`.
+    pub resource: std::collections::BTreeMap<String, String>,
+    /// Parent-based sampling ratio for new traces (0.0 to 1.0); otherwise `OTEL_TRACES_SAMPLER(_ARG)`.
+    #[serde(deserialize_with = "ratio")]
+    pub sampling_ratio: Option<f64>,
+    /// Spans that get `sightline_span_duration_seconds{span}` and `sightline_spans_total{span,status}`.
+    pub span_metrics: SpanMetricsSettings,
+    /// OTLP export; on when an endpoint is set here or in `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub otlp: OtlpSettings,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            store_capacity: sightline_trace::DEFAULT_STORE_CAPACITY,
+            service_name: None,
+            resource: std::collections::BTreeMap::new(),
+            sampling_ratio: None,
+            span_metrics: SpanMetricsSettings::default(),
+            otlp: OtlpSettings::default(),
+        }
+    }
+}
+
+/// `traces.span_metrics:` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpanMetricsSettings {
+    /// Exact span names.
+    pub names: Vec<String>,
+    /// Regular expressions over span names.
+    #[serde(deserialize_with = "span_patterns")]
+    pub patterns: Vec<String>,
+}
+
+impl Default for SpanMetricsSettings {
+    fn default() -> Self {
+        Self { names: vec!["http.request".into()], patterns: Vec::new() }
+    }
+}
+
+fn span_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let patterns = Vec::<String>::deserialize(d)?;
+    for pattern in &patterns {
+        sightline_trace::SpanMetricsConfig::new().with_pattern(pattern.clone()).map_err(serde::de::Error::custom)?;
+    }
+    Ok(patterns)
+}
+
+fn ratio<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let value = Option::<f64>::deserialize(d)?;
+    match value {
+        Some(r) if !(0.0..=1.0).contains(&r) => {
+            Err(serde::de::Error::custom(format!("sampling_ratio {r} is out of range: use 0.0 to 1.0")))
+        }
+        other => Ok(other),
+    }
+}
+
+/// `traces.otlp:` settings. Unset ones fall back to the standard `OTEL_EXPORTER_OTLP_*` variables.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpSettings {
+    /// The collector's base URL, e.g. `http://127.0.0.1:4318` (HTTP) or `http://127.0.0.1:4317` (gRPC).
+    pub endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`.
+    #[serde(deserialize_with = "protocol")]
+    pub protocol: Option<String>,
+    /// Extra request headers, e.g. an API key.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// How long one export may take.
+    pub timeout: Option<PromDuration>,
+}
+
+fn protocol<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(d)?;
+    if let Some(text) = &value {
+        sightline_trace::Protocol::parse(text).map_err(serde::de::Error::custom)?;
+    }
+    Ok(value)
 }
 
 /// Why a configuration could not be loaded.

@@ -23,12 +23,21 @@ pub struct AppState {
     pub tokens: Tokens,
     /// Health checks and push heartbeats.
     pub health: crate::health::HealthState,
+    /// The span store behind `/api/v1/traces`.
+    pub traces: sightline_trace::TraceReader,
+    /// Whether each request writes an access-log line.
+    pub access_log: bool,
     request_metrics: Arc<RequestMetrics>,
 }
 
 impl AppState {
     /// Registers the server's own metrics in `registry`.
-    pub fn new(registry: Registry, tokens: &[String], health: crate::health::HealthState) -> Self {
+    pub fn new(
+        registry: Registry,
+        tokens: &[String],
+        health: crate::health::HealthState,
+        traces: sightline_trace::TraceReader,
+    ) -> Self {
         describe_http_metrics(&registry);
         let build_info = registry.gauge(
             "sightline_build_info",
@@ -41,8 +50,17 @@ impl AppState {
             tokens: Tokens::new(tokens, registry.clone()),
             registry,
             health,
+            traces,
+            access_log: true,
             request_metrics: Arc::default(),
         }
+    }
+
+    /// Turns the access log on or off (`log.access_log`).
+    #[must_use]
+    pub fn with_access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
     }
 }
 
@@ -78,6 +96,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health/{group}", get(crate::health::group))
         .route("/api/v1/health/history", get(crate::health::history))
         .route("/api/v1/health/heartbeat/{name}", heartbeat)
+        .route("/api/v1/traces", get(crate::traces::list))
+        .route("/api/v1/traces/{trace_id}", get(crate::traces::get))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track_requests))
         .with_state(state)
@@ -100,14 +120,62 @@ async fn not_found(request: Request) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no endpoint at {}", request.uri().path()))
 }
 
-/// Counts every request and times it, labelled by route template rather than raw path, so that path
-/// parameters cannot explode the series count.
+/// Traces, counts and times every request, and writes its access-log line. Metrics are labelled by route
+/// template rather than raw path, so that path parameters cannot explode the series count. The request's
+/// span joins the caller's trace when a valid `traceparent` header came with it (a malformed one starts a
+/// new trace), and the answer's `traceparent` header tells the caller the trace id.
 async fn track_requests(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    use tracing::Instrument as _;
     let start = Instant::now();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let method = request.method().clone();
-    let response = next.run(request).await;
-    let key = (route, method, response.status().as_u16());
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %route,
+        url.path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let parent = {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        sightline_trace::propagation::extract(
+            header(sightline_trace::propagation::TRACEPARENT),
+            header(sightline_trace::propagation::TRACESTATE),
+        )
+    };
+    if let Some(parent) = parent {
+        sightline_trace::propagation::set_parent(&span, &parent);
+    }
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let elapsed = start.elapsed();
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+    }
+    if let Some(value) = sightline_trace::propagation::traceparent(&span)
+        .and_then(|v| axum::http::HeaderValue::from_str(&v).ok())
+    {
+        response.headers_mut().insert(sightline_trace::propagation::TRACEPARENT, value);
+    }
+    if state.access_log {
+        let bytes = axum::body::HttpBody::size_hint(response.body()).exact();
+        span.in_scope(|| {
+            tracing::info!(
+                target: "sightline::access",
+                method = %method,
+                route = %route,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                bytes,
+                "request"
+            );
+        });
+    }
+    let key = (route, method, status);
     let handles = state.request_metrics.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
     let handles = match handles {
         Some(handles) => handles,
@@ -130,7 +198,7 @@ async fn track_requests(State(state): State<Arc<AppState>>, request: Request, ne
             handles
         }
     };
-    handles.1.record(start.elapsed().as_secs_f64());
+    handles.1.record(elapsed.as_secs_f64());
     handles.0.increment(1);
     response
 }
@@ -168,3 +236,4 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests;
+

@@ -9,6 +9,7 @@ pub mod config;
 pub mod health;
 pub mod http;
 pub mod logging;
+pub mod traces;
 
 use anyhow::Context as _;
 use sightline_core::{Matcher, RegistryBuilder};
@@ -31,17 +32,20 @@ pub fn registry_builder(config: &config::MetricsConfig) -> anyhow::Result<Regist
     Ok(builder)
 }
 
-/// Runs the server until SIGINT or SIGTERM, then drains in-flight requests and returns.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// Runs the server until SIGINT or SIGTERM, then drains in-flight requests and returns. `log_env` is
+/// the value of `SIGHTLINE_LOG`, which overrides `log.level`.
+pub async fn serve(config: Config, log_env: Option<String>) -> anyhow::Result<()> {
     let data_dir = &config.server.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let registry =
         registry_builder(&config.metrics)?.install().context("cannot install the metrics recorder")?;
+    let traces = logging::init(&config, log_env, &registry)?;
     let collectors = start_collectors(&registry, &config.collectors);
     let health = health::build(&config.health, data_dir, &registry).map_err(anyhow::Error::msg)?;
     let checks = health.health.start();
-    let state = http::AppState::new(registry, &config.api.tokens, health);
+    let state = http::AppState::new(registry, &config.api.tokens, health, traces.reader())
+        .with_access_log(config.log.access_log);
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -61,6 +65,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     checks.stop();
     collectors.stop();
     tracing::info!("sightline stopped");
+    // The last export blocks for at most its timeout; keep it off the async workers.
+    let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
     Ok(())
 }
 

@@ -1,54 +1,78 @@
-//! The server's own logs: JSON lines (or text for terminals) on stdout.
+//! The server's own logs and spans, set up with `sightline-trace`: JSON (or text) lines with trace ids,
+//! redaction, the span store behind `/api/v1/traces`, span metrics and OTLP export.
 
-use std::time::SystemTime;
+use sightline_core::Registry;
+use sightline_trace::{FileOutput, LogOutput, OtlpConfig, Rotation, SpanMetricsConfig, TraceGuard};
 
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::FormatTime;
-
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{Config, LogFormat, LogOutputKind, LogRotation};
 
 /// The variable whose `RUST_LOG`-syntax filter overrides `log.level`.
 pub const LOG_ENV: &str = "SIGHTLINE_LOG";
 
-/// RFC 3339 timestamps in UTC with microseconds: `2026-11-29T22:04:37.123456Z`.
-#[derive(Debug, Clone, Copy)]
-pub struct Rfc3339Micros;
-
-impl FormatTime for Rfc3339Micros {
-    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
-        write!(w, "{}", humantime::format_rfc3339_micros(SystemTime::now()))
-    }
-}
-
-/// Why logging could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum LoggingError {
-    /// The level filter does not parse.
-    #[error(
-        "invalid log filter {filter:?} (from {source_name}): {reason}; use RUST_LOG syntax such as `info` or `info,sightline_server=debug`"
-    )]
-    Filter { filter: String, source_name: &'static str, reason: String },
-}
-
-/// Installs the global subscriber. `env_filter` is the value of `SIGHTLINE_LOG`, if set.
-pub fn init(config: &LogConfig, env_filter: Option<String>) -> Result<(), LoggingError> {
-    let (filter, source_name) = match env_filter {
+/// Installs the global subscriber. `env_filter` is the value of `SIGHTLINE_LOG`, if set. Span metrics
+/// and export-loss counters go to `registry`.
+pub fn init(config: &Config, env_filter: Option<String>, registry: &Registry) -> anyhow::Result<TraceGuard> {
+    use anyhow::Context as _;
+    let log = &config.log;
+    let traces = &config.traces;
+    let (filter, source) = match env_filter {
         Some(filter) => (filter, LOG_ENV),
-        None => (config.level.clone(), "log.level"),
+        None => (log.level.clone(), "log.level"),
     };
-    let env_filter = EnvFilter::builder().parse(&filter).map_err(|e| LoggingError::Filter {
-        filter: filter.clone(),
-        source_name,
-        reason: e.to_string(),
-    })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(env_filter).with_timer(Rfc3339Micros);
-    // A second initialisation (tests) keeps the first subscriber; that is not an error worth failing on.
-    let _ = match config.format {
-        LogFormat::Json => {
-            builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+    let format = match log.format {
+        LogFormat::Json => sightline_trace::LogFormat::Json,
+        LogFormat::Text => {
+            sightline_trace::LogFormat::Text { ansi: std::io::IsTerminal::is_terminal(&std::io::stdout()) }
         }
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).try_init(),
     };
-    Ok(())
+    let output = match log.output {
+        LogOutputKind::Stdout => LogOutput::Stdout,
+        LogOutputKind::Stderr => LogOutput::Stderr,
+        LogOutputKind::File => LogOutput::File(FileOutput {
+            directory: config.server.data_dir.join(&log.file.directory),
+            prefix: log.file.prefix.clone(),
+            rotation: match log.file.rotation {
+                LogRotation::Minutely => Rotation::Minutely,
+                LogRotation::Hourly => Rotation::Hourly,
+                LogRotation::Daily => Rotation::Daily,
+                LogRotation::Never => Rotation::Never,
+            },
+            max_files: (log.file.max_files > 0).then_some(log.file.max_files),
+        }),
+    };
+    let mut span_metrics = SpanMetricsConfig::new();
+    for name in &traces.span_metrics.names {
+        span_metrics = span_metrics.with_name(name.clone());
+    }
+    for pattern in &traces.span_metrics.patterns {
+        span_metrics = span_metrics.with_pattern(pattern.clone())?;
+    }
+    let otlp = OtlpConfig {
+        endpoint: traces.otlp.endpoint.clone(),
+        protocol: traces.otlp.protocol.as_deref().map(sightline_trace::Protocol::parse).transpose()?,
+        headers: traces.otlp.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        timeout: traces.otlp.timeout.map(|d| d.0),
+        sampling_ratio: traces.sampling_ratio,
+    };
+    let mut builder = sightline_trace::builder()
+        .with_default_service_name("sightline")
+        .with_service_version(env!("CARGO_PKG_VERSION"))
+        .with_log_format(format)
+        .with_log_output(output)
+        .with_log_filter(&filter)
+        .with_context(|| format!("{source}"))?
+        .with_span_filter(&traces.filter)
+        .context("traces.filter")?
+        .with_redactor(log.redaction.redactor().context("log.redaction")?)
+        .with_span_store(traces.store_capacity)
+        .with_metrics(registry)
+        .with_span_metrics(span_metrics)
+        .with_otlp(otlp);
+    if let Some(name) = &traces.service_name {
+        builder = builder.with_service_name(name.clone());
+    }
+    for (key, value) in &traces.resource {
+        builder = builder.with_resource_attribute(key.clone(), value.clone());
+    }
+    Ok(builder.install()?)
 }

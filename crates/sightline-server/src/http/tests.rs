@@ -10,7 +10,12 @@ use super::*;
 fn state(registry: Registry, tokens: &[String]) -> AppState {
     let health = sightline_health::Health::builder(&registry).build().expect("no checks is valid");
     let health = crate::health::HealthState::new(health, Default::default());
-    AppState::new(registry, tokens, health)
+    AppState::new(registry, tokens, health, no_traces())
+}
+
+/// A trace reader over an empty store.
+fn no_traces() -> sightline_trace::TraceReader {
+    sightline_trace::TraceReader::new(Some(sightline_trace::SpanStore::new(100)), "test")
 }
 
 async fn call(app: Router, request: Request<Body>) -> (StatusCode, HeaderMap, String) {
@@ -154,7 +159,7 @@ mod health {
         health.run_all().await;
         let heartbeats = HashMap::from([("nightly".to_owned(), heartbeat.clone())]);
         let health = crate::health::HealthState::new(health, heartbeats);
-        let state = AppState::new(registry, &["tok".to_owned()], health);
+        let state = AppState::new(registry, &["tok".to_owned()], health, no_traces());
         (router(state), heartbeat)
     }
 
@@ -287,6 +292,7 @@ mod health {
             registry,
             &[],
             crate::health::HealthState::new(health.clone(), HashMap::new()),
+            no_traces(),
         ));
         assert_eq!(call(app.clone(), get("/health")).await.0, StatusCode::OK);
         up.store(false, std::sync::atomic::Ordering::SeqCst);
