@@ -488,6 +488,12 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// Installs rustls's ring provider for the process, once. Needed before building a reqwest client when
+/// feature unification turned on reqwest's `rustls-no-provider` (as the server does); harmless otherwise.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ use sightline_testkit::otlp::{OtlpReceiver, ReceivedSpan};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn http_exporter(receiver: &OtlpReceiver) -> SpanExporter {
+    sightline_testkit::otlp::install_crypto_provider();
     SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)

@@ -31,6 +31,36 @@ enum Command {
     /// Ask a running server how healthy it is. Exit code: 0 healthy, 1 degraded, 2 unhealthy,
     /// 3 unreachable; so a container HEALTHCHECK needs no curl.
     Health(HealthArgs),
+    /// Show a running server's recent traces, or one trace as a Gantt chart with its critical path
+    /// highlighted. Exit code: 0 shown, 1 not found or refused, 3 unreachable.
+    Traces(TracesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TracesArgs {
+    /// A trace id (32 hex digits): show that trace as a Gantt chart.
+    trace_id: Option<String>,
+    /// The server's base URL.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9750")]
+    server: String,
+    /// Only traces with a span recorded by this service.
+    #[arg(long)]
+    service: Option<String>,
+    /// Only traces with a span of exactly this name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Only traces at least this long (Prometheus duration: 250ms, 2s).
+    #[arg(long, value_name = "DURATION")]
+    min_duration: Option<String>,
+    /// Only traces with (true) or without (false) an errored span.
+    #[arg(long, value_name = "BOOL")]
+    error: Option<bool>,
+    /// At most this many traces.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Print the server's JSON instead of a table or chart.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,7 +96,131 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Health(args) => health(&args),
+        Command::Traces(args) => traces(&args),
     }
+}
+
+/// Fetches `url` and parses the JSON answer, whatever its HTTP status (errors are JSON too).
+fn fetch_json_blocking(url: &str) -> Result<(u16, serde_json::Value), String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(fetch_json(url)))
+}
+
+async fn fetch_json(url: &str) -> Result<(u16, serde_json::Value), String> {
+    // reqwest is built without a bundled crypto provider; ring is the small one. Already installed is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let response = client.get(url).send().await.map_err(|e| format!("cannot connect: {e}"))?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| format!("cannot read the answer: {e}"))?;
+    let body = serde_json::from_str(&text).map_err(|e| format!("HTTP {status}, not JSON ({e})"))?;
+    Ok((status.as_u16(), body))
+}
+
+fn traces(args: &TracesArgs) -> ExitCode {
+    let base = args.server.trim_end_matches('/');
+    let url = match &args.trace_id {
+        Some(id) => format!("{base}/api/v1/traces/{id}"),
+        None => {
+            let mut url = match reqwest::Url::parse(&format!("{base}/api/v1/traces")) {
+                Ok(url) => url,
+                Err(err) => {
+                    eprintln!("error: invalid --server {:?}: {err}", args.server);
+                    return ExitCode::from(UNREACHABLE);
+                }
+            };
+            {
+                let mut query = url.query_pairs_mut();
+                query.append_pair("limit", &args.limit.to_string());
+                for (key, value) in [
+                    ("service", args.service.clone()),
+                    ("name", args.name.clone()),
+                    ("min_duration", args.min_duration.clone()),
+                    ("error", args.error.map(|e| e.to_string())),
+                ] {
+                    if let Some(value) = value {
+                        query.append_pair(key, &value);
+                    }
+                }
+            }
+            url.to_string()
+        }
+    };
+    let (status, body) = match fetch_json_blocking(&url) {
+        Ok(answer) => answer,
+        Err(err) => {
+            eprintln!("error: {url}: {err}");
+            return ExitCode::from(UNREACHABLE);
+        }
+    };
+    if body["status"] != "success" {
+        eprintln!(
+            "error: HTTP {status}: {}",
+            body["error"].as_str().unwrap_or("the server refused the request")
+        );
+        return ExitCode::FAILURE;
+    }
+    if args.json {
+        println!("{body}");
+        return ExitCode::SUCCESS;
+    }
+    let color = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    match &args.trace_id {
+        Some(id) => {
+            let chart = id
+                .parse::<sightline_trace::TraceId>()
+                .map_err(|e| e.to_string())
+                .and_then(|trace_id| crate::traces::spans_from_json(trace_id, &body["data"]));
+            match chart {
+                Ok(spans) => {
+                    let critical = sightline_trace::critical_span_ids(&spans);
+                    print!("{}", sightline_trace::render_gantt(&spans, &critical, terminal_width(), color));
+                }
+                Err(err) => {
+                    eprintln!("error: unexpected answer from {url}: {err}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => print!("{}", traces_table(&body["data"])),
+    }
+    ExitCode::SUCCESS
+}
+
+/// The terminal's width from `COLUMNS`, or 100.
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|w| *w >= 40).unwrap_or(100)
+}
+
+fn traces_table(data: &serde_json::Value) -> String {
+    let rows = data.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        return "no traces match\n".to_owned();
+    }
+    let mut out = format!(
+        "{:<32}  {:<27}  {:>10}  {:>5}  {:>6}  {}\n",
+        "TRACE", "START", "DURATION", "SPANS", "ERRORS", "ROOT"
+    );
+    for row in &rows {
+        let duration = row["durationMs"].as_f64().unwrap_or(0.0);
+        out.push_str(&format!(
+            "{:<32}  {:<27}  {:>10}  {:>5}  {:>6}  {} ({})\n",
+            row["traceID"].as_str().unwrap_or("?"),
+            row["start"].as_str().unwrap_or("?"),
+            sightline_trace::format_duration(std::time::Duration::from_secs_f64(duration.max(0.0) / 1000.0)),
+            row["spanCount"].as_u64().unwrap_or(0),
+            row["errorCount"].as_u64().unwrap_or(0),
+            row["rootName"].as_str().unwrap_or("?"),
+            row["service"].as_str().unwrap_or("?"),
+        ));
+    }
+    out
 }
 
 /// Exit codes of `sightline health`.
@@ -108,17 +262,8 @@ fn health(args: &HealthArgs) -> ExitCode {
 }
 
 async fn fetch_health(url: &str) -> Result<serde_json::Value, String> {
-    // reqwest is built without a bundled crypto provider; ring is the small one. Already installed is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-    let response = client.get(url).send().await.map_err(|e| format!("cannot connect: {e}"))?;
-    let status = response.status();
-    let text = response.text().await.map_err(|e| format!("cannot read the answer: {e}"))?;
     // 503 is an answer too: it carries the unhealthy report.
-    serde_json::from_str(&text).map_err(|e| format!("HTTP {status}, not a health report ({e})"))
+    fetch_json(url).await.map(|(_, body)| body).map_err(|e| e.replace("not JSON", "not a health report"))
 }
 
 /// A table of the checks, colored when `color` (a terminal).

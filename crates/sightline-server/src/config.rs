@@ -695,7 +695,12 @@ pub struct LogFileConfig {
 
 impl Default for LogFileConfig {
     fn default() -> Self {
-        Self { directory: PathBuf::from("logs"), prefix: "sightline.log".into(), rotation: LogRotation::Daily, max_files: 7 }
+        Self {
+            directory: PathBuf::from("logs"),
+            prefix: "sightline.log".into(),
+            rotation: LogRotation::Daily,
+            max_files: 7,
+        }
     }
 }
 
@@ -817,7 +822,8 @@ impl Default for TracesConfig {
 }
 
 /// `traces.span_metrics:` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// None by default: HTTP requests already have `sightline_http_request_duration_seconds`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SpanMetricsSettings {
     /// Exact span names.
@@ -827,16 +833,13 @@ pub struct SpanMetricsSettings {
     pub patterns: Vec<String>,
 }
 
-impl Default for SpanMetricsSettings {
-    fn default() -> Self {
-        Self { names: vec!["http.request".into()], patterns: Vec::new() }
-    }
-}
 
 fn span_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let patterns = Vec::<String>::deserialize(d)?;
     for pattern in &patterns {
-        sightline_trace::SpanMetricsConfig::new().with_pattern(pattern.clone()).map_err(serde::de::Error::custom)?;
+        sightline_trace::SpanMetricsConfig::new()
+            .with_pattern(pattern.clone())
+            .map_err(serde::de::Error::custom)?;
     }
     Ok(patterns)
 }

@@ -236,4 +236,3 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests;
-

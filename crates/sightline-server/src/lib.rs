@@ -40,6 +40,9 @@ pub async fn serve(config: Config, log_env: Option<String>) -> anyhow::Result<()
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let registry =
         registry_builder(&config.metrics)?.install().context("cannot install the metrics recorder")?;
+    // reqwest (health checks, OTLP over HTTP) is built without a bundled crypto provider; ring is the
+    // small one. Installing it twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let traces = logging::init(&config, log_env, &registry)?;
     let collectors = start_collectors(&registry, &config.collectors);
     let health = health::build(&config.health, data_dir, &registry).map_err(anyhow::Error::msg)?;

@@ -60,7 +60,7 @@ pub fn init(config: &Config, env_filter: Option<String>, registry: &Registry) ->
         .with_log_format(format)
         .with_log_output(output)
         .with_log_filter(&filter)
-        .with_context(|| format!("{source}"))?
+        .context(source)?
         .with_span_filter(&traces.filter)
         .context("traces.filter")?
         .with_redactor(log.redaction.redactor().context("log.redaction")?)

@@ -49,19 +49,15 @@ pub fn parse_query(params: &HashMap<String, String>) -> Result<TraceQuery, ApiEr
                 });
             }
             "limit" => {
-                let limit: usize = value
-                    .parse()
-                    .map_err(|_| bad(key, format!("{value:?} is not a whole number")))?;
+                let limit: usize =
+                    value.parse().map_err(|_| bad(key, format!("{value:?} is not a whole number")))?;
                 if limit == 0 || limit > MAX_LIMIT {
                     return Err(bad(key, format!("{limit} is out of range: use 1 to {MAX_LIMIT}")));
                 }
                 query.limit = limit;
             }
             _ => {
-                return Err(bad(
-                    key,
-                    "unknown parameter; use service, name, min_duration, error or limit",
-                ));
+                return Err(bad(key, "unknown parameter; use service, name, min_duration, error or limit"));
             }
         }
     }
@@ -201,7 +197,8 @@ pub fn spans_from_json(trace_id: TraceId, data: &Value) -> Result<Vec<SpanRecord
             };
             let start_nanos: u64 =
                 text("startUnixNano")?.parse().map_err(|_| format!("span {i}: bad startUnixNano"))?;
-            let duration = span["durationNanos"].as_u64().ok_or_else(|| format!("span {i}: no durationNanos"))?;
+            let duration =
+                span["durationNanos"].as_u64().ok_or_else(|| format!("span {i}: no durationNanos"))?;
             let status = match span["status"].as_str() {
                 Some("error") => SpanStatus::Error,
                 Some("ok") => SpanStatus::Ok,

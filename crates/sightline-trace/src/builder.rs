@@ -70,7 +70,9 @@ pub enum Rotation {
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
     /// A level filter does not parse.
-    #[error("invalid {what} filter {filter:?}: {reason}; use RUST_LOG syntax such as `info` or `info,my_crate=debug`")]
+    #[error(
+        "invalid {what} filter {filter:?}: {reason}; use RUST_LOG syntax such as `info` or `info,my_crate=debug`"
+    )]
     Filter {
         /// Which filter (`log` or `span`).
         what: &'static str,
@@ -373,8 +375,10 @@ impl Builder {
 
 fn file_writer(
     file: &FileOutput,
-) -> Result<(tracing_appender::non_blocking::NonBlocking, tracing_appender::non_blocking::WorkerGuard), TraceError>
-{
+) -> Result<
+    (tracing_appender::non_blocking::NonBlocking, tracing_appender::non_blocking::WorkerGuard),
+    TraceError,
+> {
     use tracing_appender::rolling::{RollingFileAppender, Rotation as R};
     let rotation = match file.rotation {
         Rotation::Minutely => R::MINUTELY,
@@ -451,7 +455,11 @@ impl TraceGuard {
     /// A cheap handle for readers of the span store (an HTTP API), which outlives nothing: the guard
     /// keeps owning export and shutdown.
     pub fn reader(&self) -> TraceReader {
-        TraceReader { store: self.store.clone(), resource: self.resource.clone(), service: self.service.clone() }
+        TraceReader {
+            store: self.store.clone(),
+            resource: self.resource.clone(),
+            service: self.service.clone(),
+        }
     }
 
     /// Flushes and stops export, waiting at most [`DEFAULT_SHUTDOWN_TIMEOUT`].

@@ -7,6 +7,9 @@
 //! critical child did not delay the parent and are skipped. When no child is left, the time back to the
 //! parent's start is the parent's own.
 //!
+//! A child ending exactly at the cursor counts as finished before it, so back-to-back sequential children
+//! (the next one starting the instant the previous one ends) are all on the path.
+//!
 //! A child is clipped to its parent's (already clipped) window first, so a child that outlives its parent,
 //! such as fire-and-forget work, only counts for the part that overlaps the parent.
 //!

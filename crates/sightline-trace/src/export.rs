@@ -69,7 +69,9 @@ pub enum ExportError {
     #[error("OTLP over {0} is not compiled in: enable sightline-trace's `{1}` feature")]
     FeatureOff(&'static str, &'static str),
     /// The exporter refused its configuration (a bad endpoint, header or timeout).
-    #[error("could not build the OTLP exporter: {0}; check the endpoint (e.g. http://127.0.0.1:4318) and OTEL_EXPORTER_OTLP_* variables")]
+    #[error(
+        "could not build the OTLP exporter: {0}; check the endpoint (e.g. http://127.0.0.1:4318) and OTEL_EXPORTER_OTLP_* variables"
+    )]
     Build(String),
     /// A sampler argument is out of range.
     #[error("invalid sampling ratio {0}: use a number from 0.0 to 1.0")]
@@ -320,7 +322,8 @@ impl ExportSink {
         // BatchConfigBuilder::default() reads the other OTEL_BSP_* variables (delay, batch size, timeout).
         let batch = BatchConfigBuilder::default().with_max_queue_size(max_queue).build();
         let processor = BatchSpanProcessor::builder(exporter).with_batch_config(batch).build();
-        let scope = InstrumentationScope::builder("sightline-trace").with_version(env!("CARGO_PKG_VERSION")).build();
+        let scope =
+            InstrumentationScope::builder("sightline-trace").with_version(env!("CARGO_PKG_VERSION")).build();
         Ok(Self { processor, queued, max_queue, losses, scope })
     }
 
@@ -397,7 +400,11 @@ fn build_http(_: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, Export
 }
 
 #[cfg(feature = "otlp-grpc")]
-fn build_grpc(config: &OtlpConfig, queued: Arc<AtomicUsize>, losses: Arc<Losses>) -> Result<Counted, ExportError> {
+fn build_grpc(
+    config: &OtlpConfig,
+    queued: Arc<AtomicUsize>,
+    losses: Arc<Losses>,
+) -> Result<Counted, ExportError> {
     use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -468,11 +475,9 @@ pub(crate) fn to_span_data(span: &SpanRecord, scope: &InstrumentationScope) -> S
             false,
             TraceState::default(),
         ),
-        parent_span_id: span
-            .parent_span_id
-            .map_or(opentelemetry::trace::SpanId::INVALID, |p| {
-                opentelemetry::trace::SpanId::from_bytes(p.0.to_be_bytes())
-            }),
+        parent_span_id: span.parent_span_id.map_or(opentelemetry::trace::SpanId::INVALID, |p| {
+            opentelemetry::trace::SpanId::from_bytes(p.0.to_be_bytes())
+        }),
         parent_span_is_remote: span.parent_is_remote,
         span_kind: kind,
         name: span.name.clone(),
@@ -517,10 +522,14 @@ pub fn otlp_json(spans: &[SpanRecord], resource: &Resource) -> serde_json::Value
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
     use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
-    let scope = InstrumentationScope::builder("sightline-trace").with_version(env!("CARGO_PKG_VERSION")).build();
+    let scope =
+        InstrumentationScope::builder("sightline-trace").with_version(env!("CARGO_PKG_VERSION")).build();
     let data = spans.iter().map(|s| to_span_data(s, &scope)).collect();
     let request = ExportTraceServiceRequest {
-        resource_spans: group_spans_by_resource_and_scope(data, &ResourceAttributesWithSchema::from(resource)),
+        resource_spans: group_spans_by_resource_and_scope(
+            data,
+            &ResourceAttributesWithSchema::from(resource),
+        ),
     };
     serde_json::to_value(&request).unwrap_or(serde_json::Value::Null)
 }

@@ -122,7 +122,8 @@ where
                 json_string(line, metadata.target());
                 // Names already written: event fields win over span fields, inner spans over outer ones.
                 let mut seen: Vec<Cow<'static, str>> = Vec::with_capacity(8);
-                let mut visitor = JsonVisitor { line, scratch, redactor: &self.redactor, seen: &mut seen, message: false };
+                let mut visitor =
+                    JsonVisitor { line, scratch, redactor: &self.redactor, seen: &mut seen, message: false };
                 event.record(&mut visitor);
                 if !visitor.message {
                     visitor.line.push_str(",\"message\":\"\"");
@@ -374,7 +375,13 @@ fn json_f64(out: &mut String, value: f64) {
     } else {
         // JSON has no NaN or infinity; write them as strings rather than produce an invalid line.
         out.push('"');
-        out.push_str(if value.is_nan() { "NaN" } else if value > 0.0 { "+Inf" } else { "-Inf" });
+        out.push_str(if value.is_nan() {
+            "NaN"
+        } else if value > 0.0 {
+            "+Inf"
+        } else {
+            "-Inf"
+        });
         out.push('"');
     }
 }

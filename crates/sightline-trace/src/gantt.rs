@@ -4,7 +4,8 @@
 //! depth, a bar placed on a shared time axis, and the span's duration. Critical-path spans are drawn with
 //! `█` (bold red with colour), the others with `▒` (cyan with colour); errored spans end with `✗`. The
 //! chart never exceeds the given width (clamped to [`MIN_WIDTH`]..=[`MAX_WIDTH`]), except for a header whose
-//! pieces cannot be split further.
+//! pieces cannot be split further. Widths count characters, so double-width characters in span names (CJK,
+//! emoji) can push a row past it.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -57,7 +58,10 @@ pub fn render_gantt(trace: &[SpanRecord], critical: &HashSet<SpanId>, width: usi
     for (&(i, depth), duration) in rows.iter().zip(&durations) {
         let span = &trace[i];
         let indent = (2 * depth).min(name_w / 2);
-        let label = fit(&format!("{:indent$}{}", "", span.name), name_w);
+        // Control characters in a name (a newline, or an escape sequence from a remote caller's span name)
+        // would break the row or drive the terminal, so they are replaced.
+        let name = span.name.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c });
+        let label = fit(&" ".repeat(indent).chars().chain(name).collect::<String>(), name_w);
         let (from, to) = scale.columns(span.start, span_end(span));
         let is_critical = critical.contains(&span.span_id);
         let (glyph, ansi) = if is_critical { ('█', ANSI_CRITICAL) } else { ('▒', ANSI_OTHER) };

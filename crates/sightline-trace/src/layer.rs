@@ -180,7 +180,8 @@ where
         let Some(span) = ctx.event_span(event) else { return };
         let mut extensions = span.extensions_mut();
         let Some(state) = extensions.get_mut::<SpanState>() else { return };
-        let mut collected = EventCollector { redactor: &self.shared.redactor, message: String::new(), fields: Vec::new() };
+        let mut collected =
+            EventCollector { redactor: &self.shared.redactor, message: String::new(), fields: Vec::new() };
         event.record(&mut collected);
         if level == Level::ERROR {
             state.status = SpanStatus::Error;
@@ -343,7 +344,9 @@ pub fn set_span_field(span: &tracing::Span, name: impl Into<Cow<'static, str>>, 
     span.with_subscriber(|(id, dispatch)| {
         let layer = dispatch.downcast_ref::<SpanLayer>()?;
         let value = match value {
-            FieldValue::Str(text) => FieldValue::Str(layer.shared.redactor.redact_field(&name, &text).into_owned()),
+            FieldValue::Str(text) => {
+                FieldValue::Str(layer.shared.redactor.redact_field(&name, &text).into_owned())
+            }
             other => other,
         };
         let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;

@@ -25,7 +25,9 @@ pub struct SpanMetricsConfig {
 
 /// A span-name pattern that does not compile.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid span-metrics pattern {pattern:?}: {reason}; use Rust regex syntax, e.g. `^http\\.` or `db_.*`")]
+#[error(
+    "invalid span-metrics pattern {pattern:?}: {reason}; use Rust regex syntax, e.g. `^http\\.` or `db_.*`"
+)]
 pub struct PatternError {
     /// The pattern as given.
     pub pattern: String,

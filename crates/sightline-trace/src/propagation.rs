@@ -97,11 +97,8 @@ pub fn set_parent(span: &tracing::Span, parent: &RemoteParent) -> bool {
 /// `tracestate`. Empty when the span is not tracked.
 pub fn inject(span: &tracing::Span) -> Vec<(&'static str, String)> {
     let Some(context) = with_span_state(span, |state| {
-        let trace_state = state
-            .trace_state
-            .as_deref()
-            .and_then(|s| s.parse::<TraceState>().ok())
-            .unwrap_or_default();
+        let trace_state =
+            state.trace_state.as_deref().and_then(|s| s.parse::<TraceState>().ok()).unwrap_or_default();
         SpanContext::new(
             opentelemetry::trace::TraceId::from_bytes(state.trace_id.0.to_be_bytes()),
             opentelemetry::trace::SpanId::from_bytes(state.span_id.0.to_be_bytes()),

@@ -1,4 +1,5 @@
 //! Golden tests for log lines: a fixed clock and sequential ids make every line exact.
+#![allow(clippy::unwrap_used)] // Test helpers unwrap: a failure is the test failing.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,7 +136,11 @@ fn fields_recorded_later_and_reserved_names_are_kept() {
             let span = tracing::info_span!("job", status = tracing::field::Empty);
             let _entered = span.enter();
             span.record("status", "running");
-            tracing::info!(level = "custom", target_name = "x", "quote \" backslash \\ newline \n tab \t bell \u{7}");
+            tracing::info!(
+                level = "custom",
+                target_name = "x",
+                "quote \" backslash \\ newline \n tab \t bell \u{7}"
+            );
         },
         expect![[r#"
             {"timestamp":"2026-11-30T00:53:20.123456Z","level":"INFO","target":"logs","message":"quote \" backslash \\ newline \n tab \t bell \u0007","field.level":"custom","target_name":"x","status":"running","trace_id":"00000000000000000000000000000001","span_id":"0000000000000002"}
@@ -172,7 +177,9 @@ fn redaction_can_be_turned_off() {
         .without_otlp()
         .build()
         .unwrap();
-    tracing::dispatcher::with_default(&dispatch, || tracing::info!(password = "hunter2", "mail ada@example.com"));
+    tracing::dispatcher::with_default(&dispatch, || {
+        tracing::info!(password = "hunter2", "mail ada@example.com")
+    });
     let line = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
     assert!(line.contains("\"password\":\"hunter2\"") && line.contains("mail ada@example.com"), "{line}");
 }

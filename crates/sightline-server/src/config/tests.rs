@@ -36,6 +36,27 @@ fn a_full_file_parses() {
 }
 
 #[test]
+fn tracing_settings_parse_and_build_a_redactor() {
+    let config = parse(
+        "log:\n  output: file\n  file:\n    rotation: hourly\n    max_files: 3\n  access_log: false\n  redaction:\n    patterns:\n      - name: ticket\n        regex: 'T-\\d{6}'\n    deny_fields: [pin]\n\
+         traces:\n  store_capacity: 500\n  sampling_ratio: 0.25\n  service_name: edge\n  resource:\n    deployment.environment: prod\n  otlp:\n    endpoint: http://127.0.0.1:4317\n    protocol: grpc\n    timeout: 3s\n",
+    )
+    .expect("valid");
+    assert_eq!(config.log.output, LogOutputKind::File);
+    assert_eq!(config.log.file.rotation, LogRotation::Hourly);
+    assert!(!config.log.access_log);
+    assert_eq!(config.traces.store_capacity, 500);
+    assert_eq!(config.traces.otlp.protocol.as_deref(), Some("grpc"));
+    let redactor = config.log.redaction.redactor().expect("valid patterns");
+    assert_eq!(redactor.redact("see T-123456 now"), "see [REDACTED:ticket] now");
+    assert_eq!(redactor.redact_field("pin", "1234"), "[REDACTED]");
+    let overridden = Config::default()
+        .with_env(env(&[("SIGHTLINE_TRACES__OTLP__ENDPOINT", "http://collector:4318")]))
+        .unwrap();
+    assert_eq!(overridden.traces.otlp.endpoint.as_deref(), Some("http://collector:4318"));
+}
+
+#[test]
 fn errors_name_file_line_and_reason() {
     let cases = [
         ("server:\n  listen: 127.0.0.1:9750\n  lisen: x\n", 3, "unknown field `lisen`"),
@@ -47,6 +68,16 @@ fn errors_name_file_line_and_reason() {
         ("api:\n  tokens: ['has space']\n", 2, "no white space"),
         ("log:\n  format: xml\n", 2, "unknown variant `xml`"),
         ("server:\n\tlisten: x\n", 2, "cannot start any token"),
+        (
+            "log:\n  level: info\n  redaction:\n    patterns:\n      - name: ticket\n        regex: 'T-(\\d+'\n",
+            5,
+            "ticket",
+        ),
+        ("log:\n  level: 'info,=bogus=x'\n", 2, "invalid log filter"),
+        ("traces:\n  span_metrics:\n    patterns: ['(unclosed']\n", 3, "invalid span-metrics pattern"),
+        ("traces:\n  sampling_ratio: 1.5\n", 2, "out of range"),
+        ("traces:\n  otlp:\n    protocol: http/json\n", 3, "use `grpc` or `http/protobuf`"),
+        ("log:\n  output: syslog\n", 2, "unknown variant `syslog`"),
     ];
     for (text, line, reason) in cases {
         let err = parse(text).expect_err(text);

@@ -310,3 +310,157 @@ mod health {
         }
     }
 }
+
+mod traces {
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::Value;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+    use super::*;
+
+    const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A router whose requests are traced into a real span store, with logs captured in `Lines`.
+    fn traced() -> (Router, tracing::subscriber::DefaultGuard, sightline_trace::TraceGuard, Lines) {
+        let lines = Lines::default();
+        let writer = {
+            let lines = lines.clone();
+            BoxMakeWriter::new(move || lines.clone())
+        };
+        let (dispatch, guard) = sightline_trace::builder()
+            .with_service_name("sightline")
+            .with_log_output(sightline_trace::LogOutput::Writer(writer))
+            .without_otlp()
+            .build()
+            .unwrap();
+        let default = tracing::dispatcher::set_default(&dispatch);
+        let registry = Registry::new();
+        let health = sightline_health::Health::builder(&registry).build().unwrap();
+        let health = crate::health::HealthState::new(health, Default::default());
+        let app = router(AppState::new(registry, &[], health, guard.reader()));
+        (app, default, guard, lines)
+    }
+
+    fn with_header(path: &str, name: &str, value: &str) -> Request<Body> {
+        Request::get(path).header(name, value).body(Body::empty()).unwrap()
+    }
+
+    fn json(body: &str) -> Value {
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+    }
+
+    #[tokio::test]
+    async fn a_request_joins_the_callers_trace_and_answers_with_its_traceparent() {
+        let (app, _default, _guard, lines) = traced();
+        let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+        let (status, headers, _) =
+            call(app.clone(), with_header("/health/live", "traceparent", &traceparent)).await;
+        assert_eq!(status, StatusCode::OK);
+        let answered = headers["traceparent"].to_str().unwrap();
+        let parts: Vec<&str> = answered.split('-').collect();
+        assert_eq!(parts[..2], ["00", CALLER_TRACE], "{answered}");
+        assert_ne!(parts[2], CALLER_SPAN, "the server's own span id");
+        assert_eq!(parts[3], "01");
+
+        let (status, _, body) = call(app.clone(), get(&format!("/api/v1/traces/{CALLER_TRACE}"))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let body = json(&body);
+        let span = &body["data"]["spans"][0];
+        assert_eq!(span["name"], "GET /health/live");
+        assert_eq!(span["spanID"], parts[2]);
+        assert_eq!(span["parentSpanID"], CALLER_SPAN);
+        assert_eq!(span["parentIsRemote"], true);
+        assert_eq!(span["fields"]["http.response.status_code"], 200);
+        assert_eq!(span["critical"], true);
+        assert_eq!(body["data"]["criticalPath"][0]["spanID"], parts[2]);
+
+        // The access log line carries the request's trace id.
+        let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let access: Vec<Value> =
+            logged.lines().map(json).filter(|l| l["target"] == "sightline::access").collect();
+        let line = access.iter().find(|l| l["route"] == "/health/live").expect("an access line");
+        assert_eq!(line["trace_id"], CALLER_TRACE);
+        assert_eq!(line["method"], "GET");
+        assert_eq!(line["status"], 200);
+        assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
+        assert_eq!(line["bytes"], 20, "{line}");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_traceparent_starts_a_new_trace() {
+        let (app, _default, _guard, _) = traced();
+        for bad in ["garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "00-xyz-abc-01"] {
+            let (status, headers, _) =
+                call(app.clone(), with_header("/health/live", "traceparent", bad)).await;
+            assert_eq!(status, StatusCode::OK);
+            let answered = headers["traceparent"].to_str().unwrap();
+            let trace: sightline_trace::TraceId = answered.split('-').nth(1).unwrap().parse().unwrap();
+            assert_ne!(trace.to_string(), CALLER_TRACE);
+        }
+    }
+
+    #[tokio::test]
+    async fn traces_are_listed_filtered_and_exported_as_otlp_json() {
+        let (app, _default, _guard, _) = traced();
+        call(app.clone(), get("/health/live")).await;
+        call(app.clone(), get("/nope")).await;
+        let (status, _, body) =
+            call(app.clone(), get("/api/v1/traces?name=GET%20/health/live&limit=5")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let body = json(&body);
+        let data = body["data"].as_array().unwrap();
+        assert_eq!(data.len(), 1, "{body}");
+        assert_eq!(data[0]["rootName"], "GET /health/live");
+        assert_eq!(data[0]["service"], "sightline");
+        assert_eq!(data[0]["spanCount"], 1);
+        let id = data[0]["traceID"].as_str().unwrap();
+
+        let (_, _, body) = call(app.clone(), get("/api/v1/traces?error=false&min_duration=0s")).await;
+        assert!(json(&body)["data"].as_array().unwrap().len() >= 2);
+
+        let (status, _, body) = call(app.clone(), get(&format!("/api/v1/traces/{id}?format=otlp"))).await;
+        assert_eq!(status, StatusCode::OK);
+        let otlp = json(&body);
+        let span = &otlp["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(span["traceId"], id);
+        assert_eq!(span["name"], "GET /health/live");
+        assert_eq!(span["kind"], 2, "SPAN_KIND_SERVER");
+    }
+
+    #[tokio::test]
+    async fn bad_trace_queries_name_the_parameter() {
+        let (app, _default, _guard, _) = traced();
+        for (path, status, needle) in [
+            ("/api/v1/traces?limit=abc", StatusCode::BAD_REQUEST, "\"limit\""),
+            ("/api/v1/traces?limit=0", StatusCode::BAD_REQUEST, "\"limit\""),
+            ("/api/v1/traces?min_duration=soon", StatusCode::BAD_REQUEST, "\"min_duration\""),
+            ("/api/v1/traces?error=maybe", StatusCode::BAD_REQUEST, "\"error\""),
+            ("/api/v1/traces?colour=red", StatusCode::BAD_REQUEST, "\"colour\""),
+            ("/api/v1/traces/xyz", StatusCode::BAD_REQUEST, "\"trace_id\""),
+            ("/api/v1/traces/4bf92f3577b34da6a3ce929d0e0e4736?format=xml", StatusCode::NOT_FOUND, "no trace"),
+            ("/api/v1/traces/00000000000000000000000000000001", StatusCode::NOT_FOUND, "no trace"),
+        ] {
+            let (got, _, body) = call(app.clone(), get(path)).await;
+            assert_eq!(got, status, "{path}: {body}");
+            let body = json(&body);
+            assert_eq!(body["status"], "error");
+            assert!(body["error"].as_str().unwrap().contains(needle), "{path}: {body}");
+        }
+    }
+}

@@ -133,6 +133,18 @@ fn deep_trees_cap_the_indent() {
 }
 
 #[test]
+fn control_characters_in_names_are_replaced() {
+    let trace = [span(1, None, "evil\x1b[2J\nname", 0, 10)];
+    expect![[r#"
+        trace 4bf92f3577b34da6a3ce929d0e0e4736
+        10.0ms · 1 span
+        evil�[2J�na… ████████████████████ 10.0ms
+                     0             10.0ms
+    "#]]
+    .assert_eq(&render(&trace, 40));
+}
+
+#[test]
 fn empty_trace() {
     assert_eq!(render(&[], 80), "(no spans)\n");
 }
