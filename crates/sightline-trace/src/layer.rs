@@ -23,6 +23,22 @@ use crate::record::{Field, FieldValue, SpanEvent, SpanId, SpanRecord, SpanStatus
 pub(crate) const MAX_EVENTS_PER_SPAN: usize = 128;
 /// Fields kept per span; later ones are dropped (a span is not a place for unbounded data).
 pub(crate) const MAX_FIELDS_PER_SPAN: usize = 128;
+/// Text kept per span field or event field, in bytes; longer values are cut (log lines keep them whole).
+/// With the span and event bounds, this bounds the store's memory per span.
+pub(crate) const MAX_VALUE_BYTES: usize = 4096;
+
+/// Cuts `text` to [`MAX_VALUE_BYTES`] at a character boundary, marking the cut.
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_VALUE_BYTES {
+        let mut end = MAX_VALUE_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
 
 /// Something that receives finished spans.
 pub(crate) trait Sink: Send + Sync + fmt::Debug {
@@ -260,7 +276,7 @@ impl Visit for FieldCollector<'_> {
     }
 
     fn record_str(&mut self, field: &TracingField, value: &str) {
-        let value = self.redactor.redact_field(field.name(), value).into_owned();
+        let value = bounded(self.redactor.redact_field(field.name(), value).into_owned());
         self.state.push_field(Cow::Borrowed(field.name()), FieldValue::Str(value));
     }
 
@@ -298,7 +314,7 @@ impl Visit for EventCollector<'_> {
     }
 
     fn record_str(&mut self, field: &TracingField, value: &str) {
-        let value = self.redactor.redact_field(field.name(), value).into_owned();
+        let value = bounded(self.redactor.redact_field(field.name(), value).into_owned());
         if field.name() == "message" {
             self.message = value;
         } else if !field.name().starts_with("log.") {
@@ -357,4 +373,18 @@ pub fn set_span_field(span: &tracing::Span, name: impl Into<Cow<'static, str>>, 
     })
     .flatten()
     .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_at_a_character_boundary() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(MAX_VALUE_BYTES); // two bytes each
+        let cut = bounded(long);
+        assert!(cut.len() <= MAX_VALUE_BYTES + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
+    }
 }
