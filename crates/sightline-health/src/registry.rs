@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sightline_core::{BaseUnit, Descriptor, Registry};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::{HealthCheck, Observed, Probe, Status};
 
@@ -486,10 +487,24 @@ impl Health {
             return;
         }
         let start = Instant::now();
-        let probe = match tokio::time::timeout(entry.options.timeout, entry.check.check()).await {
+        // Each probe is a span, so that what a check calls (an HTTP endpoint, a database) can join its trace.
+        let span = tracing::info_span!(
+            "health.check",
+            check = %entry.name,
+            status = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let probe = match tokio::time::timeout(entry.options.timeout, entry.check.check())
+            .instrument(span.clone())
+            .await
+        {
             Ok(probe) => probe,
             Err(_) => Probe::unhealthy(format!("timed out after {}", format_duration(entry.options.timeout))),
         };
+        span.record("status", probe.status.as_str());
+        if probe.status == Status::Unhealthy {
+            span.record("otel.status_code", "error");
+        }
         let duration = start.elapsed();
         entry.handles.duration(duration);
         if probe.status == Status::Unhealthy {

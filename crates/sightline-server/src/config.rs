@@ -833,7 +833,6 @@ pub struct SpanMetricsSettings {
     pub patterns: Vec<String>,
 }
 
-
 fn span_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let patterns = Vec::<String>::deserialize(d)?;
     for pattern in &patterns {

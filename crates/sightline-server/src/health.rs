@@ -344,6 +344,10 @@ pub fn instantiate(
             if let Some(accept) = p.accept_invalid_certs {
                 builder = builder.accept_invalid_certs(accept);
             }
+            // Probes carry the probe span's `traceparent`, so a traced target links its work to them.
+            builder = builder.context_headers(Arc::new(|| {
+                sightline_trace::propagation::inject(&tracing::Span::current())
+            }));
             Arc::new(builder.build().map_err(err)?)
         }
         CheckType::Postgres => {

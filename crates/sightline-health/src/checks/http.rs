@@ -120,7 +120,7 @@ impl fmt::Display for StatusSet {
 }
 
 /// Builds an [`HttpCheck`]; every setting maps onto a configuration key.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpCheckBuilder {
     url: String,
     expect_status: StatusSet,
@@ -129,9 +129,31 @@ pub struct HttpCheckBuilder {
     max_response_time: Option<Duration>,
     cert_warn_days: u32,
     accept_invalid_certs: bool,
+    context_headers: Option<ContextHeaders>,
 }
 
+impl std::fmt::Debug for HttpCheckBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpCheckBuilder")
+            .field("url", &self.url)
+            .field("expect_status", &self.expect_status)
+            .field("context_headers", &self.context_headers.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Headers computed for each probe request, such as W3C `traceparent` for the probe's span. A function
+/// rather than a dependency on a tracing crate, so health stays a layer over core alone.
+pub type ContextHeaders = std::sync::Arc<dyn Fn() -> Vec<(&'static str, String)> + Send + Sync>;
+
 impl HttpCheckBuilder {
+    /// Adds the headers `source` returns to every probe request, computed inside the probe's span (so a
+    /// `traceparent` from it links the probe to the target's traces).
+    pub fn context_headers(mut self, source: ContextHeaders) -> Self {
+        self.context_headers = Some(source);
+        self
+    }
+
     /// `expect_status`: the acceptable status codes (default `200-399`). Redirects are followed first
     /// (up to 10), so a 3xx is seen only when a redirect cannot be followed.
     #[must_use]
@@ -218,6 +240,7 @@ impl HttpCheckBuilder {
             json: self.json,
             max_response_time: self.max_response_time,
             cert_warn_days: self.cert_warn_days,
+            context_headers: self.context_headers,
         })
     }
 }
@@ -246,7 +269,7 @@ impl HttpCheckBuilder {
 /// assert!(HttpCheck::builder("ftp://example.com").build().is_err());
 /// # Ok::<(), sightline_health::checks::CheckConfigError>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpCheck {
     client: reqwest::Client,
     url: Url,
@@ -255,6 +278,18 @@ pub struct HttpCheck {
     json: Option<(String, Value)>,
     max_response_time: Option<Duration>,
     cert_warn_days: u32,
+    context_headers: Option<ContextHeaders>,
+}
+
+impl std::fmt::Debug for HttpCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpCheck")
+            .field("url", &redacted(&self.url))
+            .field("expect_status", &self.expect_status)
+            .field("max_response_time", &self.max_response_time)
+            .field("context_headers", &self.context_headers.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpCheck {
@@ -269,6 +304,7 @@ impl HttpCheck {
             max_response_time: None,
             cert_warn_days: DEFAULT_CERT_WARN_DAYS,
             accept_invalid_certs: false,
+            context_headers: None,
         }
     }
 
@@ -287,7 +323,13 @@ impl HttpCheck {
         details.insert("url".into(), json!(redacted(&self.url)));
         details.insert("host".into(), json!(self.url.host_str().unwrap_or_default()));
         let start = Instant::now();
-        let mut response = match self.client.get(self.url.clone()).send().await {
+        let mut request = self.client.get(self.url.clone());
+        if let Some(source) = &self.context_headers {
+            for (name, value) in source() {
+                request = request.header(name, value);
+            }
+        }
+        let mut response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
                 let message = describe_error(&e);
