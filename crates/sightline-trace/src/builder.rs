@@ -357,7 +357,7 @@ impl Builder {
                 if let Some(clock) = self.clock {
                     log = log.with_clock(clock);
                 }
-                layers.push(log.with_filter(parse_filter("log", &self.log_filter)?).boxed());
+                layers.push(log.with_filter(LogFilter::new(&self.span_filter, &self.log_filter)?).boxed());
             }
         }
         let dispatch = tracing::Dispatch::new(SpanRegistry::default().with(layers));
@@ -511,5 +511,87 @@ impl TraceReader {
     /// Spans in the OTLP JSON shape, with this service's resource.
     pub fn otlp_json(&self, spans: &[crate::SpanRecord]) -> serde_json::Value {
         crate::export::otlp_json(spans, &self.resource)
+    }
+}
+
+/// The log layer's filter: events by the log filter, spans by the span layer's (span OR log) filter. A
+/// plain per-layer log filter would hide spans below the log level from `event_scope`, so a `warn` line
+/// inside an `info` correlation span would lose its fields and trace id.
+struct LogFilter<S> {
+    spans: tracing_subscriber::filter::combinator::Or<EnvFilter, EnvFilter, S>,
+    events: EnvFilter,
+}
+
+impl<S> LogFilter<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn new(span_filter: &str, log_filter: &str) -> Result<Self, TraceError> {
+        Ok(Self {
+            spans: parse_filter("span", span_filter)?.or(parse_filter("log", log_filter)?),
+            events: parse_filter("log", log_filter)?,
+        })
+    }
+}
+
+impl<S> tracing_subscriber::layer::Filter<S> for LogFilter<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn enabled(&self, meta: &tracing::Metadata<'_>, cx: &tracing_subscriber::layer::Context<'_, S>) -> bool {
+        if meta.is_span() {
+            tracing_subscriber::layer::Filter::enabled(&self.spans, meta, cx)
+        } else {
+            tracing_subscriber::layer::Filter::enabled(&self.events, meta, cx)
+        }
+    }
+
+    fn callsite_enabled(&self, meta: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        if meta.is_span() {
+            tracing_subscriber::layer::Filter::callsite_enabled(&self.spans, meta)
+        } else {
+            tracing_subscriber::layer::Filter::<S>::callsite_enabled(&self.events, meta)
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        let spans = tracing_subscriber::layer::Filter::max_level_hint(&self.spans);
+        let events = tracing_subscriber::layer::Filter::<S>::max_level_hint(&self.events);
+        spans.max(events)
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        tracing_subscriber::layer::Filter::on_new_span(&self.spans, attrs, id, ctx.clone());
+        tracing_subscriber::layer::Filter::on_new_span(&self.events, attrs, id, ctx);
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        tracing_subscriber::layer::Filter::on_record(&self.spans, id, values, ctx.clone());
+        tracing_subscriber::layer::Filter::on_record(&self.events, id, values, ctx);
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        tracing_subscriber::layer::Filter::on_enter(&self.spans, id, ctx.clone());
+        tracing_subscriber::layer::Filter::on_enter(&self.events, id, ctx);
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        tracing_subscriber::layer::Filter::on_exit(&self.spans, id, ctx.clone());
+        tracing_subscriber::layer::Filter::on_exit(&self.events, id, ctx);
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        tracing_subscriber::layer::Filter::on_close(&self.spans, id.clone(), ctx.clone());
+        tracing_subscriber::layer::Filter::on_close(&self.events, id, ctx);
     }
 }

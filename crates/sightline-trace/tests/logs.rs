@@ -251,3 +251,26 @@ async fn correlation_follows_a_future_across_awaits() {
     let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
     assert!(out.contains("\"run_id\":\"r-1\""), "{out}");
 }
+
+#[test]
+fn lines_above_the_span_level_still_carry_span_fields_and_ids() {
+    let sink = Sink::default();
+    let (dispatch, _guard) = sightline_trace::builder()
+        .with_log_output(LogOutput::Writer(BoxMakeWriter::new(sink.clone())))
+        .with_log_filter("warn")
+        .unwrap()
+        .without_otlp()
+        .build()
+        .unwrap();
+    tracing::dispatcher::with_default(&dispatch, || {
+        Correlation::new().with("workflow_id", "wf-1").in_scope(|| {
+            tracing::info!("not written");
+            tracing::warn!("written");
+        });
+    });
+    let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(line["workflow_id"], "wf-1");
+    assert!(line["trace_id"].is_string() && line["correlation_id"].is_string(), "{line}");
+}
