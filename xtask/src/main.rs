@@ -2,8 +2,10 @@
 //!
 //! - `cargo xtask bench [--quick]` runs the `core` benchmark of `sightline-export` (Sightline against
 //!   `metrics-exporter-prometheus`, `prometheus`, `prometheus-client` and a bare atomic) and the
-//!   benchmarks of `sightline-collectors` (host collection, scrape, execution tracking), prints one
-//!   markdown table per benchmark with the project's targets, and writes `target/bench/core.json`.
+//!   benchmarks of `sightline-collectors` (host collection, scrape, execution tracking) and of
+//!   `sightline-trace` (span lifecycle and JSON log lines against `tracing-subscriber` and
+//!   `tracing-opentelemetry`), prints one markdown table per benchmark with the project's targets, and
+//!   writes `target/bench/core.json`.
 //! - `cargo xtask ci` runs `.ci/run`, so that CI and developers share one source of truth.
 
 use std::ffi::OsString;
@@ -26,8 +28,9 @@ USAGE:
 COMMANDS:
     bench [--quick] [-- <criterion args>]
                 Run the core benchmarks (Sightline against metrics-exporter-prometheus, prometheus,
-                prometheus-client and a bare atomic) and the collectors' benchmarks (host collection,
-                scrape, execution tracking), print a table per benchmark with the targets,
+                prometheus-client and a bare atomic), the collectors' benchmarks (host collection,
+                scrape, execution tracking) and the tracing benchmarks (span lifecycle, JSON log
+                lines), print a table per benchmark with the targets,
                 and write <target dir>/bench/core.json.
                 --quick   shorter warm-up and measurement (0.5 s / 1 s instead of 1 s / 3 s)
                 Arguments after `--` go to criterion, e.g. a benchmark filter.
@@ -153,7 +156,13 @@ const BARE: &str = "bare_atomic";
 /// Sightline's own implementation: the one the targets apply to.
 const SIGHTLINE: &str = "sightline";
 /// The crates Sightline is measured against.
-const ANCHORS: [&str; 3] = ["metrics_exporter_prometheus", "prometheus", "prometheus_client"];
+const ANCHORS: [&str; 5] = [
+    "metrics_exporter_prometheus",
+    "prometheus",
+    "prometheus_client",
+    "tracing_opentelemetry",
+    "tracing_subscriber_json",
+];
 
 /// What Sightline must achieve in one benchmark.
 #[derive(Debug, Clone, Copy)]
@@ -162,6 +171,8 @@ enum Target {
     RatioToBare(f64),
     /// At most this many nanoseconds per operation.
     MaxNs(f64),
+    /// At least this many operations per second, and what an operation is (`"lines"`).
+    MinPerSecond(f64, &'static str),
 }
 
 #[derive(Debug)]
@@ -176,7 +187,7 @@ struct Group {
     scale: (f64, &'static str),
 }
 
-const GROUPS: [Group; 8] = [
+const GROUPS: [Group; 12] = [
     Group {
         name: "counter_inc_1t",
         subject: SIGHTLINE,
@@ -244,6 +255,39 @@ const GROUPS: [Group; 8] = [
         target_text: "<= 1 ms per scrape",
         scale: (1e3, "us/op"),
     },
+    Group {
+        name: "span_lifecycle",
+        subject: SIGHTLINE,
+        title: "tracing: a span created, entered, exited and closed; span store on, logs off",
+        target: Target::MaxNs(1e3),
+        target_text: "<= 1 us",
+        scale: (1.0, "ns/op"),
+    },
+    Group {
+        name: "span_lifecycle_otlp",
+        subject: SIGHTLINE,
+        title: "tracing: the same span with OTLP/HTTP export to a local sink",
+        target: Target::MaxNs(3e3),
+        target_text: "<= 3 us",
+        scale: (1.0, "ns/op"),
+    },
+    // The JSON group holds two targets; its table is printed once.
+    Group {
+        name: "json_log",
+        subject: SIGHTLINE,
+        title: "tracing: one JSON log line (event and span with 2 fields each) to io::sink",
+        target: Target::MinPerSecond(500e3, "lines"),
+        target_text: ">= 500k lines/s",
+        scale: (1.0, "ns/line"),
+    },
+    Group {
+        name: "json_log",
+        subject: "sightline_redacted",
+        title: "tracing: one JSON log line (event and span with 2 fields each) to io::sink",
+        target: Target::MinPerSecond(200e3, "lines"),
+        target_text: ">= 200k lines/s with redaction",
+        scale: (1.0, "ns/line"),
+    },
 ];
 
 /// The memory target: 100k series held in at most 40 MB (decimal megabytes).
@@ -256,9 +300,12 @@ fn bench(options: &BenchOptions) -> Result<ExitCode> {
     // Results older than this run are not read, so a filtered or failed run never reports stale numbers.
     let started = SystemTime::now();
 
-    // The benchmark targets, by package: the metric model against the anchors, then the collectors.
-    let runs: [(&str, &[&str]); 2] =
-        [("sightline-export", &["core"]), ("sightline-collectors", &["execution", "host"])];
+    // The benchmark targets, by package: the metric model against the anchors, the collectors, tracing.
+    let runs: [(&str, &[&str]); 3] = [
+        ("sightline-export", &["core"]),
+        ("sightline-collectors", &["execution", "host"]),
+        ("sightline-trace", &["trace"]),
+    ];
     for (package, benches) in runs {
         let mut command = Command::new(cargo());
         command.args(["bench", "-p", package]);
@@ -458,6 +505,10 @@ fn tabulate(group: &Group, results: &[Measured]) -> (String, Value, Option<Verdi
                 Target::MaxNs(limit) => {
                     (m.mean_ns <= limit, format!("{} {unit}", fmt_time(m.mean_ns, group.scale)))
                 }
+                Target::MinPerSecond(limit, what) => {
+                    let per_second = 1e9 / m.mean_ns;
+                    (per_second >= limit, format!("{:.0}k {what}/s", per_second / 1e3))
+                }
             };
             target_cell = format!("{}: {}", group.target_text, if met { "met" } else { "MISSED" });
             verdict = Some((group.name.to_owned(), group.target_text.to_owned(), value, met));
@@ -564,6 +615,22 @@ mod tests {
         assert!(table.contains("| sightline | 1.20 | 1.20x | 0.60x | <= 1.3x bare atomic: met |"), "{table}");
         assert_eq!(entry["best_anchor"], "prometheus");
         assert!(verdict.is_some_and(|v| v.3));
+    }
+
+    #[test]
+    fn rate_target() {
+        let measured = |name: &str, ns: f64| Measured {
+            name: name.to_owned(),
+            mean_ns: ns,
+            lower_ns: ns,
+            upper_ns: ns,
+            median_ns: ns,
+        };
+        let results = [measured(SIGHTLINE, 2500.0), measured("tracing_subscriber_json", 2000.0)];
+        let json = GROUPS.iter().find(|g| g.name == "json_log").unwrap_or(&GROUPS[0]);
+        let (table, _, verdict) = tabulate(json, &results);
+        assert!(table.contains("| sightline | 2500.0 | - | 1.25x | >= 500k lines/s: MISSED |"), "{table}");
+        assert_eq!(verdict.map(|v| v.2), Some("400k lines/s".to_owned()));
     }
 
     #[test]

@@ -196,6 +196,11 @@ where
         let Some(span) = ctx.event_span(event) else { return };
         let mut extensions = span.extensions_mut();
         let Some(state) = extensions.get_mut::<SpanState>() else { return };
+        // Past the per-span bound, only an error (which sets the status) is worth reading.
+        if level != Level::ERROR && state.events.len() >= MAX_EVENTS_PER_SPAN {
+            state.dropped_events = state.dropped_events.saturating_add(1);
+            return;
+        }
         let mut collected =
             EventCollector { redactor: &self.shared.redactor, message: String::new(), fields: Vec::new() };
         event.record(&mut collected);
