@@ -61,7 +61,8 @@ impl Naive {
                 "[REDACTED:access_key]",
             ),
         ];
-        let rules = rules.into_iter().map(|(pattern, replacement)| (Regex::new(pattern).unwrap(), replacement));
+        let rules =
+            rules.into_iter().map(|(pattern, replacement)| (Regex::new(pattern).unwrap(), replacement));
         Naive {
             rules: rules.collect(),
             denied: vec![

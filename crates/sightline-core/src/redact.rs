@@ -115,9 +115,10 @@ pub enum BuiltinRule {
     Email,
     /// Phone numbers: `+` followed by 8 to 15 digits in groups (`+1 415-555-2671`, `+44 20 7946 0958`,
     /// `+14155552671`), and the national forms `(415) 555-2671`, `415-555-2671`, `415.555.2671`,
-    /// `415 555 2671` and trunk-prefixed `020 7946 0958`. A number glued to letters or digits, or
-    /// continuing a decimal, time or version, is left alone, as are bare digit runs without a `+` or
-    /// separators; so ports, timestamps, durations, versions, IPv4 addresses and UUIDs are not masked.
+    /// `415 555 2671` (each optionally after a `1` country code) and trunk-prefixed `020 7946 0958`. A
+    /// number glued to letters or digits, or continuing a decimal, time or version, is left alone, as are
+    /// bare digit runs without a `+` or separators (`4155552671`) and 7-digit local numbers; so ports,
+    /// timestamps, durations, versions, IPv4 addresses and UUIDs are not masked.
     Phone,
     /// Payment card numbers: 13 to 19 digits, contiguous or in groups joined by single spaces or dashes
     /// (4-4-4-4, 4-6-5, ...), masked only when the Luhn check passes. Like every number with a valid
@@ -231,18 +232,22 @@ impl Redactor {
         if !inner.enabled {
             return Cow::Borrowed(text);
         }
-        let rules = if inner.builtins == 0 { 0 } else { rules::candidates(text.as_bytes()) & inner.builtins };
-        if rules == 0 && inner.custom.is_empty() {
+        let mut candidates = rules::Candidates::NONE;
+        if inner.builtins != 0 {
+            candidates = rules::candidates(text.as_bytes());
+            candidates.rules &= inner.builtins;
+        }
+        if candidates.rules == 0 && inner.custom.is_empty() {
             return Cow::Borrowed(text);
         }
-        self.apply(text, rules)
+        self.apply(text, candidates)
     }
 
-    /// Runs the built-in `rules` (a mask, already narrowed by the pre-check) and the extra patterns.
-    fn apply<'a>(&self, text: &'a str, rules: u8) -> Cow<'a, str> {
+    /// Runs the built-in rules that the pre-check left (and the redactor enables) and the extra patterns.
+    fn apply<'a>(&self, text: &'a str, candidates: rules::Candidates) -> Cow<'a, str> {
         let inner = &*self.inner;
         let mut spans = Vec::new();
-        rules::find_all(text, rules, &mut spans);
+        rules::find_all(text, candidates, &mut spans);
         if !inner.custom.is_empty() {
             match &inner.custom_set {
                 Some(set) => {
@@ -312,13 +317,11 @@ impl fmt::Debug for Redactor {
 fn find_custom(inner: &Inner, index: usize, text: &str, spans: &mut Vec<Span>) {
     let Some(custom) = inner.custom.get(index) else { return };
     // Empty matches would mask nothing and only insert labels between characters.
-    spans.extend(
-        custom
-            .regex
-            .find_iter(text)
-            .filter(|m| !m.is_empty())
-            .map(|m| Span { start: m.start(), end: m.end(), label: Label::Custom(index) }),
-    );
+    spans.extend(custom.regex.find_iter(text).filter(|m| !m.is_empty()).map(|m| Span {
+        start: m.start(),
+        end: m.end(),
+        label: Label::Custom(index),
+    }));
 }
 
 /// Replaces the spans in `text`; overlapping spans merge and take the label of the first.
@@ -529,7 +532,9 @@ impl DenyList {
     fn matches(&self, name: &[u8]) -> bool {
         (0..name.len()).any(|i| {
             let (start, end) = self.by_first[usize::from(name[i])];
-            self.entries[usize::from(start)..usize::from(end)].iter().any(|entry| name[i..].starts_with(entry))
+            self.entries[usize::from(start)..usize::from(end)]
+                .iter()
+                .any(|entry| name[i..].starts_with(entry))
         })
     }
 }

@@ -26,7 +26,7 @@ pub(super) const ACCESS_KEY: u8 = BuiltinRule::AccessKey.bit();
 /// Every built-in rule.
 pub(super) const ALL: u8 = EMAIL | PHONE | CARD | JWT | BEARER | ACCESS_KEY;
 
-/// The fewest digits a phone number can have (`0 20 794 0958`-style trunk forms and short E.164 numbers).
+/// The fewest digits a phone number can have (trunk forms such as `01 234 567`, and short E.164 numbers).
 const PHONE_MIN_DIGITS: usize = 8;
 /// The most digits an E.164 number can have.
 const PHONE_MAX_DIGITS: usize = 15;
@@ -135,7 +135,69 @@ fn ends_with(haystack: &[u8], suffix: &[u8]) -> bool {
     haystack.ends_with(suffix)
 }
 
-/// The rules that could match `bytes`: a superset of the rules whose matchers find something.
+/// The most digit clusters that [`Candidates`] tracks one by one; further ones merge into the last.
+const MAX_CLUSTERS: usize = 4;
+
+/// What the pre-check found: the rules that could match, and where the digit-based ones could.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Candidates {
+    /// A mask of rules; a superset of the rules whose matchers find something.
+    pub(super) rules: u8,
+    /// The digit clusters long enough for a phone number, each with the `+` or `(` just before it, and
+    /// whether it is long enough for a card number. The phone and card matchers look at these ranges
+    /// only, which spares them the rest of a message that has a timestamp or a UUID in it.
+    clusters: [Cluster; MAX_CLUSTERS],
+    cluster_count: usize,
+}
+
+/// A byte range of the text that may hold phone or card numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Cluster {
+    pub(super) start: usize,
+    pub(super) end: usize,
+    /// Whether it has enough digits for a card number.
+    pub(super) card: bool,
+}
+
+impl Candidates {
+    /// No rule.
+    pub(super) const NONE: Candidates = Candidates {
+        rules: 0,
+        clusters: [Cluster { start: 0, end: 0, card: false }; MAX_CLUSTERS],
+        cluster_count: 0,
+    };
+
+    /// Every rule, with the digit rules looking at the whole text: what the pre-check must be equivalent
+    /// to, for the tests.
+    #[cfg(test)]
+    pub(super) fn all(text: &str) -> Self {
+        let mut all = Candidates { rules: ALL, ..Candidates::NONE };
+        all.clusters[0] = Cluster { start: 0, end: text.len(), card: true };
+        all.cluster_count = 1;
+        all
+    }
+
+    pub(super) fn clusters(&self) -> &[Cluster] {
+        &self.clusters[..self.cluster_count]
+    }
+
+    /// Records that the cluster starting at `start` has grown to end at `end`.
+    fn grow_cluster(&mut self, start: usize, end: usize, card: bool) {
+        match self.clusters[..self.cluster_count].last_mut() {
+            // The same cluster, or the merged tail once there are too many to track.
+            Some(last) if last.start == start || self.cluster_count == MAX_CLUSTERS => {
+                last.end = end;
+                last.card |= card;
+            }
+            _ => {
+                self.clusters[self.cluster_count] = Cluster { start, end, card };
+                self.cluster_count += 1;
+            }
+        }
+    }
+}
+
+/// The rules that could match `bytes`:
 ///
 /// - email: an `@`;
 /// - phone: a cluster of at least 8 digits, joined by at most two of ` -.()` at a time;
@@ -143,66 +205,79 @@ fn ends_with(haystack: &[u8], suffix: &[u8]) -> bool {
 /// - JWT: `eyJ`;
 /// - bearer: `bearer` or `basic` (any case), or `authoriz` (any case);
 /// - access key: one of the literal prefixes of [`ACCESS_KEY_PATTERN`].
-pub(super) fn candidates(bytes: &[u8]) -> u8 {
-    let mut found = 0u8;
-    // Digits in the current cluster and the index of its last digit.
+pub(super) fn candidates(bytes: &[u8]) -> Candidates {
+    // The mask lives in a local of its own so that it stays in a register through the loop.
+    let mut rules = 0u8;
+    let mut found = Candidates::NONE;
+    // Digits in the current cluster, where it starts and the index of its last digit.
     let mut cluster = 0usize;
+    let mut cluster_start = 0usize;
     let mut last_digit: Option<usize> = None;
 
     for (i, &b) in bytes.iter().enumerate() {
         if !TRIGGER[usize::from(b)] {
             continue;
         }
-        match b {
+        let rule = match b {
             b'0'..=b'9' => {
                 let joined = last_digit.is_some_and(|last| {
                     i - last <= 3 && bytes[last + 1..i].iter().all(|&c| is_digit_joiner(c))
                 });
-                cluster = if joined { cluster + 1 } else { 1 };
-                last_digit = Some(i);
-                if cluster >= PHONE_MIN_DIGITS {
-                    found |= PHONE;
-                    if cluster >= *CARD_DIGITS.start() {
-                        found |= CARD;
-                    }
+                if joined {
+                    cluster += 1;
+                } else {
+                    cluster = 1;
+                    // A phone number may start with the `+` or `(` just before its first digit.
+                    let lead = i > 0 && matches!(bytes[i - 1], b'+' | b'(');
+                    cluster_start = if lead { i - 1 } else { i };
                 }
+                last_digit = Some(i);
+                if cluster < PHONE_MIN_DIGITS {
+                    continue;
+                }
+                let card = cluster >= *CARD_DIGITS.start();
+                found.grow_cluster(cluster_start, i + 1, card);
+                if card { PHONE | CARD } else { PHONE }
             }
-            b'@' => found |= EMAIL,
-            b'J' if ends_with(&bytes[..i], b"ey") => found |= JWT,
+            b'@' => EMAIL,
+            b'J' if ends_with(&bytes[..i], b"ey") => JWT,
             b'b' | b'B'
                 if starts_with_ignore_case(&bytes[i + 1..], b"earer")
                     || starts_with_ignore_case(&bytes[i + 1..], b"asic") =>
             {
-                found |= BEARER;
+                BEARER
             }
-            b'z' | b'Z' if i >= 7 && bytes[i - 7..i].eq_ignore_ascii_case(b"authori") => found |= BEARER,
+            b'z' | b'Z' if i >= 7 && bytes[i - 7..i].eq_ignore_ascii_case(b"authori") => BEARER,
             b'A' if matches!(bytes.get(i + 1..i + 4), Some(b"KIA" | b"SIA" | b"BIA" | b"CCA" | b"Iza")) => {
-                found |= ACCESS_KEY;
+                ACCESS_KEY
             }
             b'_' if [&b"ghp"[..], b"gho", b"ghu", b"ghs", b"ghr", b"github_pat", b"npm", b"sk", b"rk"]
                 .iter()
                 .any(|prefix| ends_with(&bytes[..i], prefix)) =>
             {
-                found |= ACCESS_KEY;
+                ACCESS_KEY
             }
-            b'x' if bytes.get(i + 1..i + 3) == Some(b"ox") => found |= ACCESS_KEY,
+            b'x' if bytes.get(i + 1..i + 3) == Some(b"ox") => ACCESS_KEY,
             b'-' if ends_with(&bytes[..i], b"sk")
                 || ends_with(&bytes[..i], b"glpat")
                 || bytes[i + 1..].starts_with(b"----BEGIN") =>
             {
-                found |= ACCESS_KEY;
+                ACCESS_KEY
             }
-            _ => {}
-        }
+            _ => continue,
+        };
+        rules |= rule;
     }
+    found.rules = rules;
     found
 }
 
 // === Matchers ===
 
-/// Appends the spans of every rule in `rules` (a mask) to `spans`.
-pub(super) fn find_all(text: &str, rules: u8, spans: &mut Vec<Span>) {
+/// Appends the spans of every rule that `candidates` names to `spans`.
+pub(super) fn find_all(text: &str, candidates: Candidates, spans: &mut Vec<Span>) {
     let patterns = &*PATTERNS;
+    let rules = candidates.rules;
     if rules & BEARER != 0 {
         find_bearer(&patterns.bearer, text, spans);
     }
@@ -215,7 +290,9 @@ pub(super) fn find_all(text: &str, rules: u8, spans: &mut Vec<Span>) {
         find_access_keys(&patterns.access_key, text, spans);
     }
     if rules & CARD != 0 {
-        find_cards(text.as_bytes(), spans);
+        for cluster in candidates.clusters().iter().filter(|c| c.card) {
+            find_cards(text.as_bytes(), (cluster.start, cluster.end), spans);
+        }
     }
     if rules & EMAIL != 0 {
         for m in patterns.email.find_iter(text) {
@@ -223,7 +300,9 @@ pub(super) fn find_all(text: &str, rules: u8, spans: &mut Vec<Span>) {
         }
     }
     if rules & PHONE != 0 {
-        find_phones(&patterns.phone, text, spans);
+        for cluster in candidates.clusters() {
+            find_phones(&patterns.phone, text, (cluster.start, cluster.end), spans);
+        }
     }
 }
 
@@ -261,11 +340,15 @@ fn count_digits(bytes: &[u8]) -> usize {
     bytes.iter().filter(|b| b.is_ascii_digit()).count()
 }
 
-fn find_phones(regex: &Regex, text: &str, spans: &mut Vec<Span>) {
+/// Finds phone numbers in `text[range]`, a digit cluster that [`candidates`] found; the checks around
+/// each number look at the whole text.
+fn find_phones(regex: &Regex, text: &str, range: (usize, usize), spans: &mut Vec<Span>) {
     let bytes = text.as_bytes();
+    // A cluster starts at a digit, `+` or `(` and ends after a digit, so it lies on character boundaries.
+    let Some(haystack) = text.get(range.0..range.1) else { return };
     let mut at = 0;
-    while let Some(m) = regex.find_at(text, at) {
-        let (start, mut end) = (m.start(), m.end());
+    while let Some(m) = regex.find_at(haystack, at) {
+        let (start, mut end) = (range.0 + m.start(), range.0 + m.end());
         let mut digits = count_digits(&bytes[start..end]);
         // The international form is greedy: `+1 415-555-2671 12345` and `+1 415 555 2671 5th` read on into
         // the next word. Drop trailing groups until the count fits E.164 and the number ends cleanly.
@@ -283,27 +366,28 @@ fn find_phones(regex: &Regex, text: &str, spans: &mut Vec<Span>) {
             && number_ends_alone(bytes, end)
         {
             spans.push(Span::builtin(start, end, BuiltinRule::Phone));
-            at = end;
+            at = end - range.0;
         } else {
             // A rejected match may hide one that starts inside it (`x+1 415-555-2671`). Matches start with
             // an ASCII byte and are at most a few dozen bytes long, so retrying costs little.
-            at = start + 1;
+            at = m.start() + 1;
         }
     }
 }
 
 /// Finds card numbers: runs of 13 to 19 digits, whole or in groups joined by single spaces or dashes,
-/// that pass the Luhn check.
+/// that start with a payment network's digit and pass the Luhn check.
 ///
 /// The scan splits the text into maximal digit sequences (groups joined by one ` ` or `-`) and looks for
 /// the longest card-shaped run of whole groups in each, leftmost first. A card-shaped run is one group of
 /// 13 to 19 digits, or several groups of which all but the last have 4 to 6 digits and the last 1 to 6
 /// (4-4-4-4, 4-6-5, 4-4-4-4-3, ...). That shape rule keeps UUID-like `12345678-1234-...` apart. A run that
 /// touches the ends of its sequence must also stand alone (see [`number_starts_alone`]).
-fn find_cards(bytes: &[u8], spans: &mut Vec<Span>) {
+fn find_cards(bytes: &[u8], range: (usize, usize), spans: &mut Vec<Span>) {
     let mut groups: Vec<(usize, usize)> = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
+    let mut i = range.0;
+    // A digit sequence lies inside one cluster, so it never runs past the end of the range.
+    while i < range.1 {
         if !bytes[i].is_ascii_digit() {
             i += 1;
             continue;
@@ -315,8 +399,8 @@ fn find_cards(bytes: &[u8], spans: &mut Vec<Span>) {
                 i += 1;
             }
             groups.push((start, i));
-            let joined = matches!(bytes.get(i), Some(b' ' | b'-'))
-                && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+            let joined =
+                matches!(bytes.get(i), Some(b' ' | b'-')) && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
             if !joined {
                 break;
             }
@@ -346,7 +430,12 @@ fn find_cards_in_sequence(bytes: &[u8], groups: &[(usize, usize)], spans: &mut V
             }
             let shaped = end == first || (1..=6).contains(&len(end));
             let alone = end != last || number_ends_alone(bytes, groups[last].1);
-            if CARD_DIGITS.contains(&digits) && shaped && alone && luhn(bytes, &groups[first..=end]) {
+            if CARD_DIGITS.contains(&digits)
+                && shaped
+                && alone
+                && network_prefix(bytes[groups[first].0])
+                && luhn(bytes, &groups[first..=end])
+            {
                 best = Some(end);
             }
             // Only the last group of a multi-group card may be shorter than 4 or longer than 6.
@@ -362,6 +451,13 @@ fn find_cards_in_sequence(bytes: &[u8], groups: &[(usize, usize)], spans: &mut V
             None => first += 1,
         }
     }
+}
+
+/// Whether a number's first digit is one the payment networks issue: 2 (Mastercard's 2-series), 3 (Amex,
+/// Diners, JCB), 4 (Visa), 5 (Mastercard, Maestro), 6 (Discover, UnionPay, Maestro). Without it, one in ten
+/// millisecond timestamps (13 digits starting with 1) would pass Luhn and be masked.
+fn network_prefix(first_digit: u8) -> bool {
+    (b'2'..=b'6').contains(&first_digit)
 }
 
 /// The Luhn (mod 10) check over the digits of `groups`.
