@@ -300,15 +300,20 @@ fn bench(options: &BenchOptions) -> Result<ExitCode> {
     // Results older than this run are not read, so a filtered or failed run never reports stale numbers.
     let started = SystemTime::now();
 
-    // The benchmark targets, by package: the metric model against the anchors, the collectors, tracing.
-    let runs: [(&str, &[&str]); 3] = [
+    // The benchmark targets, by package: the metric model against the anchors, the collectors, redaction
+    // (against a naive regex-per-rule baseline), tracing.
+    let runs: [(&str, &[&str]); 4] = [
         ("sightline-export", &["core"]),
         ("sightline-collectors", &["execution", "host"]),
+        ("sightline-core", &["redact"]),
         ("sightline-trace", &["trace"]),
     ];
     for (package, benches) in runs {
         let mut command = Command::new(cargo());
         command.args(["bench", "-p", package]);
+        if package == "sightline-core" {
+            command.args(["--features", "redact"]);
+        }
         for bench in benches {
             command.args(["--bench", bench]);
         }
