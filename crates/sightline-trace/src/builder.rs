@@ -335,14 +335,10 @@ impl Builder {
         });
         let span_layer = SpanLayer { shared };
 
-        let mut layers: Vec<Box<dyn Layer<SpanRegistry> + Send + Sync>> = Vec::new();
         let mut file_guard = None;
-        match self.log_output {
-            None => layers.push(span_layer.with_filter(parse_filter("span", &self.span_filter)?).boxed()),
+        let log = match self.log_output {
+            None => None,
             Some(output) => {
-                let span_filter =
-                    parse_filter("span", &self.span_filter)?.or(parse_filter("log", &self.log_filter)?);
-                layers.push(span_layer.with_filter(span_filter).boxed());
                 let writer = match output {
                     LogOutput::Stdout => BoxMakeWriter::new(std::io::stdout),
                     LogOutput::Stderr => BoxMakeWriter::new(std::io::stderr),
@@ -357,10 +353,19 @@ impl Builder {
                 if let Some(clock) = self.clock {
                     log = log.with_clock(clock);
                 }
-                layers.push(log.with_filter(LogFilter::new(&self.span_filter, &self.log_filter)?).boxed());
+                Some(log)
             }
-        }
-        let dispatch = tracing::Dispatch::new(SpanRegistry::default().with(layers));
+        };
+        // When spans and lines use the same filter (the default), one global filter serves both: cheaper
+        // than per-layer filters, which consult every filter on each span enter and exit.
+        let dispatch = if log.is_none() || self.span_filter == self.log_filter {
+            let filter = parse_filter("span", &self.span_filter)?;
+            let layers = assemble(span_layer, log, None)?;
+            tracing::Dispatch::new(SpanRegistry::default().with(filter).with(layers))
+        } else {
+            let layers = assemble(span_layer, log, Some((&self.span_filter, &self.log_filter)))?;
+            tracing::Dispatch::new(SpanRegistry::default().with(layers))
+        };
         Ok((dispatch, TraceGuard { store, export, resource, service, _file_guard: file_guard, done: false }))
     }
 
@@ -371,6 +376,34 @@ impl Builder {
         tracing::dispatcher::set_global_default(dispatch).map_err(|_| TraceError::AlreadyInstalled)?;
         Ok(guard)
     }
+}
+
+/// The span layer and the log layer, with per-layer filters when `filters` (span, log) differ.
+fn assemble<S>(
+    span_layer: SpanLayer,
+    log: Option<LogLayer<BoxMakeWriter>>,
+    filters: Option<(&str, &str)>,
+) -> Result<Vec<Box<dyn Layer<S> + Send + Sync>>, TraceError>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
+{
+    let mut layers: Vec<Box<dyn Layer<S> + Send + Sync>> = Vec::new();
+    match filters {
+        None => {
+            layers.push(span_layer.boxed());
+            if let Some(log) = log {
+                layers.push(log.boxed());
+            }
+        }
+        Some((span_filter, log_filter)) => {
+            let spans = parse_filter("span", span_filter)?.or(parse_filter("log", log_filter)?);
+            layers.push(span_layer.with_filter(spans).boxed());
+            if let Some(log) = log {
+                layers.push(log.with_filter(LogFilter::new(span_filter, log_filter)?).boxed());
+            }
+        }
+    }
+    Ok(layers)
 }
 
 fn file_writer(

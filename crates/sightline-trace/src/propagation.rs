@@ -123,8 +123,11 @@ pub fn inject(span: &tracing::Span) -> Vec<(&'static str, String)> {
 }
 
 /// `span`'s `traceparent` header value, for a response header that tells the caller the trace id.
+/// Formatted directly (it is on every response's path); `inject` gives the same value.
 pub fn traceparent(span: &tracing::Span) -> Option<String> {
-    inject(span).into_iter().find(|(name, _)| *name == TRACEPARENT).map(|(_, value)| value)
+    with_span_state(span, |state| {
+        format!("00-{}-{}-{}", state.trace_id, state.span_id, if state.sampled { "01" } else { "00" })
+    })
 }
 
 #[derive(Default)]

@@ -116,6 +116,8 @@ fn traceparent_round_trips_and_malformed_headers_are_ignored() {
         assert!(headers.iter().any(|(k, v)| *k == "tracestate" && v == "vendor=x"), "{headers:?}");
         assert_eq!(sightline_trace::span_ids(&child).unwrap().0, sightline_trace::span_ids(&span).unwrap().0);
         assert!(traceparent(&span).unwrap().ends_with("-01"));
+        let injected = inject(&span).into_iter().find(|(k, _)| *k == "traceparent").unwrap().1;
+        assert_eq!(traceparent(&span).unwrap(), injected, "both ways of formatting agree");
     });
     for bad in [
         "",
