@@ -369,8 +369,8 @@ impl Builder {
         Ok((dispatch, TraceGuard { store, export, resource, service, _file_guard: file_guard, done: false }))
     }
 
-    /// Builds the subscriber and installs it as the global default. Also routes `log` crate records
-    /// into it? No: install `tracing-log` yourself if you need that.
+    /// Builds the subscriber and installs it as the global default. Records from the `log` crate are not
+    /// bridged; add `tracing-log`'s `LogTracer` if a dependency logs through `log`.
     pub fn install(self) -> Result<TraceGuard, TraceError> {
         let (dispatch, guard) = self.build()?;
         tracing::dispatcher::set_global_default(dispatch).map_err(|_| TraceError::AlreadyInstalled)?;
@@ -440,7 +440,8 @@ impl Sink for SharedSink {
 }
 
 /// Keeps tracing running: the span store, the exporter's batch thread and the log file writer. Dropping
-/// it (or calling [`shutdown`](Self::shutdown)) flushes the last spans and log lines.
+/// it (or calling [`shutdown`](Self::shutdown)) flushes the last spans and log lines. That waits for the
+/// last export (at most [`DEFAULT_SHUTDOWN_TIMEOUT`]), so in async code call it from `spawn_blocking`.
 #[derive(Debug)]
 #[must_use = "dropping the guard shuts down export and file logging"]
 pub struct TraceGuard {
