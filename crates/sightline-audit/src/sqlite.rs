@@ -1,0 +1,320 @@
+//! The embedded store: one SQLite file in WAL mode, full text in an FTS5 table filled after commit.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use crate::event::{Hash, StoredEvent, micros};
+use crate::query::{Cursor, Facet, Query};
+use crate::store::{AuditStore, COLUMN_COUNT, COLUMNS, Checkpoint, Page, StoreError, from_row, fts5_query};
+
+/// Rows per multi-row INSERT: 19 columns each, well under SQLite's 32,766 bound variables.
+const ROWS_PER_INSERT: usize = 500;
+
+/// An audit store in a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies the migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new().filename(path).create_if_missing(true);
+        Self::with_options(options).await
+    }
+
+    /// Opens a `sqlite://` URL (`sqlite://relative/path.db`, `sqlite:///absolute/path.db`).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?.create_if_missing(true);
+        Self::with_options(options).await
+    }
+
+    async fn with_options(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let options = options
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the writer acknowledges it, even across a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(false);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for tests that tamper with rows.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn push_filters<'a>(builder: &mut QueryBuilder<'a, Sqlite>, query: &'a Query) {
+    builder.push(" WHERE 1 = 1");
+    let text = |builder: &mut QueryBuilder<'a, Sqlite>, column: &str, value: &'a Option<String>| {
+        if let Some(value) = value {
+            builder.push(format!(" AND {column} = ")).push_bind(value.as_str());
+        }
+    };
+    text(builder, "actor_id", &query.actor);
+    text(builder, "actor_type", &query.actor_type);
+    text(builder, "target_type", &query.target_type);
+    text(builder, "target_id", &query.target_id);
+    text(builder, "component", &query.component);
+    text(builder, "request_id", &query.request_id);
+    text(builder, "trace_id", &query.trace_id);
+    if let Some(action) = &query.action {
+        match action {
+            crate::query::ActionPattern::Exact(exact) => {
+                builder.push(" AND action = ").push_bind(exact.as_str());
+            }
+            pattern => {
+                builder.push(" AND action LIKE ").push_bind(pattern.sql_like()).push(" ESCAPE '\\'");
+            }
+        }
+    }
+    if let Some(outcome) = query.outcome {
+        builder.push(" AND outcome = ").push_bind(outcome.as_str());
+    }
+    if let Some(severity) = query.severity {
+        builder.push(" AND severity = ").push_bind(severity.as_str());
+    }
+    if let Some(min) = query.min_severity {
+        let allowed: Vec<&str> =
+            crate::event::Severity::ALL.iter().filter(|s| **s >= min).map(|s| s.as_str()).collect();
+        builder.push(" AND severity IN (");
+        let mut separated = builder.separated(", ");
+        for severity in allowed {
+            separated.push_bind(severity);
+        }
+        builder.push(")");
+    }
+    if let Some(since) = query.since {
+        builder.push(" AND ts >= ").push_bind(micros(since));
+    }
+    if let Some(until) = query.until {
+        builder.push(" AND ts < ").push_bind(micros(until));
+    }
+    if !query.terms.is_empty() {
+        builder
+            .push(" AND seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ")
+            .push_bind(fts5_query(&query.terms))
+            .push(")");
+    }
+}
+
+impl AuditStore for SqliteStore {
+    async fn head(&self) -> Result<Option<(i64, Hash)>, StoreError> {
+        let last = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = last {
+            let seq: i64 = row.try_get("seq")?;
+            let hash: Vec<u8> = row.try_get("hash")?;
+            let hash = Hash::from_slice(&hash)
+                .ok_or_else(|| StoreError::Corrupt { seq, reason: "hash is not 32 bytes".into() })?;
+            return Ok(Some((seq, hash)));
+        }
+        Ok(self.checkpoint().await?.map(|c| (c.seq, c.hash)))
+    }
+
+    async fn append(&self, batch: &[StoredEvent]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in batch.chunks(ROWS_PER_INSERT) {
+            let mut builder: QueryBuilder<'_, Sqlite> =
+                QueryBuilder::new(format!("INSERT INTO audit_events ({COLUMNS}) "));
+            builder.push_values(chunk, |mut row, stored| {
+                let e = &stored.event;
+                row.push_bind(stored.seq)
+                    .push_bind(e.id.to_string())
+                    .push_bind(e.timestamp_micros())
+                    .push_bind(e.actor.id.as_str())
+                    .push_bind(e.actor.kind.as_str())
+                    .push_bind(e.actor.ip.as_deref())
+                    .push_bind(e.actor.user_agent.as_deref())
+                    .push_bind(e.action.as_str())
+                    .push_bind(e.target.as_ref().map(|t| t.kind.as_str()))
+                    .push_bind(e.target.as_ref().map(|t| t.id.as_str()))
+                    .push_bind(e.outcome.as_str())
+                    .push_bind(e.severity.as_str())
+                    .push_bind(e.component.as_deref())
+                    .push_bind(e.request_id.as_deref())
+                    .push_bind(e.trace_id.as_deref())
+                    .push_bind(e.message.as_str())
+                    .push_bind(serde_json::to_string(&e.attributes).unwrap_or_else(|_| "{}".into()))
+                    .push_bind(stored.hash.0.as_slice())
+                    .push_bind(stored.prev_hash.0.as_slice());
+            });
+            debug_assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
+            builder.build().persistent(true).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn index_pending(&self, limit: usize) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let from: i64 = sqlx::query_scalar("SELECT value FROM audit_meta WHERE key = 'fts_seq'")
+            .fetch_one(&mut *tx)
+            .await?;
+        let to: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(seq) FROM (SELECT seq FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?)",
+        )
+        .bind(from)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_one(&mut *tx)
+        .await?;
+        let Some(to) = to else { return Ok(0) };
+        let done = sqlx::query(
+            "INSERT INTO audit_fts (rowid, message, attributes) \
+             SELECT seq, message, attributes FROM audit_events WHERE seq > ? AND seq <= ?",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("UPDATE audit_meta SET value = ? WHERE key = 'fts_seq'")
+            .bind(to)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(usize::try_from(done).unwrap_or(usize::MAX))
+    }
+
+    async fn search(&self, query: &Query, limit: usize, cursor: Option<Cursor>) -> Result<Page, StoreError> {
+        let mut builder: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_events"));
+        push_filters(&mut builder, query);
+        if let Some(cursor) = cursor {
+            builder
+                .push(" AND (ts < ")
+                .push_bind(cursor.ts_micros)
+                .push(" OR (ts = ")
+                .push_bind(cursor.ts_micros)
+                .push(" AND seq < ")
+                .push_bind(cursor.seq)
+                .push("))");
+        }
+        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        builder.push(" ORDER BY ts DESC, seq DESC LIMIT ").push_bind(fetch);
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        let mut events = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| Cursor { ts_micros: e.event.timestamp_micros(), seq: e.seq })
+        } else {
+            None
+        };
+        Ok(Page { events, next_cursor })
+    }
+
+    async fn count_by(
+        &self,
+        query: &Query,
+        facet: Facet,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let column = facet.column();
+        let mut builder: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
+            "SELECT COALESCE({column}, '') AS value, COUNT(*) AS n FROM audit_events"
+        ));
+        push_filters(&mut builder, query);
+        builder
+            .push(format!(" GROUP BY {column} ORDER BY n DESC, value LIMIT "))
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("value")?, u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))))
+            .collect()
+    }
+
+    async fn scan(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?"))
+                .bind(after)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash, created FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let seq: i64 = row.try_get("seq")?;
+            let hash: Vec<u8> = row.try_get("hash")?;
+            Ok(Checkpoint {
+                seq,
+                hash: Hash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
+                    seq,
+                    reason: "checkpoint hash is not 32 bytes".into(),
+                })?,
+                created_micros: row.try_get("created")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_through(&self, through: i64, limit: usize) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let last: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, hash FROM (SELECT seq, hash FROM audit_events WHERE seq <= ? ORDER BY seq LIMIT ?) \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(through)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((last, hash)) = last else { return Ok(0) };
+        // External-content FTS5 needs the old values to forget a row.
+        sqlx::query(
+            "INSERT INTO audit_fts (audit_fts, rowid, message, attributes) \
+             SELECT 'delete', seq, message, attributes FROM audit_events \
+             WHERE seq <= ? AND seq <= (SELECT value FROM audit_meta WHERE key = 'fts_seq')",
+        )
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+        let deleted =
+            sqlx::query("DELETE FROM audit_events WHERE seq <= ?").bind(last).execute(&mut *tx).await?;
+        sqlx::query("INSERT OR REPLACE INTO audit_checkpoints (seq, hash, created) VALUES (?, ?, ?)")
+            .bind(last)
+            .bind(hash)
+            .bind(micros(std::time::SystemTime::now()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn oldest_seq(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT MIN(seq) FROM audit_events").fetch_one(&self.pool).await?)
+    }
+
+    async fn first_seq_since(&self, ts_micros: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT MIN(seq) FROM audit_events WHERE ts >= ?")
+            .bind(ts_micros)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(&self.pool).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,551 @@
+//! The writer: the trail's only appender. Events queue in a bounded channel; one task takes them in
+//! batches (up to `max_batch`, or whatever arrived within `max_delay`), chains them (sequence number and
+//! hash) and commits each batch in one transaction: group commit. Callers of `record_durable` hear back
+//! after the commit, so an acknowledged event is on disk. Full-text indexing runs after the
+//! acknowledgements, in larger batches, so it never holds up a commit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use sightline_core::Registry;
+use sightline_core::redact::Redactor;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::event::{AuditEvent, EventError, Hash, Outcome, StoredEvent};
+use crate::store::{AuditStore, StoreError};
+
+/// `sightline_audit_events_total{outcome}`: events committed.
+pub const EVENTS_METRIC: &str = "sightline_audit_events_total";
+/// `sightline_audit_commit_seconds`: time to commit one batch.
+pub const COMMIT_METRIC: &str = "sightline_audit_commit_seconds";
+/// `sightline_audit_queue_depth`: events waiting for a commit.
+pub const QUEUE_METRIC: &str = "sightline_audit_queue_depth";
+/// `sightline_audit_rejected_total{reason}`: events refused (invalid, queue_full, unavailable, duplicate,
+/// too_large, ...).
+pub const REJECTED_METRIC: &str = "sightline_audit_rejected_total";
+/// `sightline_security_events_total{event_type,result}`: committed security-relevant events: actions under
+/// `auth.`, `security.` or `ratelimit.`, and every denial.
+pub const SECURITY_METRIC: &str = "sightline_security_events_total";
+
+/// Writer settings.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Most events in one commit (a multi-event request is never split).
+    pub max_batch: usize,
+    /// How long the first event of a batch waits for company.
+    pub max_delay: Duration,
+    /// Events that may wait for a commit; `record` waits for room beyond it.
+    pub queue_capacity: usize,
+    /// Events indexed for full text per indexing transaction.
+    pub index_batch: usize,
+    /// How often pending full-text indexing runs when ingest is quiet (it also runs after busy commits).
+    pub index_interval: Duration,
+    /// Redaction applied on ingest.
+    pub redaction: Redaction,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 4096,
+            max_delay: Duration::from_millis(5),
+            queue_capacity: 65_536,
+            index_batch: 50_000,
+            index_interval: Duration::from_millis(250),
+            redaction: Redaction::default(),
+        }
+    }
+}
+
+/// Which fields are redacted on ingest, with which rules.
+#[derive(Debug, Clone)]
+pub struct Redaction {
+    /// The rules (shared with logs and traces).
+    pub redactor: Redactor,
+    /// Redact `message`.
+    pub message: bool,
+    /// Redact string values inside `attributes` (and mask values whose key is on the deny list).
+    pub attributes: bool,
+    /// Redact `actor.user_agent`.
+    pub user_agent: bool,
+    /// Redact `target.id`.
+    pub target_id: bool,
+}
+
+impl Default for Redaction {
+    fn default() -> Self {
+        Self {
+            redactor: Redactor::default(),
+            message: true,
+            attributes: true,
+            user_agent: false,
+            target_id: false,
+        }
+    }
+}
+
+impl Redaction {
+    /// No redaction at all.
+    pub fn off() -> Self {
+        Self {
+            redactor: Redactor::disabled(),
+            message: false,
+            attributes: false,
+            user_agent: false,
+            target_id: false,
+        }
+    }
+
+    /// Applies the rules to `event`'s chosen fields.
+    pub fn apply(&self, event: &mut AuditEvent) {
+        if !self.redactor.is_enabled() {
+            return;
+        }
+        if self.message {
+            redact_string(&self.redactor, &mut event.message);
+        }
+        if self.user_agent
+            && let Some(agent) = &mut event.actor.user_agent
+        {
+            redact_string(&self.redactor, agent);
+        }
+        if self.target_id
+            && let Some(target) = &mut event.target
+        {
+            redact_string(&self.redactor, &mut target.id);
+        }
+        if self.attributes {
+            for (key, value) in event.attributes.iter_mut() {
+                redact_value(&self.redactor, key, value);
+            }
+        }
+    }
+}
+
+fn redact_string(redactor: &Redactor, text: &mut String) {
+    if let std::borrow::Cow::Owned(redacted) = redactor.redact(text) {
+        *text = redacted;
+    }
+}
+
+fn redact_value(redactor: &Redactor, key: &str, value: &mut serde_json::Value) {
+    use serde_json::Value;
+    if redactor.is_denied_field(key) && !value.is_null() {
+        *value = Value::String("[REDACTED]".into());
+        return;
+    }
+    match value {
+        Value::String(text) => redact_string(redactor, text),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_value(redactor, key, v)),
+        Value::Object(map) => map.iter_mut().for_each(|(k, v)| redact_value(redactor, k, v)),
+        _ => {}
+    }
+}
+
+/// Why an event was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The event is invalid; nothing was stored.
+    #[error("invalid audit event: {0}")]
+    Invalid(#[from] EventError),
+    /// The queue is full (`try_record` only).
+    #[error("the audit queue is full ({0} events waiting); retry later")]
+    QueueFull(usize),
+    /// The database is unreachable; the writer retries queued events, but takes no new durable ones.
+    #[error("audit storage is unavailable: {0}; retry later")]
+    Unavailable(String),
+    /// An event with this id is stored already.
+    #[error("an audit event with id {0} is stored already")]
+    Duplicate(Uuid),
+    /// The writer has stopped.
+    #[error("the audit writer has stopped")]
+    Stopped,
+}
+
+impl WriteError {
+    /// A short reason for `sightline_audit_rejected_total{reason}`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            WriteError::Invalid(_) => "invalid",
+            WriteError::QueueFull(_) => "queue_full",
+            WriteError::Unavailable(_) => "unavailable",
+            WriteError::Duplicate(_) => "duplicate",
+            WriteError::Stopped => "stopped",
+        }
+    }
+}
+
+type Ack = oneshot::Sender<Result<(), WriteError>>;
+
+/// A unit of work: events committed together, and who to tell.
+struct Unit {
+    events: Vec<AuditEvent>,
+    ack: Option<Ack>,
+}
+
+struct Shared {
+    depth: AtomicI64,
+    unavailable: AtomicBool,
+    last_error: std::sync::Mutex<String>,
+    queue_gauge: metrics::Gauge,
+    registry: Option<Registry>,
+}
+
+impl Shared {
+    fn reject(&self, reason: &str, n: usize) {
+        if let Some(registry) = &self.registry
+            && let Ok(counter) = registry.counter(REJECTED_METRIC, &[("reason", reason)])
+        {
+            counter.increment(n as u64);
+        }
+    }
+
+    fn queued(&self, delta: i64) {
+        let depth = self.depth.fetch_add(delta, Ordering::Relaxed) + delta;
+        self.queue_gauge.set(depth as f64);
+    }
+}
+
+/// The handle applications record through. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditWriter {
+    sender: mpsc::Sender<Unit>,
+    shared: Arc<Shared>,
+    redaction: Arc<Redaction>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for AuditWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditWriter").field("queued", &self.queued()).finish_non_exhaustive()
+    }
+}
+
+/// The writer's task; await [`WriterTask::join`] after dropping every [`AuditWriter`] (or call
+/// [`AuditWriter::shutdown`]) to drain the queue.
+#[derive(Debug)]
+pub struct WriterTask {
+    handle: JoinHandle<()>,
+}
+
+impl WriterTask {
+    /// Waits until every queued event is committed and the task has stopped.
+    pub async fn join(self) {
+        let _ = self.handle.await;
+    }
+}
+
+fn describe(registry: &Registry) {
+    use sightline_core::{BaseUnit, Descriptor};
+    for descriptor in [
+        Descriptor::counter(EVENTS_METRIC, "Audit events committed, by outcome."),
+        Descriptor::histogram(COMMIT_METRIC, "Time to commit one batch of audit events.")
+            .with_unit(BaseUnit::Seconds),
+        Descriptor::gauge(QUEUE_METRIC, "Audit events waiting for a commit."),
+        Descriptor::counter(REJECTED_METRIC, "Audit events refused, by reason."),
+        Descriptor::counter(SECURITY_METRIC, "Security-relevant audit events, by action and outcome."),
+    ] {
+        let _ = registry.describe(&descriptor);
+    }
+}
+
+impl AuditWriter {
+    /// Starts the writer task on the current tokio runtime, continuing the chain from the store's head.
+    pub async fn start<S: AuditStore>(
+        store: Arc<S>,
+        config: WriterConfig,
+        registry: Option<&Registry>,
+    ) -> Result<(AuditWriter, WriterTask), StoreError> {
+        let head = store.head().await?.unwrap_or((0, Hash::GENESIS));
+        if let Some(registry) = registry {
+            describe(registry);
+        }
+        let queue_gauge =
+            registry.and_then(|r| r.gauge(QUEUE_METRIC, &[]).ok()).unwrap_or_else(metrics::Gauge::noop);
+        let shared = Arc::new(Shared {
+            depth: AtomicI64::new(0),
+            unavailable: AtomicBool::new(false),
+            last_error: std::sync::Mutex::new(String::new()),
+            queue_gauge,
+            registry: registry.cloned(),
+        });
+        let capacity = config.queue_capacity.max(1);
+        let (sender, receiver) = mpsc::channel(capacity);
+        let task = Task { store, config: config.clone(), shared: shared.clone(), head };
+        let handle = tokio::spawn(task.run(receiver));
+        let writer = AuditWriter { sender, shared, redaction: Arc::new(config.redaction), capacity };
+        Ok((writer, WriterTask { handle }))
+    }
+
+    /// Events waiting for a commit.
+    pub fn queued(&self) -> usize {
+        usize::try_from(self.shared.depth.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// Whether the last commit failed (the database is unreachable); cleared by the next success.
+    pub fn is_unavailable(&self) -> bool {
+        self.shared.unavailable.load(Ordering::Relaxed)
+    }
+
+    /// The last commit error, when [`is_unavailable`](Self::is_unavailable).
+    pub fn last_error(&self) -> String {
+        self.shared.last_error.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    fn prepare(&self, mut event: AuditEvent) -> Result<AuditEvent, WriteError> {
+        self.redaction.apply(&mut event);
+        if let Err(error) = event.validate() {
+            self.shared.reject("invalid", 1);
+            return Err(error.into());
+        }
+        Ok(event)
+    }
+
+    /// Queues `event`, waiting for room when the queue is full (backpressure). Returns its id once
+    /// queued; the commit follows within `max_delay` plus commit time.
+    pub async fn record(&self, event: AuditEvent) -> Result<Uuid, WriteError> {
+        let event = self.prepare(event)?;
+        let id = event.id;
+        self.shared.queued(1);
+        if self.sender.send(Unit { events: vec![event], ack: None }).await.is_err() {
+            self.shared.queued(-1);
+            return Err(WriteError::Stopped);
+        }
+        Ok(id)
+    }
+
+    /// Queues `event` without waiting: [`WriteError::QueueFull`] when there is no room.
+    pub fn try_record(&self, event: AuditEvent) -> Result<Uuid, WriteError> {
+        let event = self.prepare(event)?;
+        let id = event.id;
+        self.shared.queued(1);
+        match self.sender.try_send(Unit { events: vec![event], ack: None }) {
+            Ok(()) => Ok(id),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.queued(-1);
+                self.shared.reject("queue_full", 1);
+                Err(WriteError::QueueFull(self.capacity))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.shared.queued(-1);
+                Err(WriteError::Stopped)
+            }
+        }
+    }
+
+    /// Records `event` and returns after it is committed.
+    pub async fn record_durable(&self, event: AuditEvent) -> Result<Uuid, WriteError> {
+        self.record_all_durable(vec![event]).await.map(|ids| ids[0])
+    }
+
+    /// Records `events` as one unit, all or nothing, and returns their ids after the commit. While the
+    /// database is unreachable it refuses at once with [`WriteError::Unavailable`] rather than queue.
+    pub async fn record_all_durable(&self, events: Vec<AuditEvent>) -> Result<Vec<Uuid>, WriteError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.is_unavailable() {
+            self.shared.reject("unavailable", events.len());
+            return Err(WriteError::Unavailable(self.last_error()));
+        }
+        let events = events.into_iter().map(|e| self.prepare(e)).collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        let n = events.len();
+        let (ack, done) = oneshot::channel();
+        self.shared.queued(n as i64);
+        if self.sender.send(Unit { events, ack: Some(ack) }).await.is_err() {
+            self.shared.queued(-(n as i64));
+            return Err(WriteError::Stopped);
+        }
+        match done.await {
+            Ok(Ok(())) => Ok(ids),
+            Ok(Err(error)) => {
+                self.shared.reject(error.reason(), n);
+                Err(error)
+            }
+            Err(_) => Err(WriteError::Stopped),
+        }
+    }
+
+    /// Stops taking events, commits everything queued, and waits for the task to end.
+    pub async fn shutdown(self, task: WriterTask) {
+        drop(self);
+        task.join().await;
+    }
+}
+
+struct Task<S> {
+    store: Arc<S>,
+    config: WriterConfig,
+    shared: Arc<Shared>,
+    head: (i64, Hash),
+}
+
+impl<S: AuditStore> Task<S> {
+    async fn run(mut self, mut receiver: mpsc::Receiver<Unit>) {
+        let mut last_index = Instant::now();
+        // Index whatever a previous run left unindexed (a crash between commit and indexing).
+        self.index(usize::MAX).await;
+        loop {
+            let first = tokio::select! {
+                unit = receiver.recv() => unit,
+                () = tokio::time::sleep(self.config.index_interval) => {
+                    self.index(self.config.index_batch).await;
+                    last_index = Instant::now();
+                    continue;
+                }
+            };
+            let Some(first) = first else { break };
+            let mut units = vec![first];
+            let mut count = units[0].events.len();
+            let deadline = tokio::time::Instant::now() + self.config.max_delay;
+            while count < self.config.max_batch {
+                match receiver.try_recv() {
+                    Ok(unit) => {
+                        count += unit.events.len();
+                        units.push(unit);
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                            Ok(Some(unit)) => {
+                                count += unit.events.len();
+                                units.push(unit);
+                            }
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                }
+            }
+            self.commit(units).await;
+            if last_index.elapsed() >= self.config.index_interval {
+                self.index(self.config.index_batch).await;
+                last_index = Instant::now();
+            }
+        }
+        self.index(usize::MAX).await;
+    }
+
+    async fn index(&self, limit: usize) {
+        let mut left = limit;
+        while left > 0 {
+            match self.store.index_pending(left.min(self.config.index_batch.max(1))).await {
+                Ok(0) => break,
+                Ok(n) => left = left.saturating_sub(n),
+                Err(error) => {
+                    tracing::warn!(target: "sightline_audit", %error, "full-text indexing failed; it will be retried");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn chain(&self, units: &[Unit]) -> Vec<StoredEvent> {
+        let (mut seq, mut hash) = self.head;
+        let mut stored = Vec::with_capacity(units.iter().map(|u| u.events.len()).sum());
+        for event in units.iter().flat_map(|u| u.events.iter()) {
+            seq += 1;
+            let next = StoredEvent::chain(seq, event.clone(), hash);
+            hash = next.hash;
+            stored.push(next);
+        }
+        stored
+    }
+
+    /// Commits `units` together, retrying while the database is unreachable. A unit that the database
+    /// refuses for itself (a duplicate id) fails alone: the others are committed without it.
+    async fn commit(&mut self, units: Vec<Unit>) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let stored = self.chain(&units);
+            let started = Instant::now();
+            match self.store.append(&stored).await {
+                Ok(()) => {
+                    self.committed(&stored, started.elapsed());
+                    for unit in units {
+                        if let Some(ack) = unit.ack {
+                            let _ = ack.send(Ok(()));
+                        }
+                    }
+                    return;
+                }
+                Err(error) if is_constraint(&error) => {
+                    if units.len() == 1 {
+                        self.shared.queued(-(units[0].events.len() as i64));
+                        let duplicate = units[0].events.first().map_or(Uuid::nil(), |e| e.id);
+                        tracing::warn!(target: "sightline_audit", %error, "audit events refused by the database");
+                        if let Some(ack) = units.into_iter().next().and_then(|u| u.ack) {
+                            let _ = ack.send(Err(WriteError::Duplicate(duplicate)));
+                        } else {
+                            self.shared.reject("duplicate", 1);
+                        }
+                        return;
+                    }
+                    // Find the offender: commit the units one by one.
+                    for unit in units {
+                        Box::pin(self.commit(vec![unit])).await;
+                    }
+                    return;
+                }
+                Err(error) => {
+                    if !self.shared.unavailable.swap(true, Ordering::Relaxed) {
+                        tracing::error!(target: "sightline_audit", %error, "audit commit failed; retrying until the database is back");
+                    }
+                    if let Ok(mut last) = self.shared.last_error.lock() {
+                        *last = error.to_string();
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    fn committed(&mut self, stored: &[StoredEvent], took: Duration) {
+        if let Some(last) = stored.last() {
+            self.head = (last.seq, last.hash);
+        }
+        if self.shared.unavailable.swap(false, Ordering::Relaxed) {
+            tracing::info!(target: "sightline_audit", "audit commits resumed");
+        }
+        self.shared.queued(-(stored.len() as i64));
+        let Some(registry) = &self.shared.registry else { return };
+        if let Ok(histogram) = registry.histogram(COMMIT_METRIC, &[]) {
+            histogram.record(took.as_secs_f64());
+        }
+        for outcome in Outcome::ALL {
+            let n = stored.iter().filter(|s| s.event.outcome == outcome).count();
+            if n > 0
+                && let Ok(counter) = registry.counter(EVENTS_METRIC, &[("outcome", outcome.as_str())])
+            {
+                counter.increment(n as u64);
+            }
+        }
+        for s in stored.iter().filter(|s| is_security(&s.event)) {
+            if let Ok(counter) = registry.counter(
+                SECURITY_METRIC,
+                &[("event_type", s.event.action.as_str()), ("result", s.event.outcome.as_str())],
+            ) {
+                counter.increment(1);
+            }
+        }
+    }
+}
+
+/// Security-relevant: authentication, security and rate-limiting actions, and every denial.
+pub fn is_security(event: &AuditEvent) -> bool {
+    event.outcome == Outcome::Denied
+        || ["auth.", "security.", "ratelimit."].iter().any(|p| event.action.starts_with(p))
+}
+
+fn is_constraint(error: &StoreError) -> bool {
+    match error {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation)
+        }
+        _ => false,
+    }
+}

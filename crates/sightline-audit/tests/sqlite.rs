@@ -1,0 +1,83 @@
+//! The store suite against SQLite files.
+#![allow(clippy::unwrap_used)] // Test helpers unwrap: a failure is the test failing.
+
+mod suite;
+
+use std::sync::Arc;
+
+use sightline_audit::SqliteStore;
+use sightline_testkit::TempDir;
+
+async fn fresh(dir: &TempDir) -> SqliteStore {
+    SqliteStore::open(&dir.path().join("audit.db")).await.unwrap()
+}
+
+fn exec(store: &SqliteStore) -> suite::Exec {
+    let pool = store.pool().clone();
+    Arc::new(move |sql: String| {
+        let pool = pool.clone();
+        Box::pin(async move {
+            sqlx::query(&sql).execute(&pool).await.unwrap();
+        })
+    })
+}
+
+#[tokio::test]
+async fn ingest_search_and_count() {
+    let dir = TempDir::new("audit-sqlite");
+    suite::ingest_search_and_count(fresh(&dir).await).await;
+}
+
+#[tokio::test]
+async fn a_rejected_batch_stores_nothing() {
+    let dir = TempDir::new("audit-sqlite");
+    suite::a_rejected_batch_stores_nothing(fresh(&dir).await).await;
+}
+
+#[tokio::test]
+async fn redaction_on_ingest() {
+    let dir = TempDir::new("audit-sqlite");
+    suite::redaction_on_ingest(fresh(&dir).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_build_one_chain() {
+    let dir = TempDir::new("audit-sqlite");
+    suite::concurrent_writers_build_one_chain(fresh(&dir).await).await;
+}
+
+#[tokio::test]
+async fn verify_finds_tampering_and_retention_keeps_the_chain() {
+    let dir = TempDir::new("audit-sqlite");
+    let store = fresh(&dir).await;
+    let exec = exec(&store);
+    suite::verify_finds_tampering_and_retention_keeps_the_chain(store, exec).await;
+}
+
+#[tokio::test]
+async fn severity_filters() {
+    let dir = TempDir::new("audit-sqlite");
+    suite::severity_filters(fresh(&dir).await).await;
+}
+
+#[tokio::test]
+async fn reopening_continues_the_chain() {
+    let dir = TempDir::new("audit-sqlite");
+    {
+        let store = Arc::new(fresh(&dir).await);
+        let (writer, task) =
+            sightline_audit::AuditWriter::start(store, Default::default(), None).await.unwrap();
+        writer
+            .record_durable(sightline_audit::AuditEvent::builder("a.b", "x").build().unwrap())
+            .await
+            .unwrap();
+        writer.shutdown(task).await;
+    }
+    let store = Arc::new(fresh(&dir).await);
+    let (writer, task) =
+        sightline_audit::AuditWriter::start(store.clone(), Default::default(), None).await.unwrap();
+    writer.record_durable(sightline_audit::AuditEvent::builder("a.c", "x").build().unwrap()).await.unwrap();
+    writer.shutdown(task).await;
+    let report = sightline_audit::verify::verify(store.as_ref()).await.unwrap();
+    assert!(report.ok && report.checked == 2, "{report:?}");
+}
