@@ -2,6 +2,7 @@
 //! (embedded, the default) or PostgreSQL through sqlx, searchable, tamper-evident and bounded by
 //! retention.
 
+pub mod any;
 pub mod event;
 pub mod query;
 pub mod retention;
@@ -11,6 +12,7 @@ pub mod store;
 pub mod verify;
 pub mod writer;
 
+pub use any::AnyStore;
 pub use event::{
     Actor, AuditEvent, AuditEventBuilder, EventError, Hash, Outcome, Severity, StoredEvent, Target,
 };

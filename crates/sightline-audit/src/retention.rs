@@ -46,17 +46,16 @@ pub async fn apply<S: AuditStore>(
         through = through.max(head - keep);
     }
     let mut deleted = 0;
-    while through >= oldest {
+    let mut oldest = Some(oldest);
+    while oldest.is_some_and(|o| o <= through) {
         let n = store.delete_through(through, policy.batch.max(1)).await?;
         if n == 0 {
             break;
         }
         deleted += n;
-        if store.oldest_seq().await?.is_none_or(|o| o > through) {
-            break;
-        }
         // Let ingest have the database between batches.
         tokio::task::yield_now().await;
+        oldest = store.oldest_seq().await?;
     }
     Ok(deleted)
 }

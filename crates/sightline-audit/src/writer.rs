@@ -280,6 +280,12 @@ impl AuditWriter {
         Ok((writer, WriterTask { handle }))
     }
 
+    /// Counts `n` events refused before they reached the writer (for example a malformed request) in
+    /// `sightline_audit_rejected_total{reason}`.
+    pub fn count_rejected(&self, reason: &str, n: usize) {
+        self.shared.reject(reason, n);
+    }
+
     /// Events waiting for a commit.
     pub fn queued(&self) -> usize {
         usize::try_from(self.shared.depth.load(Ordering::Relaxed)).unwrap_or(0)

@@ -19,6 +19,7 @@ use crate::http::ApiError;
 pub struct Tokens {
     digests: Arc<[[u8; 32]]>,
     failures: sightline_core::Registry,
+    audit: Option<sightline_audit::AuditWriter>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -44,7 +45,45 @@ impl Tokens {
             "Requests to protected endpoints refused for a missing or invalid bearer token.",
         ));
         let digests = tokens.iter().map(|t| digest(t.as_bytes())).collect();
-        Self { digests, failures: registry }
+        Self { digests, failures: registry, audit: None }
+    }
+
+    /// Records every refusal in the audit trail too (`auth.token`, outcome `denied`).
+    #[must_use]
+    pub fn with_audit(mut self, writer: sightline_audit::AuditWriter) -> Self {
+        self.audit = Some(writer);
+        self
+    }
+
+    /// Audits a refusal without waiting: when the queue is full the event is dropped and counted.
+    fn audit_refusal(&self, refusal: Refusal, request: &Request) {
+        let Some(writer) = &self.audit else { return };
+        let reason = match refusal {
+            Refusal::Missing => "missing",
+            Refusal::Invalid => "invalid",
+        };
+        let user_agent = request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+        let mut event = sightline_audit::AuditEvent::builder("auth.token", "anonymous")
+            .actor_type("client")
+            .outcome(sightline_audit::Outcome::Denied)
+            .severity(sightline_audit::Severity::Medium)
+            .component("api")
+            .target("endpoint", request.uri().path())
+            .message(format!("refused a request with a {reason} bearer token"))
+            .attribute("reason", reason)
+            .attribute("method", request.method().as_str());
+        if let Some(agent) = user_agent {
+            event = event.user_agent(agent);
+        }
+        if let Some(ip) = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+            event = event.actor_ip(ip.0.ip().to_string());
+        }
+        if let Some(trace) = sightline_trace::current_trace_id() {
+            event = event.trace_id(trace.to_string());
+        }
+        if let Ok(event) = event.build() {
+            let _ = writer.try_record(event);
+        }
     }
 
     /// Checks an `Authorization` header value.
@@ -83,6 +122,7 @@ pub async fn require_token(State(tokens): State<Tokens>, request: Request, next:
         Ok(()) => next.run(request).await,
         Err(refusal) => {
             tokens.count_failure(refusal);
+            tokens.audit_refusal(refusal, &request);
             tracing::warn!(
                 path = request.uri().path(),
                 reason = ?refusal,

@@ -36,6 +36,10 @@ pub struct Config {
     pub health: HealthConfig,
     /// The server's own spans: the span store, span metrics and OTLP export.
     pub traces: TracesConfig,
+    /// Where the server keeps audit events.
+    pub storage: StorageConfig,
+    /// The audit trail: limits, retention, redaction.
+    pub audit: AuditConfig,
 }
 
 /// `server:` settings.
@@ -123,7 +127,7 @@ impl BucketRule {
 #[serde(default, deny_unknown_fields)]
 pub struct HealthConfig {
     /// Whether to add the built-in checks: the data directory is writable (`data-dir-writable`) and
-    /// has space (`data-dir-disk`).
+    /// has space (`data-dir-disk`), and the audit store answers (`audit-storage`).
     pub builtin_checks: bool,
     /// The checks.
     pub checks: Vec<CheckConfig>,
@@ -876,6 +880,102 @@ fn protocol<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error>
     Ok(value)
 }
 
+/// `storage:` settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`; unset means `sqlite://<data_dir>/audit.db`.
+    #[serde(deserialize_with = "storage_url")]
+    pub url: Option<String>,
+}
+
+impl StorageConfig {
+    /// The URL in effect.
+    pub fn url_in(&self, data_dir: &Path) -> String {
+        self.url.clone().unwrap_or_else(|| format!("sqlite://{}", data_dir.join("audit.db").display()))
+    }
+}
+
+fn storage_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(d)?;
+    if let Some(url) = &value {
+        let known = ["sqlite:", "postgres://", "postgresql://"];
+        if !known.iter().any(|k| url.starts_with(k)) {
+            return Err(serde::de::Error::custom(format!(
+                "unsupported storage URL {url:?}: use sqlite://PATH or postgres://USER@HOST/DB"
+            )));
+        }
+    }
+    Ok(value)
+}
+
+/// `audit:` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Delete events older than this (unset: keep).
+    pub max_age: Option<PromDuration>,
+    /// Keep at most this many events (unset: no limit).
+    pub max_events: Option<u64>,
+    /// How often retention runs.
+    pub retention_interval: PromDuration,
+    /// Whether reading the trail (search, export, verify) needs an API token too.
+    pub protect_reads: bool,
+    /// Largest `POST /api/v1/audit/events` body, in bytes.
+    #[serde(deserialize_with = "positive_u64")]
+    pub max_request_bytes: u64,
+    /// Most events in one `POST /api/v1/audit/events`.
+    #[serde(deserialize_with = "positive")]
+    pub max_request_events: usize,
+    /// How long a durable write may wait before the API answers 503.
+    pub commit_timeout: PromDuration,
+    /// Which fields are redacted on ingest (with `log.redaction`'s rules).
+    pub redact: AuditRedactFields,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            max_age: None,
+            max_events: None,
+            retention_interval: PromDuration(std::time::Duration::from_secs(60)),
+            protect_reads: false,
+            max_request_bytes: 10 * 1024 * 1024,
+            max_request_events: 10_000,
+            commit_timeout: PromDuration(std::time::Duration::from_secs(10)),
+            redact: AuditRedactFields::default(),
+        }
+    }
+}
+
+/// `audit.redact:` the fields redacted on ingest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditRedactFields {
+    /// `message`.
+    pub message: bool,
+    /// String values in `attributes`, and values under secret-like keys.
+    pub attributes: bool,
+    /// `actor.user_agent`.
+    pub user_agent: bool,
+    /// `target.id`.
+    pub target_id: bool,
+}
+
+impl Default for AuditRedactFields {
+    fn default() -> Self {
+        Self { message: true, attributes: true, user_agent: false, target_id: false }
+    }
+}
+
+fn positive_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(d)?;
+    if value == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(value)
+}
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -957,7 +1057,7 @@ impl Config {
     /// Checks what the types alone cannot.
     fn validate(&self) -> Result<(), String> {
         // Names, dependencies (unknown ones, cycles): build the registry once, probing nothing.
-        crate::health::build(&self.health, &self.server.data_dir, &sightline_core::Registry::new())?;
+        crate::health::build(&self.health, &self.server.data_dir, &sightline_core::Registry::new(), None)?;
         for (i, rule) in self.metrics.buckets.iter().enumerate() {
             if rule.matcher().is_none() {
                 return Err(format!(

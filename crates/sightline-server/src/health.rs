@@ -425,12 +425,16 @@ pub fn instantiate(
 /// The names of the built-in checks.
 pub const BUILTIN_CHECKS: [&str; 2] = ["data-dir-writable", "data-dir-disk"];
 
+/// The built-in check of the audit store (`storage.url`): the database answers and commits succeed.
+pub const STORAGE_CHECK: &str = "audit-storage";
+
 /// Builds the health registry from `health:`: the built-in checks on the data directory (unless
 /// `builtin_checks: false`) and the configured ones.
 pub fn build(
     config: &crate::config::HealthConfig,
     data_dir: &std::path::Path,
     metrics: &sightline_core::Registry,
+    storage: Option<Arc<dyn sightline_health::HealthCheck>>,
 ) -> Result<HealthState, String> {
     use sightline_health::CheckOptions;
     use sightline_health::checks::{disk::DiskCheck, filesystem::FilesystemCheck};
@@ -441,9 +445,16 @@ pub fn build(
         let options = CheckOptions::new().group("storage");
         builder = builder.check(BUILTIN_CHECKS[0], options.clone(), writable).check(
             BUILTIN_CHECKS[1],
-            options.interval(std::time::Duration::from_secs(60)),
+            options.clone().interval(std::time::Duration::from_secs(60)),
             disk,
         );
+        if let Some(storage) = storage {
+            builder = builder.check_arc(
+                STORAGE_CHECK,
+                options.interval(std::time::Duration::from_secs(15)),
+                storage,
+            );
+        }
     }
     let mut heartbeats = HashMap::new();
     for check in &config.checks {

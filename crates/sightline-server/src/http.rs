@@ -27,6 +27,10 @@ pub struct AppState {
     pub traces: sightline_trace::TraceReader,
     /// Whether each request writes an access-log line.
     pub access_log: bool,
+    /// The audit trail, when the server keeps one.
+    pub audit: Option<crate::audit::AuditState>,
+    /// Whether audit reads need a token (`audit.protect_reads`).
+    pub protect_audit_reads: bool,
     request_metrics: Arc<RequestMetrics>,
 }
 
@@ -52,8 +56,18 @@ impl AppState {
             health,
             traces,
             access_log: true,
+            audit: None,
+            protect_audit_reads: false,
             request_metrics: Arc::default(),
         }
+    }
+
+    /// Serves the audit API from `audit`.
+    #[must_use]
+    pub fn with_audit(mut self, audit: crate::audit::AuditState) -> Self {
+        self.tokens = self.tokens.with_audit(audit.writer.clone());
+        self.audit = Some(audit);
+        self
     }
 
     /// Turns the access log on or off (`log.access_log`).
@@ -86,8 +100,13 @@ fn describe_http_metrics(registry: &Registry) {
 /// The router with every endpoint.
 pub fn router(state: AppState) -> Router {
     let state = Arc::new(state);
-    let heartbeat = post(crate::health::heartbeat)
-        .layer(middleware::from_fn_with_state(state.tokens.clone(), crate::auth::require_token));
+    let guard = middleware::from_fn_with_state(state.tokens.clone(), crate::auth::require_token);
+    let heartbeat = post(crate::health::heartbeat).layer(guard.clone());
+    // Reads of the audit trail need a token too when `audit.protect_reads` is on.
+    let protect_reads = state.protect_audit_reads;
+    let audit_read = |route: axum::routing::MethodRouter<Arc<AppState>>| {
+        if protect_reads { route.layer(guard.clone()) } else { route }
+    };
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/health", get(crate::health::overall))
@@ -96,6 +115,12 @@ pub fn router(state: AppState) -> Router {
         .route("/health/{group}", get(crate::health::group))
         .route("/api/v1/health/history", get(crate::health::history))
         .route("/api/v1/health/heartbeat/{name}", heartbeat)
+        .route(
+            "/api/v1/audit/events",
+            audit_read(get(crate::audit::search)).merge(post(crate::audit::post_events).layer(guard.clone())),
+        )
+        .route("/api/v1/audit/export", audit_read(get(crate::audit::export)))
+        .route("/api/v1/audit/verify", audit_read(get(crate::audit::verify)))
         .route("/api/v1/traces", get(crate::traces::list))
         .route("/api/v1/traces/{trace_id}", get(crate::traces::get))
         .fallback(not_found)

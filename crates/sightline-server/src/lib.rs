@@ -3,6 +3,7 @@
 //! `main` parses the command line ([`cli`]), loads the [`config`], sets up [`logging`] and calls
 //! [`serve`], which builds the registry and the [`http`] router and runs until SIGINT or SIGTERM.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -10,6 +11,8 @@ pub mod health;
 pub mod http;
 pub mod logging;
 pub mod traces;
+
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use sightline_core::{Matcher, RegistryBuilder};
@@ -45,10 +48,16 @@ pub async fn serve(config: Config, log_env: Option<String>) -> anyhow::Result<()
     let _ = rustls::crypto::ring::default_provider().install_default();
     let traces = logging::init(&config, log_env, &registry)?;
     let collectors = start_collectors(&registry, &config.collectors);
-    let health = health::build(&config.health, data_dir, &registry).map_err(anyhow::Error::msg)?;
+    let (audit, audit_task, retention) = start_audit(&config, &registry).await?;
+    let storage_check = audit::StorageCheck { store: audit.store.clone(), writer: audit.writer.clone() };
+    let health = health::build(&config.health, data_dir, &registry, Some(Arc::new(storage_check)))
+        .map_err(anyhow::Error::msg)?;
     let checks = health.health.start();
-    let state = http::AppState::new(registry, &config.api.tokens, health, traces.reader())
-        .with_access_log(config.log.access_log);
+    let writer = audit.writer.clone();
+    let mut state = http::AppState::new(registry, &config.api.tokens, health, traces.reader())
+        .with_access_log(config.log.access_log)
+        .with_audit(audit);
+    state.protect_audit_reads = config.audit.protect_reads;
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -61,16 +70,80 @@ pub async fn serve(config: Config, log_env: Option<String>) -> anyhow::Result<()
         revision = REVISION,
         "sightline listening"
     );
-    axum::serve(listener, http::router(state))
+    axum::serve(listener, http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
         .context("the HTTP server failed")?;
     checks.stop();
     collectors.stop();
+    if let Some(retention) = retention {
+        retention.abort();
+    }
+    // Commit whatever is queued before exiting.
+    writer.shutdown(audit_task).await;
     tracing::info!("sightline stopped");
     // The last export blocks for at most its timeout; keep it off the async workers.
     let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
     Ok(())
+}
+
+/// Opens the audit store named by `storage.url` (exiting with a clear error when it cannot be reached),
+/// and starts its writer and, when configured, retention.
+async fn start_audit(
+    config: &Config,
+    registry: &sightline_core::Registry,
+) -> anyhow::Result<(audit::AuditState, sightline_audit::WriterTask, Option<tokio::task::JoinHandle<()>>)> {
+    use sightline_audit::retention::RetentionPolicy;
+    use sightline_audit::{AnyStore, AuditWriter, Redaction, WriterConfig};
+    let url = config.storage.url_in(&config.server.data_dir);
+    let store = Arc::new(
+        AnyStore::connect(&url)
+            .await
+            .with_context(|| format!("cannot open the audit store {} (storage.url)", redact_url(&url)))?,
+    );
+    let fields = &config.audit.redact;
+    let redaction = Redaction {
+        redactor: config.log.redaction.redactor().context("log.redaction")?,
+        message: fields.message,
+        attributes: fields.attributes,
+        user_agent: fields.user_agent,
+        target_id: fields.target_id,
+    };
+    let writer_config = WriterConfig { redaction, ..WriterConfig::default() };
+    let (writer, task) = AuditWriter::start(store.clone(), writer_config, Some(registry))
+        .await
+        .with_context(|| format!("cannot read the audit chain's head from {}", redact_url(&url)))?;
+    let policy = RetentionPolicy {
+        max_age: config.audit.max_age.map(|d| d.0),
+        max_events: config.audit.max_events,
+        batch: 10_000,
+    };
+    let retention = policy
+        .is_active()
+        .then(|| sightline_audit::retention::spawn(store.clone(), policy, config.audit.retention_interval.0));
+    tracing::info!(backend = store.backend(), url = %redact_url(&url), "audit store open");
+    let state = audit::AuditState {
+        store,
+        writer,
+        max_request_bytes: usize::try_from(config.audit.max_request_bytes).unwrap_or(usize::MAX),
+        max_request_events: config.audit.max_request_events,
+        commit_timeout: config.audit.commit_timeout.0,
+    };
+    Ok((state, task, retention))
+}
+
+/// A database URL without its password, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}@{host}")
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 /// Starts the enabled collectors, after one synchronous collection so that the first scrape already sees

@@ -268,70 +268,115 @@ fn absolute_times() {
 fn errors() {
     let keys = "actor, actor_type, action, target, target_type, target_id, outcome, severity, min_severity, \
                 component, request_id, trace_id, since, until";
-    let forms = "a duration before now such as `15m`, `1h30m` or `7d`, or a UTC time such as \
-                 `2026-11-30T10:00:00Z` or `2026-11-30`";
+    let unknown = |key: &str, word: &str| {
+        format!(
+            "unknown key `{key}`; use one of {keys} (or quote the word, `\"{word}\"`, to search for it as \
+             text)"
+        )
+    };
+    let lower = |key: &str, wrong: &str| format!("keys are lower case: write `{key}:`, not `{wrong}:`");
+    let compare = |key: &str| format!("comparisons are not supported: write `{key}:value`");
+    let compare_severity =
+        |key: &str| format!("{}; for a severity and above, write `min_severity:high`", compare(key));
+    let twice = |key: &str, at: usize| {
+        format!("`{key}` is given twice (also at character {at}); a key may appear once")
+    };
+    let both = |key: &str, other: &str, field: &str| {
+        format!("`{key}` and `{other}` (at character 1) both set `{field}`; use one of them")
+    };
+    let empty = |key: &str, example: &str| format!("`{key}` needs a value, as in `{key}:{example}`");
+    let empty_phrase = "empty phrase `\"\"`; put words between the quotes or remove them".to_owned();
+    let unterminated =
+        "unterminated quote: add the closing `\"` (write `\\\"` for a quote inside quotes)".to_owned();
+    let after_quote = "a closing quote must be followed by a space or the end of the query".to_owned();
+    let action = |value: &str| {
+        format!(
+            "`action:{value}` cannot match: actions are lower-case words joined by dots, such as \
+             `auth.login`; `*` matches any run of characters, as in `auth.*`"
+        )
+    };
+    let target = |value: &str| {
+        format!(
+            "`target:{value}` needs a type and an id, as in `target:repository/42`, or only an id, as in \
+             `target:42`"
+        )
+    };
+    let one_of = |key: &str, words: &str, value: &str| format!("`{key}` is one of {words}; not `{value}`");
+    let outcomes = "success, failure, denied, error";
+    let severities = "info, low, medium, high, critical";
+    let time = |text: &str, reason: &str| {
+        format!(
+            "`{text}`: {reason}; use a duration before now such as `15m`, `1h30m` or `7d`, or a UTC time \
+             such as `2026-11-30T10:00:00Z` or `2026-11-30`"
+        )
+    };
+    let order = "units go from the largest to the smallest, each once, as in `1h30m`";
+    let invalid = "not a time (timestamp format is invalid)";
+    let out_of_range = "not a time (numeric component is out of range)";
+    let inverted = |since: &str, until: &str| {
+        format!("`since` ({since}) is after `until` ({until}), so nothing can match; swap them")
+    };
     let cases: Vec<(&str, usize, String)> = vec![
         // Keys.
-        ("acter:alice", 1, format!("unknown key `acter`; use one of {keys} (or quote the word, `\"acter:alice\"`, to search for it as text)")),
-        ("x user:bob", 3, format!("unknown key `user`; use one of {keys} (or quote the word, `\"user:bob\"`, to search for it as text)")),
-        ("foo:", 1, format!("unknown key `foo`; use one of {keys} (or quote the word, `\"foo:\"`, to search for it as text)")),
-        ("mailto:a@b", 1, format!("unknown key `mailto`; use one of {keys} (or quote the word, `\"mailto:a@b\"`, to search for it as text)")),
-        ("Actor:alice", 1, "keys are lower case: write `actor:`, not `Actor:`".into()),
-        ("x TRACE_ID:1", 3, "keys are lower case: write `trace_id:`, not `TRACE_ID:`".into()),
-        ("severity>=high", 1, "comparisons are not supported: write `severity:value`; for a severity and above, write `min_severity:high`".into()),
-        ("a min_severity>medium", 3, "comparisons are not supported: write `min_severity:value`; for a severity and above, write `min_severity:high`".into()),
-        ("actor=alice", 1, "comparisons are not supported: write `actor:value`".into()),
-        ("actor_type!=user", 1, "comparisons are not supported: write `actor_type:value`".into()),
+        ("acter:alice", 1, unknown("acter", "acter:alice")),
+        ("x user:bob", 3, unknown("user", "user:bob")),
+        ("foo:", 1, unknown("foo", "foo:")),
+        ("mailto:a@b", 1, unknown("mailto", "mailto:a@b")),
+        ("Actor:alice", 1, lower("actor", "Actor")),
+        ("x TRACE_ID:1", 3, lower("trace_id", "TRACE_ID")),
+        ("severity>=high", 1, compare_severity("severity")),
+        ("a min_severity>medium", 3, compare_severity("min_severity")),
+        ("actor=alice", 1, compare("actor")),
+        ("actor_type!=user", 1, compare("actor_type")),
         // Repeats.
-        ("actor:alice actor:bob", 13, "`actor` is given twice (also at character 1); a key may appear once".into()),
-        ("since:1h x since:2h", 12, "`since` is given twice (also at character 1); a key may appear once".into()),
-        ("target:repository/42 target_type:user", 22, "`target_type` and `target` (at character 1) both set `target_type`; use one of them".into()),
-        ("target_id:1 target:42", 13, "`target` and `target_id` (at character 1) both set `target_id`; use one of them".into()),
-        ("target:1 target:2", 10, "`target` is given twice (also at character 1); a key may appear once".into()),
+        ("actor:alice actor:bob", 13, twice("actor", 1)),
+        ("since:1h x since:2h", 12, twice("since", 1)),
+        ("target:1 target:2", 10, twice("target", 1)),
+        ("target:repository/42 target_type:user", 22, both("target_type", "target", "target_type")),
+        ("target_id:1 target:42", 13, both("target", "target_id", "target_id")),
         // Empty values.
-        ("actor:", 1, "`actor` needs a value, as in `actor:alice`".into()),
-        ("x actor: y", 3, "`actor` needs a value, as in `actor:alice`".into()),
-        ("actor:\"\"", 1, "`actor` needs a value, as in `actor:alice`".into()),
-        ("since:\"  \"", 1, "`since` needs a value, as in `since:1h`".into()),
-        ("target:", 1, "`target` needs a value, as in `target:repository/42`".into()),
-        ("x \"\"", 3, "empty phrase `\"\"`; put words between the quotes or remove them".into()),
-        ("\" \"", 1, "empty phrase `\"\"`; put words between the quotes or remove them".into()),
+        ("actor:", 1, empty("actor", "alice")),
+        ("x actor: y", 3, empty("actor", "alice")),
+        ("actor:\"\"", 1, empty("actor", "alice")),
+        ("since:\"  \"", 1, empty("since", "1h")),
+        ("target:", 1, empty("target", "repository/42")),
+        ("x \"\"", 3, empty_phrase.clone()),
+        ("\" \"", 1, empty_phrase),
         // Quotes.
-        ("a \"disk full", 3, "unterminated quote: add the closing `\"` (write `\\\"` for a quote inside quotes)".into()),
-        ("\"a\\\"", 1, "unterminated quote: add the closing `\"` (write `\\\"` for a quote inside quotes)".into()),
-        ("x actor:\"alice", 3, "unterminated quote: add the closing `\"` (write `\\\"` for a quote inside quotes)".into()),
-        ("\"a\"b", 1, "a closing quote must be followed by a space or the end of the query".into()),
-        ("actor:\"a\"b", 1, "a closing quote must be followed by a space or the end of the query".into()),
-        ("\"a\"\"b\"", 1, "a closing quote must be followed by a space or the end of the query".into()),
+        ("a \"disk full", 3, unterminated.clone()),
+        ("\"a\\\"", 1, unterminated.clone()),
+        ("x actor:\"alice", 3, unterminated),
+        ("\"a\"b", 1, after_quote.clone()),
+        ("actor:\"a\"b", 1, after_quote.clone()),
+        ("\"a\"\"b\"", 1, after_quote),
         // Values.
-        ("action:Auth.login", 1, "`action:Auth.login` cannot match: actions are lower-case words joined by dots, such as `auth.login`; `*` matches any run of characters, as in `auth.*`".into()),
-        ("action:auth.%", 1, "`action:auth.%` cannot match: actions are lower-case words joined by dots, such as `auth.login`; `*` matches any run of characters, as in `auth.*`".into()),
-        ("target:/42", 1, "`target:/42` needs a type and an id, as in `target:repository/42`, or only an id, as in `target:42`".into()),
-        ("target:repository/", 1, "`target:repository/` needs a type and an id, as in `target:repository/42`, or only an id, as in `target:42`".into()),
-        ("outcome:failed", 1, "`outcome` is one of success, failure, denied, error; not `failed`".into()),
-        ("outcome:Failure", 1, "`outcome` is one of success, failure, denied, error; not `Failure`".into()),
-        ("severity:urgent", 1, "`severity` is one of info, low, medium, high, critical; not `urgent`".into()),
-        ("min_severity:HIGH", 1, "`min_severity` is one of info, low, medium, high, critical; not `HIGH`".into()),
+        ("action:Auth.login", 1, action("Auth.login")),
+        ("action:auth.%", 1, action("auth.%")),
+        ("target:/42", 1, target("/42")),
+        ("target:repository/", 1, target("repository/")),
+        ("outcome:failed", 1, one_of("outcome", outcomes, "failed")),
+        ("outcome:Failure", 1, one_of("outcome", outcomes, "Failure")),
+        ("severity:urgent", 1, one_of("severity", severities, "urgent")),
+        ("min_severity:HIGH", 1, one_of("min_severity", severities, "HIGH")),
         // Times.
-        ("since:15", 1, format!("`since:15`: `15` needs a unit: ms, s, m, h, d, w or y; use {forms}")),
-        ("since:1h30", 1, format!("`since:1h30`: `30` needs a unit: ms, s, m, h, d, w or y; use {forms}")),
-        ("since:15min", 1, format!("`since:15min`: unknown unit `min`; use ms, s, m, h, d, w or y; use {forms}")),
-        ("since:30m1h", 1, format!("`since:30m1h`: units go from the largest to the smallest, each once, as in `1h30m`; use {forms}")),
-        ("since:1h1h", 1, format!("`since:1h1h`: units go from the largest to the smallest, each once, as in `1h30m`; use {forms}")),
-        ("until:1s1m", 1, format!("`until:1s1m`: units go from the largest to the smallest, each once, as in `1h30m`; use {forms}")),
-        ("since:99999999999999999999y", 1, format!("`since:99999999999999999999y`: the duration is too long; use {forms}")),
-        ("since:99999999999y", 1, format!("`since:99999999999y`: the duration is too long; use {forms}")),
-        ("since:9999999999y", 1, format!("`since:9999999999y`: the duration reaches too far back; use {forms}")),
-        ("since:yesterday", 1, format!("`since:yesterday`: not a time (timestamp format is invalid); use {forms}")),
-        ("since:-1h", 1, format!("`since:-1h`: not a time (timestamp format is invalid); use {forms}")),
-        ("since:2026-13-01", 1, format!("`since:2026-13-01`: not a time (numeric component is out of range); use {forms}")),
-        ("until:2026-11-30T25:00:00Z", 1, format!("`until:2026-11-30T25:00:00Z`: not a time (numeric component is out of range); use {forms}")),
-        ("until:2026-11-30T10:00:00+02:00", 1, format!("`until:2026-11-30T10:00:00+02:00`: not a time (timestamp format is invalid); use {forms}")),
-        ("since:1969-12-31", 1, format!("`since:1969-12-31`: not a time (numeric component is out of range); use {forms}")),
-        ("since:1h until:2h", 10, "`since` (2027-01-15T07:00:00Z) is after `until` (2027-01-15T06:00:00Z), so nothing can match; swap them".into()),
-        ("until:2026-11-30 x since:2026-12-01", 20, "`since` (2026-12-01T00:00:00Z) is after `until` (2026-11-30T00:00:00Z), so nothing can match; swap them".into()),
+        ("since:15", 1, time("since:15", "`15` needs a unit: ms, s, m, h, d, w or y")),
+        ("since:1h30", 1, time("since:1h30", "`30` needs a unit: ms, s, m, h, d, w or y")),
+        ("since:15min", 1, time("since:15min", "unknown unit `min`; use ms, s, m, h, d, w or y")),
+        ("since:30m1h", 1, time("since:30m1h", order)),
+        ("since:1h1h", 1, time("since:1h1h", order)),
+        ("until:1s1m", 1, time("until:1s1m", order)),
+        ("since:99999999999999999999y", 1, time("since:99999999999999999999y", "the duration is too long")),
+        ("since:99999999999y", 1, time("since:99999999999y", "the duration is too long")),
+        ("since:yesterday", 1, time("since:yesterday", invalid)),
+        ("since:-1h", 1, time("since:-1h", invalid)),
+        ("since:2026-13-01", 1, time("since:2026-13-01", out_of_range)),
+        ("until:2026-11-30T25:00:00Z", 1, time("until:2026-11-30T25:00:00Z", out_of_range)),
+        ("until:2026-11-30T10:00:00+02:00", 1, time("until:2026-11-30T10:00:00+02:00", invalid)),
+        ("since:1969-12-31", 1, time("since:1969-12-31", out_of_range)),
+        ("since:1h until:2h", 10, inverted("2027-01-15T07:00:00Z", "2027-01-15T06:00:00Z")),
+        ("until:2026-11-30 x since:2026-12-01", 20, inverted("2026-12-01T00:00:00Z", "2026-11-30T00:00:00Z")),
         // Positions count characters, not bytes.
-        ("héllo wörld acter:x", 13, format!("unknown key `acter`; use one of {keys} (or quote the word, `\"acter:x\"`, to search for it as text)")),
+        ("héllo wörld acter:x", 13, unknown("acter", "acter:x")),
     ];
     for (text, position, message) in cases {
         assert_eq!(error(text), (position, message), "{text:?}");
@@ -527,7 +572,7 @@ fn matches_filters_like_the_stores() {
         "sess",
         "var/lib/sightline",
         "retries",
-        "\"retries\":3",
+        r#""\"retries\":3""#,
         "disk actor:alice outcome:failure since:1h",
     ];
     for text in yes {
@@ -575,6 +620,8 @@ fn matches_absent_optional_fields() {
     {
         assert!(!parse(text).matches(&bare), "{text:?} should not match");
     }
+    // A duration before 1970 is fine: it matches everything since then.
+    assert!(parse("since:500000000y").matches(&bare));
     // `now` itself is excluded by `until:0s` and included by `since:0s`.
     assert!(parse("since:0s").matches(&bare));
     assert!(!parse("until:0s").matches(&bare));
