@@ -27,7 +27,7 @@ impl AnyStore {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(AnyStore::Postgres(crate::postgres::PgStore::connect(url).await?));
         }
-        Err(StoreError::Url(url.to_owned()))
+        Err(StoreError::Url(redact_url(url)))
     }
 
     /// `sqlite` or `postgres`.
@@ -104,5 +104,32 @@ impl AuditStore for AnyStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         delegate!(self, s => s.ping())
+    }
+}
+
+/// A database URL without its password, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => format!("{}@{host}", userinfo.split(':').next().unwrap_or_default()),
+        None => authority.to_owned(),
+    };
+    match path {
+        Some(path) => format!("{scheme}://{authority}/{path}"),
+        None => format!("{scheme}://{authority}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_left_out_of_urls() {
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db?x=1"), "postgres://u@h:5432/db?x=1");
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(redact_url("sqlite:///tmp/a@b.db"), "sqlite:///tmp/a@b.db");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

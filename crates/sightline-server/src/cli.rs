@@ -34,7 +34,11 @@ enum Command {
     /// Show a running server's recent traces, or one trace as a Gantt chart with its critical path
     /// highlighted. Exit code: 0 shown, 1 not found or refused, 3 unreachable.
     Traces(TracesArgs),
+    /// Search, export, import or verify a running server's audit trail.
+    Audit(audit::AuditArgs),
 }
+
+mod audit;
 
 #[derive(Debug, clap::Args)]
 struct TracesArgs {
@@ -97,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Health(args) => health(&args),
         Command::Traces(args) => traces(&args),
+        Command::Audit(args) => audit::run(&args),
     }
 }
 

@@ -96,11 +96,9 @@ async fn start_audit(
     use sightline_audit::retention::RetentionPolicy;
     use sightline_audit::{AnyStore, AuditWriter, Redaction, WriterConfig};
     let url = config.storage.url_in(&config.server.data_dir);
-    let store = Arc::new(
-        AnyStore::connect(&url)
-            .await
-            .with_context(|| format!("cannot open the audit store {} (storage.url)", redact_url(&url)))?,
-    );
+    let store = Arc::new(AnyStore::connect(&url).await.with_context(|| {
+        format!("cannot open the audit store {} (storage.url)", sightline_audit::any::redact_url(&url))
+    })?);
     let fields = &config.audit.redact;
     let redaction = Redaction {
         redactor: config.log.redaction.redactor().context("log.redaction")?,
@@ -110,9 +108,10 @@ async fn start_audit(
         target_id: fields.target_id,
     };
     let writer_config = WriterConfig { redaction, ..WriterConfig::default() };
-    let (writer, task) = AuditWriter::start(store.clone(), writer_config, Some(registry))
-        .await
-        .with_context(|| format!("cannot read the audit chain's head from {}", redact_url(&url)))?;
+    let (writer, task) =
+        AuditWriter::start(store.clone(), writer_config, Some(registry)).await.with_context(|| {
+            format!("cannot read the audit chain's head from {}", sightline_audit::any::redact_url(&url))
+        })?;
     let policy = RetentionPolicy {
         max_age: config.audit.max_age.map(|d| d.0),
         max_events: config.audit.max_events,
@@ -121,7 +120,7 @@ async fn start_audit(
     let retention = policy
         .is_active()
         .then(|| sightline_audit::retention::spawn(store.clone(), policy, config.audit.retention_interval.0));
-    tracing::info!(backend = store.backend(), url = %redact_url(&url), "audit store open");
+    tracing::info!(backend = store.backend(), url = %sightline_audit::any::redact_url(&url), "audit store open");
     let state = audit::AuditState {
         store,
         writer,
@@ -130,20 +129,6 @@ async fn start_audit(
         commit_timeout: config.audit.commit_timeout.0,
     };
     Ok((state, task, retention))
-}
-
-/// A database URL without its password, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}@{host}")
-            }
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
 }
 
 /// Starts the enabled collectors, after one synchronous collection so that the first scrape already sees
