@@ -78,6 +78,10 @@ fn errors_name_file_line_and_reason() {
         ("traces:\n  sampling_ratio: 1.5\n", 2, "out of range"),
         ("traces:\n  otlp:\n    protocol: http/json\n", 3, "use `grpc` or `http/protobuf`"),
         ("log:\n  output: syslog\n", 2, "unknown variant `syslog`"),
+        ("storage:\n  url: mysql://db/audit\n", 2, "unsupported storage URL"),
+        ("audit:\n  max_request_bytes: 0\n", 2, "must be at least 1"),
+        ("audit:\n  max_age: forever\n", 2, "invalid duration"),
+        ("audit:\n  redact:\n    emails: true\n", 3, "unknown field `emails`"),
     ];
     for (text, line, reason) in cases {
         let err = parse(text).expect_err(text);
