@@ -413,3 +413,82 @@ fn require_service(
     let _ = std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes());
     false
 }
+
+/// A TCP proxy for fault injection: forwards connections to `target` until [`TcpProxy::set_down`] cuts
+/// every open connection and refuses new ones; [`TcpProxy::set_up`] lets them through again.
+#[derive(Debug)]
+pub struct TcpProxy {
+    addr: SocketAddr,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl TcpProxy {
+    /// Starts a proxy on a free local port in front of `target`.
+    pub fn start(target: SocketAddr) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (accept_down, accept_generation) = (down.clone(), generation.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if accept_down.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(target) else { continue };
+                let born = accept_generation.load(Ordering::SeqCst);
+                for (from, to) in
+                    [(client.try_clone(), server.try_clone()), (server.try_clone(), client.try_clone())]
+                {
+                    let (Ok(mut from), Ok(mut to)) = (from, to) else { continue };
+                    let (down, generation) = (accept_down.clone(), accept_generation.clone());
+                    std::thread::spawn(move || {
+                        let _ = from.set_read_timeout(Some(Duration::from_millis(100)));
+                        let mut buffer = [0u8; 16 * 1024];
+                        loop {
+                            if down.load(Ordering::SeqCst) || generation.load(Ordering::SeqCst) != born {
+                                break;
+                            }
+                            match from.read(&mut buffer) {
+                                Ok(0) => break,
+                                Ok(n) => {
+                                    if std::io::Write::write_all(&mut to, &buffer[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => break,
+                            }
+                        }
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Ok(Self { addr, down, generation })
+    }
+
+    /// The proxy's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Cuts every open connection and refuses new ones.
+    pub fn set_down(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Lets connections through again.
+    pub fn set_up(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -180,10 +180,12 @@ impl WriteError {
 
 type Ack = oneshot::Sender<Result<(), WriteError>>;
 
-/// A unit of work: events committed together, and who to tell.
+/// A unit of work: events committed together, and who to tell. A unit with `close` set asks the task
+/// to commit what is queued and stop, even while other handles are alive.
 struct Unit {
     events: Vec<AuditEvent>,
     ack: Option<Ack>,
+    close: bool,
 }
 
 struct Shared {
@@ -316,7 +318,7 @@ impl AuditWriter {
         let event = self.prepare(event)?;
         let id = event.id;
         self.shared.queued(1);
-        if self.sender.send(Unit { events: vec![event], ack: None }).await.is_err() {
+        if self.sender.send(Unit { events: vec![event], ack: None, close: false }).await.is_err() {
             self.shared.queued(-1);
             return Err(WriteError::Stopped);
         }
@@ -328,7 +330,7 @@ impl AuditWriter {
         let event = self.prepare(event)?;
         let id = event.id;
         self.shared.queued(1);
-        match self.sender.try_send(Unit { events: vec![event], ack: None }) {
+        match self.sender.try_send(Unit { events: vec![event], ack: None, close: false }) {
             Ok(()) => Ok(id),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.shared.queued(-1);
@@ -362,7 +364,7 @@ impl AuditWriter {
         let n = events.len();
         let (ack, done) = oneshot::channel();
         self.shared.queued(n as i64);
-        if self.sender.send(Unit { events, ack: Some(ack) }).await.is_err() {
+        if self.sender.send(Unit { events, ack: Some(ack), close: false }).await.is_err() {
             self.shared.queued(-(n as i64));
             return Err(WriteError::Stopped);
         }
@@ -376,8 +378,10 @@ impl AuditWriter {
         }
     }
 
-    /// Stops taking events, commits everything queued, and waits for the task to end.
+    /// Commits everything queued, stops the task (other handles then get [`WriteError::Stopped`]), and
+    /// waits for it to end.
     pub async fn shutdown(self, task: WriterTask) {
+        let _ = self.sender.send(Unit { events: Vec::new(), ack: None, close: true }).await;
         drop(self);
         task.join().await;
     }
@@ -395,6 +399,7 @@ impl<S: AuditStore> Task<S> {
         let mut last_index = Instant::now();
         // Index whatever a previous run left unindexed (a crash between commit and indexing).
         self.index(usize::MAX).await;
+        let mut closing = false;
         loop {
             let first = tokio::select! {
                 unit = receiver.recv() => unit,
@@ -405,28 +410,41 @@ impl<S: AuditStore> Task<S> {
                 }
             };
             let Some(first) = first else { break };
+            closing |= first.close;
             let mut units = vec![first];
             let mut count = units[0].events.len();
             let deadline = tokio::time::Instant::now() + self.config.max_delay;
             while count < self.config.max_batch {
-                match receiver.try_recv() {
-                    Ok(unit) => {
-                        count += unit.events.len();
-                        units.push(unit);
-                    }
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                let next = match receiver.try_recv() {
+                    Ok(unit) => Some(unit),
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    // Closing: take what is queued, without waiting for more.
+                    Err(mpsc::error::TryRecvError::Empty) if closing => None,
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                            Ok(Some(unit)) => {
-                                count += unit.events.len();
-                                units.push(unit);
-                            }
-                            Ok(None) | Err(_) => break,
-                        }
+                        tokio::time::timeout_at(deadline, receiver.recv()).await.ok().flatten()
                     }
-                }
+                };
+                let Some(unit) = next else { break };
+                closing |= unit.close;
+                count += unit.events.len();
+                units.push(unit);
             }
-            self.commit(units).await;
+            units.retain(|u| !u.close || !u.events.is_empty());
+            if !units.is_empty() {
+                self.commit(units).await;
+            }
+            if closing && receiver.is_empty() {
+                receiver.close();
+                // Whatever raced in between the check and the close is still committed.
+                let mut rest = Vec::new();
+                while let Ok(unit) = receiver.try_recv() {
+                    rest.push(unit);
+                }
+                if !rest.is_empty() {
+                    self.commit(rest).await;
+                }
+                break;
+            }
             if last_index.elapsed() >= self.config.index_interval {
                 self.index(self.config.index_batch).await;
                 last_index = Instant::now();

@@ -81,3 +81,26 @@ async fn reopening_continues_the_chain() {
     let report = sightline_audit::verify::verify(store.as_ref()).await.unwrap();
     assert!(report.ok && report.checked == 2, "{report:?}");
 }
+
+#[tokio::test]
+async fn shutdown_drains_while_other_handles_live_on() {
+    let dir = TempDir::new("audit-sqlite");
+    let store = Arc::new(fresh(&dir).await);
+    let (writer, task) =
+        sightline_audit::AuditWriter::start(store.clone(), Default::default(), None).await.unwrap();
+    let other = writer.clone();
+    for i in 0..100 {
+        writer
+            .record(sightline_audit::AuditEvent::builder("a.b", format!("u{i}")).build().unwrap())
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(10), writer.shutdown(task))
+        .await
+        .expect("shutdown ends");
+    use sightline_audit::AuditStore;
+    assert_eq!(store.count().await.unwrap(), 100, "everything queued was committed");
+    let late =
+        other.record_durable(sightline_audit::AuditEvent::builder("a.b", "late").build().unwrap()).await;
+    assert!(matches!(late, Err(sightline_audit::WriteError::Stopped)), "{late:?}");
+}

@@ -449,11 +449,9 @@ pub fn build(
             disk,
         );
         if let Some(storage) = storage {
-            builder = builder.check_arc(
-                STORAGE_CHECK,
-                options.interval(std::time::Duration::from_secs(15)),
-                storage,
-            );
+            // Every 5 s, and unhealthy at the first failure: commits are failing or about to.
+            let options = options.interval(std::time::Duration::from_secs(5)).thresholds(1, 1);
+            builder = builder.check_arc(STORAGE_CHECK, options, storage);
         }
     }
     let mut heartbeats = HashMap::new();

@@ -314,3 +314,20 @@ fn the_storage_health_check_and_an_unreachable_database_at_start() {
     assert!(stderr.contains("cannot open the audit store postgres://postgres@127.0.0.1"), "{stderr}");
     assert!(!stderr.contains("secret"), "the password is not printed: {stderr}");
 }
+
+#[test]
+fn reads_can_be_protected_by_the_token_too() {
+    let server =
+        common::start(&[("SIGHTLINE_API_TOKENS", TOKEN), ("SIGHTLINE_AUDIT__PROTECT_READS", "true")]);
+    for path in ["/api/v1/audit/events", "/api/v1/audit/export", "/api/v1/audit/verify"] {
+        assert_eq!(http_get(server.addr, path, &[]).unwrap().status, 401, "{path}");
+        let auth = format!("Bearer {TOKEN}");
+        assert_eq!(http_get(server.addr, path, &[("Authorization", &auth)]).unwrap().status, 200, "{path}");
+    }
+    let base = format!("http://{}", server.addr);
+    let (code, _, err) = sightline(&["audit", "verify", "--server", &base]);
+    assert_eq!(code, Some(1), "{err}");
+    let (code, out, err) = sightline(&["audit", "verify", "--server", &base, "--token", TOKEN]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("ok:"), "{out}");
+}
