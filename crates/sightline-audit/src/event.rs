@@ -216,6 +216,7 @@ impl AuditEvent {
 
     /// Checks required fields, formats and size limits.
     pub fn validate(&self) -> Result<(), EventError> {
+        self.no_nul()?;
         required("actor.id", &self.actor.id)?;
         short("actor.id", &self.actor.id)?;
         required("actor.type", &self.actor.kind)?;
@@ -263,6 +264,32 @@ impl AuditEvent {
         }
         if self.timestamp < UNIX_EPOCH {
             return Err(EventError::new("timestamp", "is before 1970"));
+        }
+        Ok(())
+    }
+
+    /// NUL characters cannot be stored by PostgreSQL (and are never meaningful in an audit record).
+    fn no_nul(&self) -> Result<(), EventError> {
+        let fields = [
+            ("actor.id", Some(self.actor.id.as_str())),
+            ("actor.type", Some(self.actor.kind.as_str())),
+            ("actor.ip", self.actor.ip.as_deref()),
+            ("actor.user_agent", self.actor.user_agent.as_deref()),
+            ("action", Some(self.action.as_str())),
+            ("target.type", self.target.as_ref().map(|t| t.kind.as_str())),
+            ("target.id", self.target.as_ref().map(|t| t.id.as_str())),
+            ("component", self.component.as_deref()),
+            ("request_id", self.request_id.as_deref()),
+            ("trace_id", self.trace_id.as_deref()),
+            ("message", Some(self.message.as_str())),
+        ];
+        for (field, value) in fields {
+            if value.is_some_and(|v| v.contains('\0')) {
+                return Err(EventError::new(field, "contains a NUL character"));
+            }
+        }
+        if serde_json::to_string(&self.attributes).is_ok_and(|json| json.contains("\\u0000")) {
+            return Err(EventError::new("attributes", "contain a NUL character"));
         }
         Ok(())
     }

@@ -160,6 +160,9 @@ pub enum WriteError {
     /// An event with this id is stored already.
     #[error("an audit event with id {0} is stored already")]
     Duplicate(Uuid),
+    /// The database refused the events themselves (not a connection problem); nothing of them was stored.
+    #[error("the audit database refused the events: {0}")]
+    Refused(String),
     /// The writer has stopped.
     #[error("the audit writer has stopped")]
     Stopped,
@@ -173,6 +176,7 @@ impl WriteError {
             WriteError::QueueFull(_) => "queue_full",
             WriteError::Unavailable(_) => "unavailable",
             WriteError::Duplicate(_) => "duplicate",
+            WriteError::Refused(_) => "refused",
             WriteError::Stopped => "stopped",
         }
     }
@@ -496,15 +500,21 @@ impl<S: AuditStore> Task<S> {
                     }
                     return;
                 }
-                Err(error) if is_constraint(&error) => {
+                Err(error) if !is_transient(&error) => {
                     if units.len() == 1 {
-                        self.shared.queued(-(units[0].events.len() as i64));
-                        let duplicate = units[0].events.first().map_or(Uuid::nil(), |e| e.id);
+                        let n = units[0].events.len();
+                        self.shared.queued(-(n as i64));
                         tracing::warn!(target: "sightline_audit", %error, "audit events refused by the database");
-                        if let Some(ack) = units.into_iter().next().and_then(|u| u.ack) {
-                            let _ = ack.send(Err(WriteError::Duplicate(duplicate)));
+                        let refusal = if is_unique_violation(&error) {
+                            WriteError::Duplicate(units[0].events.first().map_or(Uuid::nil(), |e| e.id))
                         } else {
-                            self.shared.reject("duplicate", 1);
+                            WriteError::Refused(error.to_string())
+                        };
+                        match units.into_iter().next().and_then(|u| u.ack) {
+                            Some(ack) => {
+                                let _ = ack.send(Err(refusal));
+                            }
+                            None => self.shared.reject(refusal.reason(), n),
                         }
                         return;
                     }
@@ -565,11 +575,42 @@ pub fn is_security(event: &AuditEvent) -> bool {
         || ["auth.", "security.", "ratelimit."].iter().any(|p| event.action.starts_with(p))
 }
 
-fn is_constraint(error: &StoreError) -> bool {
+fn is_unique_violation(error: &StoreError) -> bool {
     match error {
         StoreError::Database(sqlx::Error::Database(db)) => {
             matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation)
         }
         _ => false,
+    }
+}
+
+/// Whether a failed commit is worth retrying as it is: the database is unreachable, restarting, out of
+/// resources or busy. Anything else (a constraint, a value the database cannot store) is about the events
+/// themselves, and retrying would block the writer forever.
+fn is_transient(error: &StoreError) -> bool {
+    match error {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or_default();
+            // PostgreSQL: connection exceptions (08), insufficient resources (53), operator intervention
+            // (57), serialization failures (40). SQLite: BUSY (5), LOCKED (6), IOERR (10), FULL (13),
+            // CANTOPEN (14), PROTOCOL (15), in their extended forms too.
+            ["08", "53", "57", "40"].iter().any(|class| code.starts_with(class))
+                || code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14 | 15))
+        }
+        StoreError::Database(_) => true,
+        StoreError::Migrate(_) | StoreError::Url(_) | StoreError::Corrupt { .. } => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_connection_and_resource_problems_are_retried() {
+        assert!(is_transient(&StoreError::Database(sqlx::Error::PoolTimedOut)));
+        assert!(is_transient(&StoreError::Database(sqlx::Error::Io(std::io::Error::other("reset")))));
+        assert!(!is_transient(&StoreError::Url("x".into())));
     }
 }

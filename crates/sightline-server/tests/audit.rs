@@ -166,6 +166,7 @@ fn bad_requests_are_refused_whole_and_named() {
         (json!([{"actor": {"id": "x"}, "action": "a.b", "outcome": "success", "colour": 1}]).to_string(), Some(TOKEN), 400, "colour"),
         (json!([good, {"message": "x".repeat(5000), "actor": {"id": "x"}, "action": "a.b", "outcome": "success"}]).to_string(), Some(TOKEN), 413, "over 4000 bytes"),
         ("[]".into(), Some(TOKEN), 400, "no events"),
+        (json!([{"actor": {"id": "x"}, "action": "a.b", "outcome": "success", "message": "a\u{0}b"}]).to_string(), Some(TOKEN), 400, "field `message`: contains a NUL"),
     ];
     for (body, token, status, needle) in cases {
         let (got, answer) = post(addr, &body, token);
