@@ -11,7 +11,7 @@ pub enum AnyStore {
     #[cfg(feature = "sqlite")]
     Sqlite(crate::sqlite::SqliteStore),
     /// PostgreSQL.
-    #[cfg(all(feature = "postgres", any()))]
+    #[cfg(feature = "postgres")]
     Postgres(crate::postgres::PgStore),
 }
 
@@ -23,7 +23,7 @@ impl AnyStore {
         if url.starts_with("sqlite:") {
             return Ok(AnyStore::Sqlite(crate::sqlite::SqliteStore::connect(url).await?));
         }
-        #[cfg(all(feature = "postgres", any()))]
+        #[cfg(feature = "postgres")]
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(AnyStore::Postgres(crate::postgres::PgStore::connect(url).await?));
         }
@@ -35,7 +35,7 @@ impl AnyStore {
         match self {
             #[cfg(feature = "sqlite")]
             AnyStore::Sqlite(_) => "sqlite",
-            #[cfg(all(feature = "postgres", any()))]
+            #[cfg(feature = "postgres")]
             AnyStore::Postgres(_) => "postgres",
         }
     }
@@ -46,7 +46,7 @@ macro_rules! delegate {
         match $self {
             #[cfg(feature = "sqlite")]
             AnyStore::Sqlite($store) => $call.await,
-            #[cfg(all(feature = "postgres", any()))]
+            #[cfg(feature = "postgres")]
             AnyStore::Postgres($store) => $call.await,
         }
     };

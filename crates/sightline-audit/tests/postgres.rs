@@ -1,0 +1,223 @@
+//! The store suite against PostgreSQL, each test in a schema of its own (created for it, dropped after it),
+//! so tests run in parallel and leave nothing behind.
+#![allow(clippy::unwrap_used)] // Test helpers unwrap: a failure is the test failing.
+
+mod suite;
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use sightline_audit::PgStore;
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+
+/// A schema made for one test, dropped (with everything in it) when the test ends, passed or failed.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    /// A new empty schema on the test database; `None` (after the testkit's SKIPPED) without one.
+    async fn create() -> Option<Self> {
+        let url = sightline_testkit::postgres_url()?;
+        let name = format!("audit_t_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = PgConnection::connect(&url).await.unwrap();
+        sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        Some(Self { url, name })
+    }
+
+    /// Connection options whose `search_path` is this schema alone.
+    fn options(&self) -> PgConnectOptions {
+        PgConnectOptions::from_str(&self.url).unwrap().options([("search_path", self.name.as_str())])
+    }
+
+    async fn store(&self) -> PgStore {
+        PgStore::connect_with(self.options()).await.unwrap()
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        // Drop runs outside async code (and also while a failed test unwinds), so the cleanup gets a
+        // thread and a runtime of its own. The lock timeout keeps a transaction left open by a failed test
+        // from hanging it; the schema is then left behind, and named in the output.
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect(&url).await?;
+                sqlx::query("SET lock_timeout = '10s'").execute(&mut conn).await?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut conn).await?;
+                conn.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test schema {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+fn exec(store: &PgStore) -> suite::Exec {
+    let pool = store.pool().clone();
+    Arc::new(move |sql: String| {
+        let pool = pool.clone();
+        Box::pin(async move {
+            sqlx::query(&sql).execute(&pool).await.unwrap();
+        })
+    })
+}
+
+#[tokio::test]
+async fn ingest_search_and_count() {
+    let Some(schema) = Schema::create().await else { return };
+    suite::ingest_search_and_count(schema.store().await).await;
+}
+
+#[tokio::test]
+async fn a_rejected_batch_stores_nothing() {
+    let Some(schema) = Schema::create().await else { return };
+    suite::a_rejected_batch_stores_nothing(schema.store().await).await;
+}
+
+#[tokio::test]
+async fn redaction_on_ingest() {
+    let Some(schema) = Schema::create().await else { return };
+    suite::redaction_on_ingest(schema.store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_build_one_chain() {
+    let Some(schema) = Schema::create().await else { return };
+    suite::concurrent_writers_build_one_chain(schema.store().await).await;
+}
+
+#[tokio::test]
+async fn verify_finds_tampering_and_retention_keeps_the_chain() {
+    let Some(schema) = Schema::create().await else { return };
+    let store = schema.store().await;
+    let exec = exec(&store);
+    suite::verify_finds_tampering_and_retention_keeps_the_chain(store, exec).await;
+}
+
+#[tokio::test]
+async fn severity_filters() {
+    let Some(schema) = Schema::create().await else { return };
+    suite::severity_filters(schema.store().await).await;
+}
+
+#[tokio::test]
+async fn reopening_continues_the_chain() {
+    let Some(schema) = Schema::create().await else { return };
+    {
+        let store = Arc::new(schema.store().await);
+        let (writer, task) =
+            sightline_audit::AuditWriter::start(store, Default::default(), None).await.unwrap();
+        writer
+            .record_durable(sightline_audit::AuditEvent::builder("a.b", "x").build().unwrap())
+            .await
+            .unwrap();
+        writer.shutdown(task).await;
+    }
+    let store = Arc::new(schema.store().await);
+    let (writer, task) =
+        sightline_audit::AuditWriter::start(store.clone(), Default::default(), None).await.unwrap();
+    writer.record_durable(sightline_audit::AuditEvent::builder("a.c", "x").build().unwrap()).await.unwrap();
+    writer.shutdown(task).await;
+    let report = sightline_audit::verify::verify(store.as_ref()).await.unwrap();
+    assert!(report.ok && report.checked == 2, "{report:?}");
+}
+
+#[tokio::test]
+async fn shutdown_drains_while_other_handles_live_on() {
+    let Some(schema) = Schema::create().await else { return };
+    let store = Arc::new(schema.store().await);
+    let (writer, task) =
+        sightline_audit::AuditWriter::start(store.clone(), Default::default(), None).await.unwrap();
+    let other = writer.clone();
+    for i in 0..100 {
+        writer
+            .record(sightline_audit::AuditEvent::builder("a.b", format!("u{i}")).build().unwrap())
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(10), writer.shutdown(task))
+        .await
+        .expect("shutdown ends");
+    use sightline_audit::AuditStore;
+    assert_eq!(store.count().await.unwrap(), 100, "everything queued was committed");
+    let late =
+        other.record_durable(sightline_audit::AuditEvent::builder("a.b", "late").build().unwrap()).await;
+    assert!(matches!(late, Err(sightline_audit::WriteError::Stopped)), "{late:?}");
+}
+
+/// PostgreSQL's own full-text rules: the words the store indexes (runs of letters and digits, lower-cased,
+/// as SQLite's `unicode61`), phrases, and both plans of a newest-first text search.
+#[tokio::test]
+async fn full_text_words_phrases_and_plans() {
+    use sightline_audit::{AuditEvent, AuditStore, AuditWriter, Query, Redaction, WriterConfig};
+    let Some(schema) = Schema::create().await else { return };
+    let store = Arc::new(schema.store().await);
+    let config = WriterConfig { redaction: Redaction::off(), ..WriterConfig::default() };
+    let (writer, task) = AuditWriter::start(store.clone(), config, None).await.unwrap();
+    let mut events = vec![
+        AuditEvent::builder("auth.login", "alice")
+            .message("Login for alice@example.com reading /etc/passwd via https://example.com/a?b=1")
+            .build()
+            .unwrap(),
+        AuditEvent::builder("disk.alert", "monitor")
+            .message("disk full")
+            .attribute("note", "Überlauf")
+            .build()
+            .unwrap(),
+    ];
+    for i in 0..300 {
+        events.push(AuditEvent::builder("job.run", "ci").message(format!("common run {i}")).build().unwrap());
+    }
+    writer.record_all_durable(events).await.unwrap();
+    writer.shutdown(task).await; // indexes everything before it returns
+    let now = std::time::SystemTime::now();
+    let search = |text: &'static str| {
+        let store = store.clone();
+        async move {
+            let page = store.search(&Query::parse(text, now).unwrap(), 1000, None).await.unwrap();
+            page.events.iter().map(|e| e.seq).collect::<Vec<_>>()
+        }
+    };
+    // Every word of an address, a path or a URL is a word; case does not matter; phrases keep order.
+    for text in ["example", "passwd", "etc/passwd", "alice@example.com", "EXAMPLE", "\"https example com\""] {
+        assert_eq!(search(text).await, [1], "{text}");
+    }
+    assert!(search("passwd/etc").await.is_empty(), "a phrase keeps its order");
+    assert_eq!(search("ÜBERLAUF").await, [2], "lower case beyond ASCII");
+    assert_eq!(search("disk note").await, [2], "terms anywhere, message or attributes");
+    assert!(search("\"full note\"").await.is_empty(), "a phrase does not run from message to attributes");
+    assert!(search("\"::\"").await.is_empty(), "a term without words matches nothing");
+    assert!(search("\"::\" disk").await.is_empty(), "... even next to one that matches");
+    let vector: String = sqlx::query_scalar("SELECT doc::text FROM audit_fts WHERE seq = 2")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(vector, "'disk':1 'full':2 'note':4 'überlauf':5");
+    // A common word: pages of 100 (the newest events checked one by one), then the last page (looked up
+    // in the GIN index, as for a rare word) cover every match once, newest first.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.search(&Query::parse("common", now).unwrap(), 100, cursor).await.unwrap();
+        seen.extend(page.events.iter().map(|e| e.seq));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (3..=302).rev().collect::<Vec<i64>>());
+    assert_eq!(search("\"common run 17\"").await, [20]);
+    let counts = store
+        .count_by(&Query::parse("common", now).unwrap(), sightline_audit::Facet::Actor, 10)
+        .await
+        .unwrap();
+    assert_eq!(counts, [("ci".to_owned(), 300)]);
+}
