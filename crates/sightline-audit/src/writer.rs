@@ -400,20 +400,13 @@ struct Task<S> {
 
 impl<S: AuditStore> Task<S> {
     async fn run(mut self, mut receiver: mpsc::Receiver<Unit>) {
-        let mut last_index = Instant::now();
-        // Index whatever a previous run left unindexed (a crash between commit and indexing).
-        self.index(usize::MAX).await;
+        // Full-text indexing runs beside the commits, on its own connection, so ingest is bounded by the
+        // slower of the two rather than their sum. It is told after each commit and also wakes on a timer.
+        let committed = Arc::new(tokio::sync::Notify::new());
+        let indexer = tokio::spawn(index_loop(self.store.clone(), self.config.clone(), committed.clone()));
         let mut closing = false;
         loop {
-            let first = tokio::select! {
-                unit = receiver.recv() => unit,
-                () = tokio::time::sleep(self.config.index_interval) => {
-                    self.index(self.config.index_batch).await;
-                    last_index = Instant::now();
-                    continue;
-                }
-            };
-            let Some(first) = first else { break };
+            let Some(first) = receiver.recv().await else { break };
             closing |= first.close;
             let mut units = vec![first];
             let mut count = units[0].events.len();
@@ -436,6 +429,7 @@ impl<S: AuditStore> Task<S> {
             units.retain(|u| !u.close || !u.events.is_empty());
             if !units.is_empty() {
                 self.commit(units).await;
+                committed.notify_one();
             }
             if closing && receiver.is_empty() {
                 receiver.close();
@@ -449,26 +443,11 @@ impl<S: AuditStore> Task<S> {
                 }
                 break;
             }
-            if last_index.elapsed() >= self.config.index_interval {
-                self.index(self.config.index_batch).await;
-                last_index = Instant::now();
-            }
         }
-        self.index(usize::MAX).await;
-    }
-
-    async fn index(&self, limit: usize) {
-        let mut left = limit;
-        while left > 0 {
-            match self.store.index_pending(left.min(self.config.index_batch.max(1))).await {
-                Ok(0) => break,
-                Ok(n) => left = left.saturating_sub(n),
-                Err(error) => {
-                    tracing::warn!(target: "sightline_audit", %error, "full-text indexing failed; it will be retried");
-                    break;
-                }
-            }
-        }
+        indexer.abort();
+        let _ = indexer.await;
+        // Index what the last commits added before the task ends.
+        index(self.store.as_ref(), &self.config, usize::MAX).await;
     }
 
     fn chain(&self, units: &[Unit]) -> Vec<StoredEvent> {
@@ -564,6 +543,31 @@ impl<S: AuditStore> Task<S> {
                 &[("event_type", s.event.action.as_str()), ("result", s.event.outcome.as_str())],
             ) {
                 counter.increment(1);
+            }
+        }
+    }
+}
+
+/// Indexes pending events whenever a commit happens or the interval passes; first whatever a previous
+/// run left unindexed (a crash between commit and indexing).
+async fn index_loop<S: AuditStore>(store: Arc<S>, config: WriterConfig, committed: Arc<tokio::sync::Notify>) {
+    loop {
+        index(store.as_ref(), &config, usize::MAX).await;
+        let _ = tokio::time::timeout(config.index_interval, committed.notified()).await;
+        // Let a burst of commits accumulate into one larger indexing batch.
+        tokio::time::sleep(config.index_interval / 10).await;
+    }
+}
+
+async fn index<S: AuditStore>(store: &S, config: &WriterConfig, limit: usize) {
+    let mut left = limit;
+    while left > 0 {
+        match store.index_pending(left.min(config.index_batch.max(1))).await {
+            Ok(0) => break,
+            Ok(n) => left = left.saturating_sub(n),
+            Err(error) => {
+                tracing::warn!(target: "sightline_audit", %error, "full-text indexing failed; it will be retried");
+                break;
             }
         }
     }
