@@ -26,7 +26,12 @@ fn event(i: usize) -> Value {
 }
 
 fn ids(body: &Value) -> Vec<String> {
-    body["data"]["ids"].as_array().expect("ids").iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+    body["data"]["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect()
 }
 
 fn storage_status(addr: SocketAddr) -> String {
