@@ -302,34 +302,88 @@ impl AuditEvent {
     /// The canonical encoding the hash chain covers: compact JSON of every field in a fixed order, with
     /// attribute keys sorted and the timestamp in microseconds. Any change to a stored field changes it.
     pub fn canonical(&self) -> Vec<u8> {
-        let value = serde_json::json!([
-            1, // encoding version
-            self.id.to_string(),
-            self.timestamp_micros(),
-            self.actor.id,
-            self.actor.kind,
-            self.actor.ip,
-            self.actor.user_agent,
-            self.action,
-            self.target.as_ref().map(|t| &t.kind),
-            self.target.as_ref().map(|t| &t.id),
-            self.outcome.as_str(),
-            self.severity.as_str(),
-            self.component,
-            self.request_id,
-            self.trace_id,
-            self.message,
-            self.attributes, // a BTreeMap: keys sorted
-        ]);
-        serde_json::to_vec(&value).unwrap_or_default()
+        serde_json::to_vec(&Canonical(self)).unwrap_or_default()
     }
 
     /// SHA-256 over the previous event's hash and this event's canonical encoding.
     pub fn chain_hash(&self, previous: &Hash) -> Hash {
         let mut hasher = Sha256::new();
         hasher.update(previous.0);
-        hasher.update(self.canonical());
+        // Streamed into the hasher: no intermediate buffer (verification hashes every stored event).
+        let _ = serde_json::to_writer(HashWriter(&mut hasher), &Canonical(self));
         Hash(hasher.finalize().into())
+    }
+}
+
+/// The canonical form: a JSON array, version first. Serialized field by field rather than through a
+/// `serde_json::Value`, which would allocate a node per field.
+struct Canonical<'a>(&'a AuditEvent);
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let e = self.0;
+        let mut t = serializer.serialize_tuple(17)?;
+        t.serialize_element(&1)?; // encoding version
+        t.serialize_element(&e.id)?; // hyphenated, lower case
+        t.serialize_element(&e.timestamp_micros())?;
+        t.serialize_element(&e.actor.id)?;
+        t.serialize_element(&e.actor.kind)?;
+        t.serialize_element(&e.actor.ip)?;
+        t.serialize_element(&e.actor.user_agent)?;
+        t.serialize_element(&e.action)?;
+        t.serialize_element(&e.target.as_ref().map(|t| &t.kind))?;
+        t.serialize_element(&e.target.as_ref().map(|t| &t.id))?;
+        t.serialize_element(e.outcome.as_str())?;
+        t.serialize_element(e.severity.as_str())?;
+        t.serialize_element(&e.component)?;
+        t.serialize_element(&e.request_id)?;
+        t.serialize_element(&e.trace_id)?;
+        t.serialize_element(&e.message)?;
+        t.serialize_element(&e.attributes)?; // a BTreeMap: keys sorted
+        t.end()
+    }
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canonical_encoding_is_stable() {
+        let event = AuditEvent::builder("auth.login", "alice")
+            .id(Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0001))
+            .timestamp(UNIX_EPOCH + Duration::from_micros(1_764_460_800_123_456))
+            .target("account", "42")
+            .outcome(Outcome::Denied)
+            .message("bad \"password\"")
+            .attribute("zeta", 1)
+            .attribute("alpha", serde_json::json!({"b": true, "a": null}))
+            .build()
+            .unwrap();
+        let text = String::from_utf8(event.canonical()).unwrap();
+        assert_eq!(
+            text,
+            r#"[1,"01920000-0000-7000-8000-000000000001",1764460800123456,"alice","user",null,null,"auth.login","account","42","denied","info",null,null,null,"bad \"password\"",{"alpha":{"a":null,"b":true},"zeta":1}]"#
+        );
+        // The hash covers exactly those bytes after the previous hash.
+        let mut hasher = Sha256::new();
+        hasher.update([7u8; 32]);
+        hasher.update(text.as_bytes());
+        assert_eq!(event.chain_hash(&Hash([7; 32])).0, <[u8; 32]>::from(hasher.finalize()));
     }
 }
 
