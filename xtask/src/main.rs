@@ -6,6 +6,8 @@
 //!   `sightline-trace` (span lifecycle and JSON log lines against `tracing-subscriber` and
 //!   `tracing-opentelemetry`), prints one markdown table per benchmark with the project's targets, and
 //!   writes `target/bench/core.json`.
+//! - `cargo xtask bench-audit` runs the audit trail's load test (SQLite, PostgreSQL, HTTP) and prints its
+//!   targets; see `audit_bench`.
 //! - `cargo xtask ci` runs `.ci/run`, so that CI and developers share one source of truth.
 
 use std::ffi::OsString;
@@ -16,6 +18,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
+mod audit_bench;
 mod health_bench;
 use serde_json::{Value, json};
 
@@ -38,6 +41,12 @@ COMMANDS:
                 GET /health latency with wrk (32 connections, default 10 s) against a release build
                 of `sightline serve` with 50 health checks, one hanging; writes
                 <target dir>/bench/health.json. Needs Debian's `wrk`.
+    bench-audit [--events N] [--http-events N] [--quick]
+                The audit trail's load test (crates/sightline-audit/benches/audit.rs): ingest through
+                the writer, queries and verify on SQLite and PostgreSQL (skipped when unreachable;
+                default 1,000,000 events each), then POSTs of 1,000 events to a release build of
+                `sightline serve` (default 300,000 events); prints every target's verdict and
+                writes <target dir>/bench/audit.json. --quick: 100,000 and 50,000 events.
     ci          Run what CI runs: `bash .ci/run` from the workspace root.
     help        Print this help (also -h, --help).
 ";
@@ -68,6 +77,17 @@ fn main() -> ExitCode {
             };
             let root = workspace_root();
             match target_directory(&root).and_then(|dir| health_bench::run(&root, &dir, seconds)) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(err) => Err(err),
+            }
+        }
+        Some("bench-audit") => {
+            let options = match audit_bench::Options::parse(&args[1..]) {
+                Ok(options) => options,
+                Err(message) => return usage_error(&message),
+            };
+            let root = workspace_root();
+            match target_directory(&root).and_then(|dir| audit_bench::run(&root, &dir, &options)) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(err) => Err(err),
             }
