@@ -58,75 +58,13 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
-    async fn search_with(
-        &self,
-        query: &Query,
-        limit: usize,
-        cursor: Option<Cursor>,
-        plan: TextPlan,
-    ) -> Result<Page, StoreError> {
-        let mut builder: QueryBuilder<'_, Sqlite> = match plan {
-            TextPlan::MatchesFirst => QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_events")),
-            TextPlan::TimeFirst => QueryBuilder::new(format!(
-                "SELECT {} FROM audit_events CROSS JOIN audit_fts ON audit_fts.rowid = audit_events.seq",
-                qualified_columns()
-            )),
-        };
-        push_filters_with(&mut builder, query, plan);
-        if let Some(cursor) = cursor {
-            builder
-                .push(" AND (ts < ")
-                .push_bind(cursor.ts_micros)
-                .push(" OR (ts = ")
-                .push_bind(cursor.ts_micros)
-                .push(" AND seq < ")
-                .push_bind(cursor.seq)
-                .push("))");
-        }
-        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        builder.push(" ORDER BY ts DESC, seq DESC LIMIT ").push_bind(fetch);
-        let rows = builder.build().fetch_all(&self.pool).await?;
-        let mut events = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if events.len() > limit {
-            events.truncate(limit);
-            events.last().map(|e| Cursor { ts_micros: e.event.timestamp_micros(), seq: e.seq })
-        } else {
-            None
-        };
-        Ok(Page { events, next_cursor })
-    }
-
     /// The connection pool, for tests that tamper with rows.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 }
 
-/// How a full-text condition joins the filters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TextPlan {
-    /// `seq IN (matches)`: SQLite materialises the matches, then sorts the rows by time. Best when few
-    /// events match.
-    MatchesFirst,
-    /// Walk the time index newest first and ask FTS5 about each event (a join forced with `CROSS JOIN`).
-    /// Best when many events match: a page fills after a few hundred lookups.
-    TimeFirst,
-}
-
-/// Matches at or above which walking the time index beats materialising the match list.
-const TIME_FIRST_FROM: i64 = 5_000;
-
-/// [`COLUMNS`] qualified with the events table, for queries that join the full-text table (whose
-/// `message` and `attributes` columns would be ambiguous).
-fn qualified_columns() -> String {
-    COLUMNS.split(',').map(|c| format!("audit_events.{}", c.trim())).collect::<Vec<_>>().join(", ")
-}
-
 fn push_filters<'a>(builder: &mut QueryBuilder<'a, Sqlite>, query: &'a Query) {
-    push_filters_with(builder, query, TextPlan::MatchesFirst);
-}
-
-fn push_filters_with<'a>(builder: &mut QueryBuilder<'a, Sqlite>, query: &'a Query, plan: TextPlan) {
     builder.push(" WHERE 1 = 1");
     let text = |builder: &mut QueryBuilder<'a, Sqlite>, column: &str, value: &'a Option<String>| {
         if let Some(value) = value {
@@ -172,9 +110,7 @@ fn push_filters_with<'a>(builder: &mut QueryBuilder<'a, Sqlite>, query: &'a Quer
     if let Some(until) = query.until {
         builder.push(" AND ts < ").push_bind(micros(until));
     }
-    if !query.terms.is_empty() && plan == TextPlan::TimeFirst {
-        builder.push(" AND audit_fts MATCH ").push_bind(fts5_query(&query.terms));
-    } else if !query.terms.is_empty() {
+    if !query.terms.is_empty() {
         builder
             .push(" AND seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ")
             .push_bind(fts5_query(&query.terms))
@@ -267,20 +203,30 @@ impl AuditStore for SqliteStore {
     }
 
     async fn search(&self, query: &Query, limit: usize, cursor: Option<Cursor>) -> Result<Page, StoreError> {
-        let plan = if query.terms.is_empty() {
-            TextPlan::MatchesFirst
+        let mut builder: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_events"));
+        push_filters(&mut builder, query);
+        if let Some(cursor) = cursor {
+            builder
+                .push(" AND (ts < ")
+                .push_bind(cursor.ts_micros)
+                .push(" OR (ts = ")
+                .push_bind(cursor.ts_micros)
+                .push(" AND seq < ")
+                .push_bind(cursor.seq)
+                .push("))");
+        }
+        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        builder.push(" ORDER BY ts DESC, seq DESC LIMIT ").push_bind(fetch);
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        let mut events = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| Cursor { ts_micros: e.event.timestamp_micros(), seq: e.seq })
         } else {
-            // Count matches up to the threshold (cheap: FTS5 stops at the limit) to choose the plan.
-            let matches: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ? LIMIT ?)",
-            )
-            .bind(fts5_query(&query.terms))
-            .bind(TIME_FIRST_FROM)
-            .fetch_one(&self.pool)
-            .await?;
-            if matches >= TIME_FIRST_FROM { TextPlan::TimeFirst } else { TextPlan::MatchesFirst }
+            None
         };
-        self.search_with(query, limit, cursor, plan).await
+        Ok(Page { events, next_cursor })
     }
 
     async fn count_by(
@@ -389,56 +335,7 @@ impl AuditStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{SqliteStore, TextPlan};
-    use crate::store::AuditStore;
-
-    /// Both full-text plans give the same pages, with and without other filters and cursors.
-    #[tokio::test]
-    async fn both_text_plans_agree() {
-        let dir = sightline_testkit::TempDir::new("audit-sqlite-plans");
-        let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("audit.db")).await.unwrap());
-        let (writer, task) =
-            crate::AuditWriter::start(store.clone(), crate::WriterConfig::default(), None).await.unwrap();
-        let events = (0..300)
-            .map(|i| {
-                crate::AuditEvent::builder("job.run", format!("actor-{}", i % 3))
-                    .timestamp(
-                        std::time::UNIX_EPOCH
-                            + std::time::Duration::from_secs(1_700_000_000 + (i / 2) as u64),
-                    )
-                    .message(if i % 10 == 0 {
-                        format!("rare disk full {i}")
-                    } else {
-                        format!("common step {i}")
-                    })
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        writer.record_all_durable(events).await.unwrap();
-        writer.shutdown(task).await; // indexes everything before it returns
-        for text in ["common", "\"disk full\"", "rare actor:actor-1", "step actor:actor-2 outcome:success"] {
-            let query = crate::Query::parse(text, std::time::SystemTime::now()).unwrap();
-            let (mut a_cursor, mut b_cursor) = (None, None);
-            loop {
-                let a = store.search_with(&query, 7, a_cursor, TextPlan::MatchesFirst).await.unwrap();
-                let b = store.search_with(&query, 7, b_cursor, TextPlan::TimeFirst).await.unwrap();
-                assert_eq!(
-                    a.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
-                    b.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
-                    "{text}"
-                );
-                assert_eq!(a.events, b.events);
-                match (a.next_cursor, b.next_cursor) {
-                    (Some(x), Some(y)) => (a_cursor, b_cursor) = (Some(x), Some(y)),
-                    (None, None) => break,
-                    other => panic!("{text}: cursors differ: {other:?}"),
-                }
-            }
-        }
-        let all = crate::Query::parse("common", std::time::SystemTime::now()).unwrap();
-        assert_eq!(store.search(&all, 1000, None).await.unwrap().events.len(), 270);
-    }
+    use super::SqliteStore;
 
     /// The durability and ingest settings reach the pool's connections.
     #[tokio::test]
