@@ -114,13 +114,18 @@ fn fetch_json_blocking(url: &str) -> Result<(u16, serde_json::Value), String> {
         .and_then(|runtime| runtime.block_on(fetch_json(url)))
 }
 
-async fn fetch_json(url: &str) -> Result<(u16, serde_json::Value), String> {
+/// An HTTP client for the CLI's calls to a server, with `timeout` per request.
+fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
     // reqwest is built without a bundled crypto provider; ring is the small one. Already installed is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
+    reqwest::Client::builder()
+        .timeout(timeout)
         .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))
+}
+
+async fn fetch_json(url: &str) -> Result<(u16, serde_json::Value), String> {
+    let client = http_client(std::time::Duration::from_secs(10))?;
     let response = client.get(url).send().await.map_err(|e| format!("cannot connect: {e}"))?;
     let status = response.status();
     let text = response.text().await.map_err(|e| format!("cannot read the answer: {e}"))?;

@@ -67,15 +67,11 @@ struct Client {
 
 impl Client {
     fn new(args: &AuditArgs) -> Result<Self, String> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let http = super::http_client(std::time::Duration::from_secs(60))?;
         Ok(Self {
             base: args.server.trim_end_matches('/').to_owned(),
             token: args.token.clone(),
