@@ -50,15 +50,7 @@ impl Options {
 pub fn run(root: &Path, target_dir: &Path, options: &Options) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let started = SystemTime::now();
-    let built = Command::new(&cargo)
-        .args(["build", "--release", "--bin", "sightline"])
-        .current_dir(root)
-        .env("CARGO_TARGET_DIR", target_dir)
-        .status()
-        .context("could not run cargo build")?;
-    if !built.success() {
-        bail!("`cargo build --release --bin sightline` failed");
-    }
+    crate::health_bench::build_release_server(root, target_dir)?;
     let server = target_dir.join("release/sightline");
     let events = options.events.to_string();
     let http_events = options.http_events.to_string();

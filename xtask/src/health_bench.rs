@@ -34,16 +34,7 @@ pub fn run(root: &Path, target_dir: &Path, seconds: u32) -> Result<()> {
     if Command::new("wrk").arg("--version").output().is_err() {
         bail!("`wrk` is not installed; install Debian's package: apt-get install wrk");
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let built = Command::new(&cargo)
-        .args(["build", "--release", "--bin", "sightline"])
-        .current_dir(root)
-        .env("CARGO_TARGET_DIR", target_dir)
-        .status()
-        .context("could not run cargo build")?;
-    if !built.success() {
-        bail!("`cargo build --release --bin sightline` failed");
-    }
+    build_release_server(root, target_dir)?;
 
     // 49 TCP checks against a listener that accepts, and one HTTP check against a listener that accepts
     // and never answers: it hangs until its 5 s timeout on every probe.
@@ -169,6 +160,21 @@ pub fn run(root: &Path, target_dir: &Path, seconds: u32) -> Result<()> {
 }
 
 /// wrk's latency cells: `812.00us`, `1.23ms`, `2.00s`.
+/// Builds `target_dir/release/sightline`, which the load tests run.
+pub fn build_release_server(root: &Path, target_dir: &Path) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(&cargo)
+        .args(["build", "--release", "--bin", "sightline"])
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .status()
+        .context("could not run cargo build")?;
+    if !built.success() {
+        bail!("`cargo build --release --bin sightline` failed");
+    }
+    Ok(())
+}
+
 fn parse_latency(cell: &str) -> Option<f64> {
     let (number, scale) = if let Some(v) = cell.strip_suffix("us") {
         (v, 0.001)
