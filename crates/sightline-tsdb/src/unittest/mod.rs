@@ -1,0 +1,1 @@
+//! `promtool test rules` format (being written).
