@@ -1,4 +1,4 @@
-//! The command line: `sightline serve`, `sightline check-config`.
+//! The command line: `sightline serve`, `check-config`, `health`, `traces`, `audit` and `query`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,9 +36,13 @@ enum Command {
     Traces(TracesArgs),
     /// Search, export, import or verify a running server's audit trail.
     Audit(audit::AuditArgs),
+    /// Evaluate a PromQL expression on a running server and print the result as a table.
+    /// Exit code: 0 answered, 1 the query failed, 3 unreachable.
+    Query(query::QueryArgs),
 }
 
 mod audit;
+mod query;
 
 #[derive(Debug, clap::Args)]
 struct TracesArgs {
@@ -102,6 +106,7 @@ pub fn main() -> ExitCode {
         Command::Health(args) => health(&args),
         Command::Traces(args) => traces(&args),
         Command::Audit(args) => audit::run(&args),
+        Command::Query(args) => query::run(&args),
     }
 }
 

@@ -40,6 +40,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The audit trail: limits, retention, redaction.
     pub audit: AuditConfig,
+    /// The time-series store, the PromQL engine and the server's own metrics history.
+    pub tsdb: TsdbConfig,
 }
 
 /// `server:` settings.
@@ -974,6 +976,58 @@ fn positive_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         return Err(serde::de::Error::custom("must be at least 1"));
     }
     Ok(value)
+}
+
+/// `tsdb:` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TsdbConfig {
+    /// Whether the server keeps time series and serves the query API.
+    pub enabled: bool,
+    /// How often the server's own registry is written into the store (job `sightline`).
+    pub self_scrape_interval: PromDuration,
+    /// How long each tier keeps data.
+    pub retention: RetentionConfig,
+    /// How far back an instant selector looks for a sample.
+    pub lookback_delta: PromDuration,
+    /// A query running longer fails with `timeout`.
+    pub query_timeout: PromDuration,
+    /// The most samples one query may hold in memory.
+    #[serde(deserialize_with = "positive")]
+    pub query_max_samples: usize,
+}
+
+impl Default for TsdbConfig {
+    fn default() -> Self {
+        let secs = |s| PromDuration(std::time::Duration::from_secs(s));
+        Self {
+            enabled: true,
+            self_scrape_interval: secs(15),
+            retention: RetentionConfig::default(),
+            lookback_delta: secs(300),
+            query_timeout: secs(120),
+            query_max_samples: 50_000_000,
+        }
+    }
+}
+
+/// `tsdb.retention:` how long raw samples and downsampled aggregates are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Raw samples.
+    pub raw: PromDuration,
+    /// One-hour aggregates (min, max, sum, count, last, counter).
+    pub hourly: PromDuration,
+    /// One-day aggregates.
+    pub daily: PromDuration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        let hours = |h: u64| PromDuration(std::time::Duration::from_secs(h * 3600));
+        Self { raw: hours(24), hourly: hours(7 * 24), daily: hours(30 * 24) }
+    }
 }
 
 /// Why a configuration could not be loaded.

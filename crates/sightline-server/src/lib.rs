@@ -10,6 +10,7 @@ pub mod config;
 pub mod health;
 pub mod http;
 pub mod logging;
+pub mod query;
 pub mod traces;
 
 use std::sync::Arc;
