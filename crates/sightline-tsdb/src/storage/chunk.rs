@@ -101,48 +101,67 @@ impl<'a> BitReader<'a> {
     }
 
     #[inline]
+    fn remaining(&self) -> usize {
+        (self.data.len() * 8).saturating_sub(self.pos)
+    }
+
+    /// The next 64 bits, left-aligned (at least 57 of them real when that many remain; zeros past the end).
+    #[inline]
+    fn peek(&self) -> u64 {
+        let byte = self.pos >> 3;
+        let word = match self.data.get(byte..byte + 8) {
+            Some(b) => <[u8; 8]>::try_from(b).map_or(0, u64::from_be_bytes),
+            None => {
+                let mut buf = [0u8; 8];
+                let rest = self.data.get(byte..).unwrap_or_default();
+                buf[..rest.len()].copy_from_slice(rest);
+                u64::from_be_bytes(buf)
+            }
+        };
+        word << (self.pos & 7)
+    }
+
+    #[inline]
     fn read_bit(&mut self) -> Option<bool> {
-        let byte = *self.data.get(self.pos / 8)?;
-        let bit = (byte >> (7 - (self.pos % 8))) & 1;
-        self.pos += 1;
-        Some(bit == 1)
+        Some(self.read_bits(1)? == 1)
     }
 
     #[inline]
     fn read_bits(&mut self, n: u32) -> Option<u64> {
-        let mut out = 0u64;
-        let mut n = n;
-        // Fast path: whole bytes when aligned.
-        while n > 0 {
-            let byte = *self.data.get(self.pos / 8)?;
-            let off = (self.pos % 8) as u32;
-            let avail = 8 - off;
-            let take = n.min(avail);
-            let bits = (u64::from(byte) >> (avail - take)) & ((1u64 << take) - 1);
-            out = if take == 64 { bits } else { (out << take) | bits };
-            self.pos += take as usize;
-            n -= take;
+        if n == 0 {
+            return Some(0);
         }
-        Some(out)
+        if n as usize > self.remaining() {
+            return None;
+        }
+        if n <= 56 {
+            let v = self.peek() >> (64 - n);
+            self.pos += n as usize;
+            Some(v)
+        } else {
+            let hi = self.read_bits(32)?;
+            let lo = self.read_bits(n - 32)?;
+            Some((hi << (n - 32)) | lo)
+        }
     }
 
-    /// Reads a bucketed signed number: `0` is zero; `1`*k `0` selects bucket k; four ones mean 64 bits.
+    /// Reads a bucketed signed number: `0` is zero; `10`, `110`, `1110` select the three buckets;
+    /// `1111` means 64 bits.
     #[inline]
     fn read_bucketed(&mut self, buckets: &[u32; 3]) -> Option<i64> {
-        let mut width = 64;
-        for (i, &w) in buckets.iter().enumerate() {
-            if !self.read_bit()? {
-                if i == 0 {
-                    return Some(0);
-                }
-                width = buckets[i - 1];
-                break;
-            }
-            if i == buckets.len() - 1 {
-                // Four leading ones: either the last bucket (`1110`) or 64 bits (`1111`).
-                width = if self.read_bit()? { 64 } else { w };
-            }
+        let ones = self.peek().leading_ones().min(4);
+        let prefix = (ones + 1).min(4) as usize;
+        if prefix > self.remaining() {
+            return None;
         }
+        self.pos += prefix;
+        let width = match ones {
+            0 => return Some(0),
+            1 => buckets[0],
+            2 => buckets[1],
+            3 => buckets[2],
+            _ => 64,
+        };
         let bits = self.read_bits(width)?;
         Some(sign_extend(bits, width))
     }

@@ -252,6 +252,29 @@ pub struct DbStats {
     pub tier_points: Vec<usize>,
 }
 
+/// The bytes the chunk encoding takes for `samples` (in time order), cut into 120-sample chunks as the
+/// head does, and decoded back to check the round trip: for comparisons and capacity planning.
+pub fn encoded_size(samples: &[Sample]) -> Result<usize, StorageError> {
+    let mut total = 0;
+    let mut decoded = 0;
+    for part in samples.chunks(usize::from(chunk::MAX_SAMPLES)) {
+        let mut enc = chunk::ChunkEncoder::default();
+        for s in part {
+            enc.append(s.t, s.v);
+        }
+        let chunk = enc.finish();
+        total += chunk.data.len();
+        decoded +=
+            chunk.iter().zip(part).filter(|(a, b)| a.t == b.t && a.v.to_bits() == b.v.to_bits()).count();
+    }
+    if decoded != samples.len() {
+        return Err(StorageError::Other(
+            "the samples did not round-trip through the chunk encoding; pass them in time order".into(),
+        ));
+    }
+    Ok(total)
+}
+
 // === Metrics ===
 
 /// Registers descriptions of the store's metrics with the installed `metrics` recorder.
