@@ -525,25 +525,29 @@ impl ScrapeConfig {
         for config in &self.static_configs {
             for address in &config.targets {
                 let url = target_url(self, address)?;
-                // The discovered labels, as Prometheus shows them before relabelling.
-                let mut discovered: Vec<Label> = config
-                    .labels
-                    .iter()
-                    .map(|(name, value)| Label::new(name.as_str(), value.as_str()))
-                    .collect();
-                discovered.extend([
+                // The discovered labels, as Prometheus shows them before relabelling. Static labels come
+                // last and win (a static `job` label overrides job_name, as in Prometheus), except the `__`
+                // meta labels, which describe the URL actually scraped.
+                let mut discovered = vec![
                     Label::new("__address__", address.as_str()),
                     Label::new("__metrics_path__", self.metrics_path.as_str()),
                     Label::new("__scheme__", self.scheme.as_str()),
                     Label::new("__scrape_interval__", interval.to_string()),
                     Label::new("__scrape_timeout__", timeout.to_string()),
                     Label::new("job", self.job_name.as_str()),
-                ]);
+                ];
                 for (name, values) in &self.params {
                     if let Some(first) = values.first() {
                         discovered.push(Label::new(format!("__param_{name}"), first.as_str()));
                     }
                 }
+                discovered.extend(
+                    config
+                        .labels
+                        .iter()
+                        .filter(|(name, _)| !name.starts_with("__"))
+                        .map(|(name, value)| Label::new(name.as_str(), value.as_str())),
+                );
                 let discovered = Labels::new(discovered);
                 // The target's labels: the discovered ones without the `__` meta labels, and `instance`
                 // defaulting to the address.
@@ -694,6 +698,16 @@ mod tests {
         assert_eq!(targets[0].url.as_str(), "https://localhost:9100/metrics?module=http_2xx");
         assert_eq!(targets[0].labels.to_string(), r#"{env="prod", instance="localhost:9100", job="node"}"#);
         assert_eq!(targets[0].discovered.get("__scrape_interval__"), Some("30s"));
+
+        // Static labels win over the job's own, but cannot move the URL.
+        let mut job = ScrapeConfig::new("node", &["h:1"]);
+        job.static_configs[0].labels = BTreeMap::from([
+            ("job".to_owned(), "other".to_owned()),
+            ("__address__".to_owned(), "x:2".to_owned()),
+        ]);
+        let target = &job.targets(&global).expect("targets")[0];
+        assert_eq!(target.labels.to_string(), r#"{instance="h:1", job="other"}"#);
+        assert_eq!(target.url.as_str(), "http://h:1/metrics");
     }
 
     #[test]

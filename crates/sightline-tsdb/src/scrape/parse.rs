@@ -472,13 +472,14 @@ impl<'a> Parser<'a> {
     pub fn labels(&self, out: &mut Vec<Label>) -> Result<(), ParseError> {
         out.push(Label::new(METRIC_NAME, self.unescape(self.name)));
         let name = &self.text[self.name.start..self.name.end];
+        // Only a histogram's buckets and a summary's quantiles of the family just typed.
         let normalise = match self.family {
-            Some((family, kind)) if name.starts_with(family) => match kind {
-                MetricType::Histogram | MetricType::GaugeHistogram => Some("le"),
-                MetricType::Summary => Some("quantile"),
+            Some((family, kind)) => match (kind, name.strip_prefix(family)) {
+                (MetricType::Histogram | MetricType::GaugeHistogram, Some("_bucket")) => Some("le"),
+                (MetricType::Summary, Some("")) => Some("quantile"),
                 _ => None,
             },
-            _ => None,
+            None => None,
         };
         let first = out.len();
         for span in &self.spans {
@@ -608,6 +609,7 @@ mod tests {
                     # TYPE h histogram\n\
                     h_bucket{le=\"1\"} 2\n\
                     h_bucket{le=\"+Inf\"} 3\n\
+                    hx{le=\"1\"} 3\n\
                     {\"dotted.name\", \"label.x\"=\"y\"} 1\n";
         let got = all(body, Format::Prometheus).expect("parses");
         assert_eq!(
@@ -625,7 +627,8 @@ mod tests {
         assert!(got[5].1.is_nan());
         assert_eq!(got[6].0, r#"h_bucket{le="1.0"}"#);
         assert_eq!(got[7].0, r#"h_bucket{le="+Inf"}"#);
-        assert_eq!(got[8].0, r#"dotted.name{label.x="y"}"#);
+        assert_eq!(got[8].0, r#"hx{le="1"}"#, "not a bucket of h: left alone");
+        assert_eq!(got[9].0, r#"dotted.name{label.x="y"}"#);
     }
 
     #[test]
