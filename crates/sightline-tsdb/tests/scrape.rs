@@ -424,3 +424,52 @@ async fn shutdown_stops_every_target() {
     assert_eq!(up(&store, "a").len(), count, "no scrapes after shutdown");
     assert!(!up(&store, "a").iter().any(|v| is_stale(*v)), "no staleness markers on shutdown");
 }
+
+/// A gzip stream of `data` in one stored (uncompressed) deflate block: enough to check that gzip bodies
+/// are decoded, without a compression library in the tests.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for byte in data {
+            crc ^= u32::from(*byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+    let len = u16::try_from(data.len()).expect("small body");
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 0x01];
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(!len).to_le_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&u32::try_from(data.len()).expect("small").to_le_bytes());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decodes_gzip_bodies() {
+    let handler: Handler = Arc::new(|head: &str| {
+        if !head.to_ascii_lowercase().contains("accept-encoding: gzip") {
+            return Some(response("406 Not Acceptable", "text/plain", "gzip only\n"));
+        }
+        let body = gzip_stored(b"zipped_metric{a=\"b\"} 3\n");
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Encoding: gzip\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        Some(out)
+    });
+    let server = TestServer::start(handler).await;
+    let store = Arc::new(MemStorage::new());
+    let manager = start(&store, vec![job("gzip", &server.target(), 1_000)]);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert_eq!(status(&manager, "gzip").health, Health::Up, "{}", status(&manager, "gzip").last_error);
+    let zipped = select(&store, &[("__name__", "zipped_metric"), ("a", "b")]);
+    assert_eq!(zipped[0].samples[0].v, 3.0);
+    manager.shutdown();
+}
