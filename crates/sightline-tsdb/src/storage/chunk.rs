@@ -146,23 +146,36 @@ impl<'a> BitReader<'a> {
     }
 
     /// Reads a bucketed signed number: `0` is zero; `10`, `110`, `1110` select the three buckets;
-    /// `1111` means 64 bits.
+    /// `1111` means 64 bits. Prefix and value come from one 64-bit peek (every bucket fits in 57 bits).
     #[inline]
     fn read_bucketed(&mut self, buckets: &[u32; 3]) -> Option<i64> {
-        let ones = self.peek().leading_ones().min(4);
-        let prefix = (ones + 1).min(4) as usize;
-        if prefix > self.remaining() {
+        let w = self.peek();
+        let ones = w.leading_ones();
+        let (prefix, width) = match ones {
+            0 => {
+                if self.remaining() == 0 {
+                    return None;
+                }
+                self.pos += 1;
+                return Some(0);
+            }
+            1 => (2, buckets[0]),
+            2 => (3, buckets[1]),
+            3 => (4, buckets[2]),
+            _ => (4, 64),
+        };
+        if width == 64 {
+            if self.remaining() < 4 {
+                return None;
+            }
+            self.pos += 4;
+            return self.read_bits(64).map(|b| b as i64);
+        }
+        if (prefix + width) as usize > self.remaining() {
             return None;
         }
-        self.pos += prefix;
-        let width = match ones {
-            0 => return Some(0),
-            1 => buckets[0],
-            2 => buckets[1],
-            3 => buckets[2],
-            _ => 64,
-        };
-        let bits = self.read_bits(width)?;
+        let bits = (w << prefix) >> (64 - width);
+        self.pos += (prefix + width) as usize;
         Some(sign_extend(bits, width))
     }
 }
@@ -559,6 +572,34 @@ mod tests {
             .map(|(i, &t)| Sample::new(t, if i % 2 == 0 { 1e15 } else { -1e15 }))
             .collect();
         roundtrip(&ints);
+    }
+
+    #[test]
+    fn pseudo_random_samples_round_trip() {
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..300u32 {
+            let mut t = (next() % 1_000_000) as i64 - 500_000;
+            let samples: Vec<Sample> = (0..120)
+                .map(|_| {
+                    t += (next() % (1u64 << (round % 40))) as i64 + 1;
+                    let v = match (next() % 5, round % 3) {
+                        (0, _) => f64::from_bits(next()),
+                        (1, 0) => (next() % 1000) as f64 / 100.0,
+                        (2, _) => (next() % 100_000) as f64,
+                        (3, _) => (next() as i64) as f64,
+                        _ => 42.0,
+                    };
+                    Sample::new(t, v)
+                })
+                .collect();
+            roundtrip(&samples);
+        }
     }
 
     #[test]

@@ -636,8 +636,14 @@ impl Db {
         out
     }
 
+    /// Handles for `ids`, taking each shard's lock once; grouped by shard, in id order within a shard.
     fn resolve(&self, ids: &[u64]) -> Vec<Arc<MemSeries>> {
-        ids.iter().filter_map(|&id| self.get_by_id(id)).collect()
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, shard) in self.by_id.iter().enumerate() {
+            let map = read(shard);
+            out.extend(ids.iter().filter(|&&id| id_shard(id) == i).filter_map(|id| map.get(id).cloned()));
+        }
+        out
     }
 
     /// Downsamples complete buckets, applies retention as of `now_ms` (milliseconds since the epoch) and
@@ -986,11 +992,10 @@ impl Querier for Db {
         let pick = Pick::for_func(hints.func.as_deref());
         let mut out = Vec::with_capacity(ids.len());
         let mut samples: Vec<Sample> = Vec::new();
-        for id in ids {
-            let Some(series) = self.get_by_id(id) else { continue };
+        for series in self.resolve(&ids) {
             series.data().read(hints.start, hints.end, pick, &self.layout, &mut samples);
             if !samples.is_empty() {
-                out.push(Series { labels: series.labels.clone(), samples: samples.clone() });
+                out.push(Series { labels: series.labels.clone(), samples: samples.as_slice().to_vec() });
                 samples.clear();
             }
         }
