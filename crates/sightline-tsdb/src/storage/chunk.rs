@@ -106,7 +106,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// The next 64 bits, left-aligned (at least 57 of them real when that many remain; zeros past the end).
-    #[inline]
+    #[inline(always)]
     fn peek(&self) -> u64 {
         let byte = self.pos >> 3;
         let word = match self.data.get(byte..byte + 8) {
@@ -126,7 +126,7 @@ impl<'a> BitReader<'a> {
         Some(self.read_bits(1)? == 1)
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_bits(&mut self, n: u32) -> Option<u64> {
         if n == 0 {
             return Some(0);
@@ -147,7 +147,7 @@ impl<'a> BitReader<'a> {
 
     /// Reads a bucketed signed number: `0` is zero; `10`, `110`, `1110` select the three buckets;
     /// `1111` means 64 bits. Prefix and value come from one 64-bit peek (every bucket fits in 57 bits).
-    #[inline]
+    #[inline(always)]
     fn read_bucketed(&mut self, buckets: &[u32; 3]) -> Option<i64> {
         let w = self.peek();
         let ones = w.leading_ones();
@@ -266,6 +266,26 @@ pub(crate) struct ChunkEncoder {
     leading: u8,
     trailing: u8,
     m: i64,
+    /// Decoder states every [`SEEK_EVERY`] samples, so that reads of the recent end of the head chunk
+    /// (the common case: alerts and dashboards) skip decoding its older samples. Dropped when the chunk
+    /// is closed.
+    seeks: Vec<SeekPoint>,
+}
+
+/// Samples between seek points of a head chunk.
+const SEEK_EVERY: u16 = 32;
+
+/// The decoder's state after reading `read` samples.
+#[derive(Debug, Clone, Copy)]
+struct SeekPoint {
+    read: u16,
+    bit: usize,
+    t: i64,
+    t_delta: i64,
+    v_bits: u64,
+    m: i64,
+    leading: u32,
+    trailing: u32,
 }
 
 impl ChunkEncoder {
@@ -289,6 +309,41 @@ impl ChunkEncoder {
         ChunkIter::new(&self.w.buf, self.count)
     }
 
+    /// An iterator that starts as late as the seek points allow while still yielding every sample at or
+    /// after `start`.
+    pub fn iter_from(&self, start: i64) -> ChunkIter<'_> {
+        let mut it = self.iter();
+        let i = self.seeks.partition_point(|sp| sp.t < start);
+        if let Some(sp) = i.checked_sub(1).and_then(|i| self.seeks.get(i)) {
+            it.r.pos = sp.bit;
+            it.read = sp.read;
+            it.t = sp.t;
+            it.t_delta = sp.t_delta;
+            it.v_bits = sp.v_bits;
+            it.m = sp.m;
+            it.leading = sp.leading;
+            it.trailing = sp.trailing;
+        }
+        it
+    }
+
+    fn mark_seek(&mut self) {
+        if self.count % SEEK_EVERY == 0 {
+            let stream_bits = (self.w.buf.len().saturating_sub(1)) * 8 - self.w.free as usize;
+            let unset = self.leading == u8::MAX;
+            self.seeks.push(SeekPoint {
+                read: self.count,
+                bit: stream_bits,
+                t: self.t,
+                t_delta: self.t_delta,
+                v_bits: self.v_bits,
+                m: self.m,
+                leading: if unset { 0 } else { u32::from(self.leading) },
+                trailing: if unset { 0 } else { u32::from(self.trailing) },
+            });
+        }
+    }
+
     /// Appends a sample; `t` must be greater than the last one (the caller checks order).
     pub fn append(&mut self, t: i64, v: f64) {
         if self.count == 0 {
@@ -297,11 +352,15 @@ impl ChunkEncoder {
         }
         if let Some(d) = self.scale {
             match to_decimal(v, d) {
-                Some(m) => self.append_decimal(t, m),
+                Some(m) => {
+                    self.append_decimal(t, m);
+                    self.mark_seek();
+                }
                 None => self.reencode(t, v),
             }
         } else {
             self.append_xor(t, v);
+            self.mark_seek();
         }
     }
 
@@ -393,6 +452,7 @@ impl ChunkEncoder {
                     Some(d) => self.append_decimal(s.t, to_decimal(s.v, d).unwrap_or_default()),
                     None => self.append_xor(s.t, s.v),
                 }
+                self.mark_seek();
             }
         }
     }
@@ -436,6 +496,7 @@ impl<'a> ChunkIter<'a> {
         }
     }
 
+    #[inline(always)]
     fn next_sample(&mut self) -> Option<Sample> {
         if self.read == 0 {
             self.t = self.r.read_bits(64)? as i64;
@@ -516,6 +577,12 @@ mod tests {
         for (a, b) in got.iter().zip(samples) {
             assert_eq!(a.t, b.t);
             assert_eq!(a.v.to_bits(), b.v.to_bits(), "value at {}", a.t);
+        }
+        for start in samples.iter().map(|s| s.t).step_by(7).chain([i64::MIN, i64::MAX]) {
+            let from: Vec<u64> =
+                enc.iter_from(start).filter(|s| s.t >= start).map(|s| s.v.to_bits()).collect();
+            let want: Vec<u64> = samples.iter().filter(|s| s.t >= start).map(|s| s.v.to_bits()).collect();
+            assert_eq!(from, want, "seeking to {start}");
         }
         let chunk = enc.clone().finish();
         assert_eq!(chunk.iter().count(), samples.len());

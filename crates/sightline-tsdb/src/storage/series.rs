@@ -212,7 +212,7 @@ impl SeriesData {
             extend_range(out, chunk.iter(), start, end);
         }
         if self.head.count() > 0 && self.head.max_t() >= start && self.head.min_t() <= end {
-            extend_range(out, self.head.iter(), start, end);
+            extend_range(out, self.head.iter_from(start), start, end);
         }
     }
 
