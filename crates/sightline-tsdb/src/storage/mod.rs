@@ -426,7 +426,7 @@ impl Db {
             .write(true)
             .open(&lock_path)
             .map_err(|e| io_err(&lock_path, e))?;
-        if let Err(e) = lock_file.try_lock() {
+        if let Err(e) = rustix::fs::flock(&lock_file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             return Err(StorageError::Other(format!(
                 "the data dir {} is in use by another process ({e}); stop it or choose another data dir",
                 dir.display()
