@@ -106,7 +106,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// The next 64 bits, left-aligned (at least 57 of them real when that many remain; zeros past the end).
-    #[inline]
+    #[inline(always)]
     fn peek(&self) -> u64 {
         let byte = self.pos >> 3;
         let word = match self.data.get(byte..byte + 8) {
@@ -126,7 +126,7 @@ impl<'a> BitReader<'a> {
         Some(self.read_bits(1)? == 1)
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_bits(&mut self, n: u32) -> Option<u64> {
         if n == 0 {
             return Some(0);
@@ -146,23 +146,36 @@ impl<'a> BitReader<'a> {
     }
 
     /// Reads a bucketed signed number: `0` is zero; `10`, `110`, `1110` select the three buckets;
-    /// `1111` means 64 bits.
-    #[inline]
+    /// `1111` means 64 bits. Prefix and value come from one 64-bit peek (every bucket fits in 57 bits).
+    #[inline(always)]
     fn read_bucketed(&mut self, buckets: &[u32; 3]) -> Option<i64> {
-        let ones = self.peek().leading_ones().min(4);
-        let prefix = (ones + 1).min(4) as usize;
-        if prefix > self.remaining() {
+        let w = self.peek();
+        let ones = w.leading_ones();
+        let (prefix, width) = match ones {
+            0 => {
+                if self.remaining() == 0 {
+                    return None;
+                }
+                self.pos += 1;
+                return Some(0);
+            }
+            1 => (2, buckets[0]),
+            2 => (3, buckets[1]),
+            3 => (4, buckets[2]),
+            _ => (4, 64),
+        };
+        if width == 64 {
+            if self.remaining() < 4 {
+                return None;
+            }
+            self.pos += 4;
+            return self.read_bits(64).map(|b| b as i64);
+        }
+        if (prefix + width) as usize > self.remaining() {
             return None;
         }
-        self.pos += prefix;
-        let width = match ones {
-            0 => return Some(0),
-            1 => buckets[0],
-            2 => buckets[1],
-            3 => buckets[2],
-            _ => 64,
-        };
-        let bits = self.read_bits(width)?;
+        let bits = (w << prefix) >> (64 - width);
+        self.pos += (prefix + width) as usize;
         Some(sign_extend(bits, width))
     }
 }
@@ -253,6 +266,26 @@ pub(crate) struct ChunkEncoder {
     leading: u8,
     trailing: u8,
     m: i64,
+    /// Decoder states every [`SEEK_EVERY`] samples, so that reads of the recent end of the head chunk
+    /// (the common case: alerts and dashboards) skip decoding its older samples. Dropped when the chunk
+    /// is closed.
+    seeks: Vec<SeekPoint>,
+}
+
+/// Samples between seek points of a head chunk.
+const SEEK_EVERY: u16 = 32;
+
+/// The decoder's state after reading `read` samples.
+#[derive(Debug, Clone, Copy)]
+struct SeekPoint {
+    read: u16,
+    bit: usize,
+    t: i64,
+    t_delta: i64,
+    v_bits: u64,
+    m: i64,
+    leading: u32,
+    trailing: u32,
 }
 
 impl ChunkEncoder {
@@ -276,6 +309,41 @@ impl ChunkEncoder {
         ChunkIter::new(&self.w.buf, self.count)
     }
 
+    /// An iterator that starts as late as the seek points allow while still yielding every sample at or
+    /// after `start`.
+    pub fn iter_from(&self, start: i64) -> ChunkIter<'_> {
+        let mut it = self.iter();
+        let i = self.seeks.partition_point(|sp| sp.t < start);
+        if let Some(sp) = i.checked_sub(1).and_then(|i| self.seeks.get(i)) {
+            it.r.pos = sp.bit;
+            it.read = sp.read;
+            it.t = sp.t;
+            it.t_delta = sp.t_delta;
+            it.v_bits = sp.v_bits;
+            it.m = sp.m;
+            it.leading = sp.leading;
+            it.trailing = sp.trailing;
+        }
+        it
+    }
+
+    fn mark_seek(&mut self) {
+        if self.count % SEEK_EVERY == 0 {
+            let stream_bits = (self.w.buf.len().saturating_sub(1)) * 8 - self.w.free as usize;
+            let unset = self.leading == u8::MAX;
+            self.seeks.push(SeekPoint {
+                read: self.count,
+                bit: stream_bits,
+                t: self.t,
+                t_delta: self.t_delta,
+                v_bits: self.v_bits,
+                m: self.m,
+                leading: if unset { 0 } else { u32::from(self.leading) },
+                trailing: if unset { 0 } else { u32::from(self.trailing) },
+            });
+        }
+    }
+
     /// Appends a sample; `t` must be greater than the last one (the caller checks order).
     pub fn append(&mut self, t: i64, v: f64) {
         if self.count == 0 {
@@ -284,11 +352,15 @@ impl ChunkEncoder {
         }
         if let Some(d) = self.scale {
             match to_decimal(v, d) {
-                Some(m) => self.append_decimal(t, m),
+                Some(m) => {
+                    self.append_decimal(t, m);
+                    self.mark_seek();
+                }
                 None => self.reencode(t, v),
             }
         } else {
             self.append_xor(t, v);
+            self.mark_seek();
         }
     }
 
@@ -380,6 +452,7 @@ impl ChunkEncoder {
                     Some(d) => self.append_decimal(s.t, to_decimal(s.v, d).unwrap_or_default()),
                     None => self.append_xor(s.t, s.v),
                 }
+                self.mark_seek();
             }
         }
     }
@@ -423,6 +496,7 @@ impl<'a> ChunkIter<'a> {
         }
     }
 
+    #[inline(always)]
     fn next_sample(&mut self) -> Option<Sample> {
         if self.read == 0 {
             self.t = self.r.read_bits(64)? as i64;
@@ -504,6 +578,12 @@ mod tests {
             assert_eq!(a.t, b.t);
             assert_eq!(a.v.to_bits(), b.v.to_bits(), "value at {}", a.t);
         }
+        for start in samples.iter().map(|s| s.t).step_by(7).chain([i64::MIN, i64::MAX]) {
+            let from: Vec<u64> =
+                enc.iter_from(start).filter(|s| s.t >= start).map(|s| s.v.to_bits()).collect();
+            let want: Vec<u64> = samples.iter().filter(|s| s.t >= start).map(|s| s.v.to_bits()).collect();
+            assert_eq!(from, want, "seeking to {start}");
+        }
         let chunk = enc.clone().finish();
         assert_eq!(chunk.iter().count(), samples.len());
         enc
@@ -559,6 +639,34 @@ mod tests {
             .map(|(i, &t)| Sample::new(t, if i % 2 == 0 { 1e15 } else { -1e15 }))
             .collect();
         roundtrip(&ints);
+    }
+
+    #[test]
+    fn pseudo_random_samples_round_trip() {
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..300u32 {
+            let mut t = (next() % 1_000_000) as i64 - 500_000;
+            let samples: Vec<Sample> = (0..120)
+                .map(|_| {
+                    t += (next() % (1u64 << (round % 40))) as i64 + 1;
+                    let v = match (next() % 5, round % 3) {
+                        (0, _) => f64::from_bits(next()),
+                        (1, 0) => (next() % 1000) as f64 / 100.0,
+                        (2, _) => (next() % 100_000) as f64,
+                        (3, _) => (next() as i64) as f64,
+                        _ => 42.0,
+                    };
+                    Sample::new(t, v)
+                })
+                .collect();
+            roundtrip(&samples);
+        }
     }
 
     #[test]

@@ -53,7 +53,7 @@
 //!
 //! | function | value |
 //! | --- | --- |
-//! | `rate`, `increase`, `irate`, `resets` | counter: values rebuilt from `inc` so that differences are the true increases and the newest point joins the raw data with its true value |
+//! | `rate`, `increase`, `irate`, `resets`, `changes` | counter: values rebuilt from `inc` so that differences are the true increases and the newest point joins the raw data with its true value |
 //! | `min_over_time` / `max_over_time` / `sum_over_time` | min / max / sum |
 //! | `count_over_time` | count (per point: a caller wanting the number of raw samples sums them) |
 //! | `avg_over_time`, `quantile_over_time`, `stddev_over_time`, `stdvar_over_time` | average (sum / count) |
@@ -381,6 +381,8 @@ pub struct Db {
     /// Serializes compaction and checkpoints.
     maintenance: Mutex<()>,
     closed: AtomicBool,
+    /// Holds an exclusive lock on `dir/LOCK` while the store is open, so two processes never share a dir.
+    lock_file: Option<fs::File>,
 }
 
 impl Db {
@@ -405,6 +407,7 @@ impl Db {
             wal: Mutex::new(wal),
             maintenance: Mutex::new(()),
             closed: AtomicBool::new(false),
+            lock_file: None,
         }
     }
 
@@ -416,7 +419,21 @@ impl Db {
         describe_metrics();
         let wal_dir = dir.join("wal");
         fs::create_dir_all(&wal_dir).map_err(|e| io_err(&wal_dir, e))?;
+        let lock_path = dir.join("LOCK");
+        let lock_file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_err(&lock_path, e))?;
+        if let Err(e) = rustix::fs::flock(&lock_file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            return Err(StorageError::Other(format!(
+                "the data dir {} is in use by another process ({e}); stop it or choose another data dir",
+                dir.display()
+            )));
+        }
         let mut db = Self::empty(options, Some(dir.to_owned()), None);
+        db.lock_file = Some(lock_file);
         let mut report = OpenReport::default();
 
         let boundary = db.load_checkpoint(dir, &mut report)?;
@@ -636,8 +653,14 @@ impl Db {
         out
     }
 
+    /// Handles for `ids`, taking each shard's lock once; grouped by shard, in id order within a shard.
     fn resolve(&self, ids: &[u64]) -> Vec<Arc<MemSeries>> {
-        ids.iter().filter_map(|&id| self.get_by_id(id)).collect()
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, shard) in self.by_id.iter().enumerate() {
+            let map = read(shard);
+            out.extend(ids.iter().filter(|&&id| id_shard(id) == i).filter_map(|id| map.get(id).cloned()));
+        }
+        out
     }
 
     /// Downsamples complete buckets, applies retention as of `now_ms` (milliseconds since the epoch) and
@@ -986,11 +1009,10 @@ impl Querier for Db {
         let pick = Pick::for_func(hints.func.as_deref());
         let mut out = Vec::with_capacity(ids.len());
         let mut samples: Vec<Sample> = Vec::new();
-        for id in ids {
-            let Some(series) = self.get_by_id(id) else { continue };
+        for series in self.resolve(&ids) {
             series.data().read(hints.start, hints.end, pick, &self.layout, &mut samples);
             if !samples.is_empty() {
-                out.push(Series { labels: series.labels.clone(), samples: samples.clone() });
+                out.push(Series { labels: series.labels.clone(), samples: samples.as_slice().to_vec() });
                 samples.clear();
             }
         }

@@ -57,7 +57,7 @@ impl Pick {
     /// The aggregate for the function a selection feeds; see the module docs of [`super`].
     pub fn for_func(func: Option<&str>) -> Self {
         match func {
-            Some("rate" | "increase" | "irate" | "resets" | "xrate" | "xincrease") => Self::Counter,
+            Some("rate" | "increase" | "irate" | "resets" | "changes") => Self::Counter,
             Some("min_over_time") => Self::Min,
             Some("max_over_time") => Self::Max,
             Some("sum_over_time") => Self::Sum,
@@ -212,7 +212,7 @@ impl SeriesData {
             extend_range(out, chunk.iter(), start, end);
         }
         if self.head.count() > 0 && self.head.max_t() >= start && self.head.min_t() <= end {
-            extend_range(out, self.head.iter(), start, end);
+            extend_range(out, self.head.iter_from(start), start, end);
         }
     }
 

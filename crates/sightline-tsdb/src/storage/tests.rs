@@ -290,6 +290,16 @@ fn only_segment(dir: &Path) -> PathBuf {
 }
 
 #[test]
+fn a_data_dir_is_used_by_one_store_at_a_time() {
+    let dir = TempDir::new("tsdb-lock");
+    let (db, _) = open(dir.path());
+    let err = Db::open(dir.path(), quiet_options()).expect_err("locked");
+    assert!(err.to_string().contains("in use by another process"), "{err}");
+    drop(db);
+    open(dir.path());
+}
+
+#[test]
 fn truncated_wal_keeps_the_readable_records() {
     let dir = TempDir::new("tsdb-wal-truncated");
     {
