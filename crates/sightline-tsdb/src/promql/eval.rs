@@ -219,6 +219,22 @@ pub(crate) fn dedupe_rows(rows: Vec<Row>) -> Result<Vec<Row>, QueryError> {
     Ok(out)
 }
 
+/// Removes the metric name from rows that have unique label sets. When every row has the same name (or
+/// none) the rows stay unique, so the duplicate check, which hashes every label set, is skipped.
+pub(crate) fn drop_metric_names(mut rows: Vec<Row>) -> Result<Vec<Row>, QueryError> {
+    let first = rows.first().and_then(|r| r.labels.metric_name().map(str::to_owned));
+    let uniform = rows.iter().all(|r| r.labels.metric_name() == first.as_deref());
+    for r in &mut rows {
+        r.labels.remove(METRIC_NAME);
+    }
+    if uniform {
+        rows.retain(|r| r.vals.iter().any(Option::is_some));
+        Ok(rows)
+    } else {
+        dedupe_rows(rows)
+    }
+}
+
 // === impl Evaluator ===
 
 impl Evaluator<'_> {
@@ -263,15 +279,13 @@ impl Evaluator<'_> {
             Expr::Paren(p) => self.eval(&p.expr, grid)?,
             Expr::Unary(u) => match self.eval(&u.expr, grid)? {
                 Val::Scalar(v) => Val::Scalar(v.into_iter().map(|x| -x).collect()),
-                Val::Vector(rows) => {
-                    let rows = rows
-                        .into_iter()
-                        .map(|r| Row {
-                            labels: r.labels.without_metric_name(),
-                            vals: r.vals.into_iter().map(|v| v.map(|x| -x)).collect(),
-                        })
-                        .collect();
-                    Val::Vector(dedupe_rows(rows)?)
+                Val::Vector(mut rows) => {
+                    for r in &mut rows {
+                        for v in r.vals.iter_mut().flatten() {
+                            *v = -*v;
+                        }
+                    }
+                    Val::Vector(drop_metric_names(rows)?)
                 }
                 other => {
                     return Err(bad_type(format!(

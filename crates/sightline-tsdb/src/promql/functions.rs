@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use promql_parser::parser::{Call, Expr};
 
 use crate::labels::{Labels, METRIC_NAME};
-use crate::promql::eval::{Evaluator, Grid, MatrixVal, Row, Val, bad_type, dedupe_rows, exec_err, unparen};
+use crate::promql::eval::{
+    Evaluator, Grid, MatrixVal, Row, Val, bad_type, dedupe_rows, drop_metric_names, exec_err, unparen,
+};
 use crate::promql::value::QueryError;
 use crate::sample::Sample;
 
@@ -39,17 +41,17 @@ impl Evaluator<'_> {
             | "last_over_time" | "first_over_time" | "present_over_time" | "stddev_over_time"
             | "stdvar_over_time" => {
                 let m = self.eval_matrix(arg(0)?, grid, Some(name))?;
-                self.range_function(name, &m, &[])
+                self.range_function(name, m, &[])
             }
             "predict_linear" => {
                 let m = self.eval_matrix(arg(0)?, grid, Some(name))?;
                 let s = self.eval_scalar(arg(1)?, grid)?;
-                self.range_function(name, &m, &s)
+                self.range_function(name, m, &s)
             }
             "quantile_over_time" => {
                 let q = self.eval_scalar(arg(0)?, grid)?;
                 let m = self.eval_matrix(arg(1)?, grid, Some(name))?;
-                self.range_function(name, &m, &q)
+                self.range_function(name, m, &q)
             }
             "absent_over_time" => {
                 let e = arg(0)?;
@@ -237,7 +239,7 @@ impl Evaluator<'_> {
 
     /// Applies a range function to every window of `m`. `param` is the scalar argument of
     /// `predict_linear` and `quantile_over_time`.
-    fn range_function(&mut self, name: &str, m: &MatrixVal, param: &[f64]) -> Result<Val, QueryError> {
+    fn range_function(&mut self, name: &str, m: MatrixVal, param: &[f64]) -> Result<Val, QueryError> {
         let steps = m.ends.len();
         let mut out: Vec<Vec<Option<f64>>> = vec![vec![None; steps]; m.series.len()];
         let range = m.range;
@@ -281,17 +283,13 @@ impl Evaluator<'_> {
                 _ => None,
             };
         })?;
-        let keep = keeps_metric_name(name);
-        let rows = m
-            .series
-            .iter()
-            .zip(out)
-            .map(|(s, vals)| Row {
-                labels: if keep { s.labels.clone() } else { s.labels.without_metric_name() },
-                vals,
-            })
-            .collect();
-        Ok(Val::Vector(dedupe_rows(rows)?))
+        let rows: Vec<Row> =
+            m.series.into_iter().zip(out).map(|(s, vals)| Row { labels: s.labels, vals }).collect();
+        if keeps_metric_name(name) {
+            Ok(Val::Vector(rows.into_iter().filter(|r| r.vals.iter().any(Option::is_some)).collect()))
+        } else {
+            Ok(Val::Vector(drop_metric_names(rows)?))
+        }
     }
 }
 
@@ -301,14 +299,18 @@ fn map_rows(
     keep_name: bool,
     f: impl Fn(f64, usize) -> Option<f64>,
 ) -> Result<Val, QueryError> {
-    let rows = rows
-        .into_iter()
-        .map(|r| Row {
-            labels: if keep_name { r.labels } else { r.labels.without_metric_name() },
-            vals: r.vals.iter().enumerate().map(|(i, v)| v.and_then(|v| f(v, i))).collect(),
-        })
-        .collect();
-    Ok(Val::Vector(dedupe_rows(rows)?))
+    let mut rows = rows;
+    for r in &mut rows {
+        for (i, v) in r.vals.iter_mut().enumerate() {
+            *v = v.and_then(|v| f(v, i));
+        }
+    }
+    if keep_name {
+        rows.retain(|r| r.vals.iter().any(Option::is_some));
+        Ok(Val::Vector(rows))
+    } else {
+        Ok(Val::Vector(drop_metric_names(rows)?))
+    }
 }
 
 fn string_arg(e: &Expr) -> Result<&str, QueryError> {
