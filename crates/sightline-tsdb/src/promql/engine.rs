@@ -74,7 +74,17 @@ impl Engine {
     pub fn parse(query: &str) -> Result<Expr, QueryError> {
         promql_parser::parser::parse(query).map_err(|message| {
             let position = error_position(query, &message);
-            QueryError::BadData { message: format!("invalid parameter \"query\": {message}"), position }
+            let message = match position {
+                // Prometheus's form: `line:column: parse error: ...`, both 1-based.
+                Some(pos) => {
+                    let before = &query[..pos];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    format!("{line}:{column}: parse error: {message}")
+                }
+                None => format!("parse error: {message}"),
+            };
+            QueryError::BadData { message, position }
         })
     }
 

@@ -255,6 +255,14 @@ impl Evaluator<'_> {
         Ok(())
     }
 
+    /// Fails before allocating a dense `rows x steps` result that could never fit the limit.
+    pub fn check_dense(&self, rows: usize, steps: usize, stage: &'static str) -> Result<(), QueryError> {
+        if rows.saturating_mul(steps) > self.max_samples {
+            return Err(QueryError::TooManySamples { stage, limit: self.max_samples });
+        }
+        Ok(())
+    }
+
     /// Gives back `n` samples that are no longer held.
     pub fn release(&mut self, n: usize) {
         self.current_samples = self.current_samples.saturating_sub(n);
@@ -412,9 +420,13 @@ impl Evaluator<'_> {
             range: 0,
         };
         let series = self.select(vs, &hints)?;
+        self.check_dense(series.len(), ends.len(), "instant vector selection")?;
         let held: usize = series.iter().map(|s| s.samples.len()).sum();
         let mut rows = Vec::with_capacity(series.len());
-        for s in series {
+        for (n, s) in series.into_iter().enumerate() {
+            if n % 1024 == 1023 {
+                self.check_deadline("instant vector selection")?;
+            }
             let mut vals = vec![None; ends.len()];
             let mut j = 0usize;
             let mut any = false;
@@ -487,6 +499,7 @@ impl Evaluator<'_> {
             start += step;
         }
         let inner_grid = Grid::new(start, last, step);
+        self.check_dense(1, inner_grid.len, "subquery evaluation")?;
         let rows = if inner_grid.len == 0 {
             Vec::new()
         } else {

@@ -241,6 +241,7 @@ impl Evaluator<'_> {
     /// `predict_linear` and `quantile_over_time`.
     fn range_function(&mut self, name: &str, m: MatrixVal, param: &[f64]) -> Result<Val, QueryError> {
         let steps = m.ends.len();
+        self.check_dense(m.series.len(), steps, "range function evaluation")?;
         let mut out: Vec<Vec<Option<f64>>> = vec![vec![None; steps]; m.series.len()];
         let range = m.range;
         m.for_each_window(self.deadline, |si, i, w| {

@@ -549,8 +549,9 @@ fn parse_errors_are_bad_data() {
     let err = instant_err(&store, "sum(", 0);
     assert_eq!(err.error_type(), "bad_data");
     let err = instant_err(&store, "foo{a=\"b\"} $ 2", 0);
-    let QueryError::BadData { position, .. } = err else { panic!("bad data expected") };
+    let QueryError::BadData { position, message } = err else { panic!("bad data expected") };
     assert_eq!(position, Some(11));
+    assert!(message.starts_with("1:12: parse error: "), "{message}");
     assert!(Engine::parse("rate(x[5m])").is_ok());
     let err = instant_err(&store, "rate(x)", 0);
     assert_eq!(err.error_type(), "bad_data");
@@ -562,6 +563,10 @@ fn limits_stop_queries() {
     let tight = Engine::new(EngineOptions { max_samples: 5, ..EngineOptions::default() });
     let err = tight.instant_query(&store, "http_requests[10m]", 10 * MIN).expect_err("too many samples");
     assert!(matches!(err, QueryError::TooManySamples { .. }), "{err}");
+    // A subquery whose grid alone exceeds the limit fails before anything is allocated for it.
+    let err =
+        tight.instant_query(&store, "max_over_time(vector(1)[1h:1s])", 10 * MIN).expect_err("subquery grid");
+    assert!(matches!(err, QueryError::TooManySamples { stage: "subquery evaluation", .. }), "{err}");
     let timed_out = Engine::new(EngineOptions { timeout: Duration::ZERO, ..EngineOptions::default() });
     let err = timed_out.instant_query(&store, "http_requests", 0).expect_err("timeout");
     assert_eq!(err.error_type(), "timeout");
