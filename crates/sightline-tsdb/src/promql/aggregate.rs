@@ -237,11 +237,15 @@ fn top_k(
     let mut cand: Vec<(f64, usize)> = Vec::new();
     for i in 0..steps {
         let ki = k[i];
+        // The messages are Prometheus's.
         if ki.is_nan() {
-            return Err(exec_err("Parameter value is NaN; topk and bottomk need a number"));
+            return Err(exec_err("Parameter value is NaN"));
         }
-        if ki >= 9.223_372_036_854_775e18 {
-            return Err(exec_err(format!("Scalar value {ki} overflows int64")));
+        if ki <= i64::MIN as f64 {
+            return Err(exec_err(format!("Scalar value {ki:e} underflows int64")));
+        }
+        if ki >= i64::MAX as f64 {
+            return Err(exec_err(format!("Scalar value {ki:e} overflows int64")));
         }
         if ki < 1.0 {
             continue;

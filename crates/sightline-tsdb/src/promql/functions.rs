@@ -392,19 +392,20 @@ fn absent_labels(e: &Expr) -> Labels {
         Expr::MatrixSelector(ms) => &ms.vs.matchers,
         _ => return Labels::empty(),
     };
+    // As Prometheus: the first equality matcher of a name sets it, any other matcher of that name unsets
+    // it, and a later equality matcher of a name only a non-equality matcher had unset sets it again.
     let mut out = Labels::empty();
-    let mut seen: Vec<&str> = Vec::new();
+    let mut has: Vec<&str> = Vec::new();
     for m in &matchers.matchers {
         if m.name == METRIC_NAME {
             continue;
         }
-        let first = !seen.contains(&m.name.as_str());
-        if matches!(m.op, promql_parser::label::MatchOp::Equal) && first {
+        if matches!(m.op, promql_parser::label::MatchOp::Equal) && !has.contains(&m.name.as_str()) {
             out.set(&m.name, m.value.clone());
+            has.push(m.name.as_str());
         } else {
             out.remove(&m.name);
         }
-        seen.push(m.name.as_str());
     }
     out
 }

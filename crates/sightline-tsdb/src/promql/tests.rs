@@ -247,6 +247,7 @@ fn instant_functions() {
     assert_eq!(instant(&store, "vector(2)", t), ["{} => 2"]);
     assert_eq!(instant(&store, "absent(m)", t), Vec::<String>::new());
     assert_eq!(instant(&store, r#"absent(nope{a="1", b=~"x", c="2", c="3"})"#, t), [r#"{a="1"} => 1"#]);
+    assert_eq!(instant(&store, r#"absent(nope{d=~"x", d="y"})"#, t), [r#"{d="y"} => 1"#]);
     assert_eq!(instant(&store, "year(t)", t), [r#"{k="a"} => 2024"#]);
     assert_eq!(instant(&store, "month(t)", t), [r#"{k="a"} => 2"#]);
     assert_eq!(instant(&store, "day_of_month(t)", t), [r#"{k="a"} => 29"#]);
@@ -466,6 +467,9 @@ fn nan_and_infinities() {
     assert_eq!(instant(&store, "sum(v)", 0), ["{} => NaN"]);
     assert_eq!(instant(&store, "v == v", 0), [r#"v{k="inf"} => inf"#, r#"v{k="one"} => 1"#]);
     assert_eq!(instant(&store, "topk(1, v)", 0), [r#"v{k="inf"} => inf"#]);
+    assert_eq!(instant_err(&store, "topk(scalar(v{k=\"nan\"}), v)", 0).to_string(), "Parameter value is NaN");
+    assert!(instant_err(&store, "topk(1e300, v)", 0).to_string().ends_with("overflows int64"));
+    assert_eq!(instant(&store, "topk(0, v)", 0), Vec::<String>::new());
     assert_eq!(instant(&store, "bottomk(1, v)", 0), [r#"v{k="one"} => 1"#]);
     assert_eq!(
         instant(&store, r#"count_values("x", v)"#, 0),
