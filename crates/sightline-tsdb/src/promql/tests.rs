@@ -818,3 +818,77 @@ fn range_queries_agree_with_instant_queries() {
         }
     }
 }
+
+#[test]
+fn staleness_in_range_selectors_and_negative_offsets() {
+    let store = load(&[("c", "0 10 20 stale 30 40")], MIN);
+    // The marker is dropped from the window: the five real samples remain.
+    assert_eq!(instant(&store, "count_over_time(c[10m])", 5 * MIN + 30_000), ["{} => 5"]);
+    assert_eq!(instant(&store, "c[10m]", 5 * MIN), ["c => [0@0 10@60000 20@120000 30@240000 40@300000]"]);
+    assert_eq!(instant(&store, "c offset -2m", 2 * MIN + 30_000), ["c => 30"]);
+    // Right after the marker the series is gone for instant selectors.
+    assert_eq!(instant(&store, "c", 3 * MIN + 30_000), Vec::<String>::new());
+}
+
+#[test]
+fn more_matching_and_set_cases() {
+    let store = load(
+        &[
+            (r#"a{job="x", i="1"}"#, "1"),
+            (r#"a{job="x", i="2"}"#, "2"),
+            (r#"b{job="x"}"#, "10"),
+            (r#"b{job="y"}"#, "20"),
+        ],
+        MIN,
+    );
+    // group_right puts the "one" side on the left; duplicates there are reported as such.
+    let e = instant_err(&store, "a + on (job) group_right b", 0);
+    assert!(e.to_string().contains("on the left hand-side of the operation"), "{e}");
+    assert_eq!(instant(&store, "b or on (job) a", 0), [r#"b{job="x"} => 10"#, r#"b{job="y"} => 20"#]);
+    assert_eq!(
+        instant(&store, "a or on (job) b", 0),
+        [r#"a{i="1", job="x"} => 1"#, r#"a{i="2", job="x"} => 2"#, r#"b{job="y"} => 20"#]
+    );
+    assert_eq!(instant(&store, "b unless on (job) a", 0), [r#"b{job="y"} => 20"#]);
+    assert_eq!(
+        instant(&store, "a - on (job) group_left b", 0),
+        [r#"{i="1", job="x"} => -9"#, r#"{i="2", job="x"} => -8"#]
+    );
+    // Comparisons keep the left side's name; `bool` drops it.
+    assert_eq!(instant(&store, "a >= on (job) group_left b / 5", 0), [r#"a{i="2", job="x"} => 2"#]);
+    assert_eq!(instant(&store, r#""text""#, 0), ["string => text"]);
+}
+
+#[test]
+fn unsupported_and_invalid_calls_are_errors() {
+    let store = counters();
+    let e = instant_err(&store, "double_exponential_smoothing(gauge[5m], 0.5, 0.5)", 0);
+    assert_eq!(e.error_type(), "bad_data");
+    assert!(e.to_string().contains("experimental"), "{e}");
+    let e = instant_err(&store, r#"count_values("", gauge)"#, 0);
+    assert_eq!(e.to_string(), "invalid label name \"\"");
+    let e = instant_err(&store, r#"label_join(gauge, "", "-", "job")"#, 0);
+    assert!(e.to_string().starts_with("invalid destination label name"), "{e}");
+}
+
+#[test]
+fn absent_in_range_queries_fills_gaps() {
+    let store = load(&[(r#"x{job="a"}"#, "1 _ _ _ _ _ _ _ _ _ 1")], MIN);
+    let Value::Matrix(m) =
+        engine().range_query(&store, r#"absent(x{job="a"})"#, 0, 10 * MIN, MIN).expect("range")
+    else {
+        panic!("matrix expected");
+    };
+    // The sample at 0 covers 0..4 m (the lookback is left-open, so 5 m is already absent) and the one at
+    // 10 m covers 10 m.
+    let ts: Vec<i64> = m[0].samples.iter().map(|s| s.t / MIN).collect();
+    assert_eq!(ts, [5, 6, 7, 8, 9]);
+    assert_eq!(m[0].labels.to_string(), r#"{job="a"}"#);
+}
+
+#[test]
+fn nested_subqueries() {
+    let store = load(&[("c", "0+1x60")], MIN);
+    // The inner subquery is evaluated on the outer subquery's grid, each at multiples of its own step.
+    assert_eq!(instant(&store, "max_over_time(sum_over_time(c[3m:1m])[10m:5m])", 30 * MIN), ["{} => 87"]);
+}
