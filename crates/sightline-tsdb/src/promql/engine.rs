@@ -154,7 +154,7 @@ impl Engine {
         if end < start {
             return Err(bad("invalid parameter \"end\": end timestamp must not be before start time"));
         }
-        if (end - start) / step >= MAX_POINTS_PER_SERIES {
+        if end.saturating_sub(start) / step >= MAX_POINTS_PER_SERIES {
             return Err(bad(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
             ));

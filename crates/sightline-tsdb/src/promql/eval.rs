@@ -31,12 +31,14 @@ impl Grid {
     /// A grid from `start` to `end` inclusive.
     pub fn new(start: i64, end: i64, step: i64) -> Self {
         let step = step.max(1);
-        let len = if end < start { 0 } else { usize::try_from((end - start) / step).unwrap_or(0) + 1 };
+        let len =
+            if end < start { 0 } else { usize::try_from(end.saturating_sub(start) / step).unwrap_or(0) + 1 };
         Self { start, step, len }
     }
 
     pub fn t(&self, i: usize) -> i64 {
-        self.start + self.step * i as i64
+        // Timestamps come from the query, so the arithmetic saturates instead of overflowing.
+        self.start.saturating_add(self.step.saturating_mul(i as i64))
     }
 
     /// Whether this grid has one step (an instant evaluation).
@@ -85,7 +87,7 @@ impl MatrixVal {
             }
             let (mut lo, mut hi) = (0usize, 0usize);
             for (i, &end) in self.ends.iter().enumerate() {
-                let start = end - self.range;
+                let start = end.saturating_sub(self.range);
                 while lo < s.samples.len() && s.samples[lo].t <= start {
                     lo += 1;
                 }
@@ -359,8 +361,8 @@ impl Evaluator<'_> {
     pub fn effective_times(&self, grid: Grid, at: &Option<AtModifier>, offset: &Option<Offset>) -> Vec<i64> {
         let off = offset_ms(offset);
         match self.at_time(at) {
-            Some(t) => vec![t - off; grid.len],
-            None => (0..grid.len).map(|i| grid.t(i) - off).collect(),
+            Some(t) => vec![t.saturating_sub(off); grid.len],
+            None => (0..grid.len).map(|i| grid.t(i).saturating_sub(off)).collect(),
         }
     }
 
@@ -413,7 +415,7 @@ impl Evaluator<'_> {
             return Ok(Vec::new());
         };
         let hints = SelectHints {
-            start: first - self.lookback + 1,
+            start: first.saturating_sub(self.lookback).saturating_add(1),
             end: last,
             step: if grid.is_instant() { 0 } else { grid.step },
             func: func.map(str::to_owned),
@@ -438,7 +440,7 @@ impl Evaluator<'_> {
                     continue;
                 }
                 let smp = s.samples[j - 1];
-                if smp.t > end - self.lookback && !is_stale(smp.v) {
+                if smp.t > end.saturating_sub(self.lookback) && !is_stale(smp.v) {
                     vals[i] = Some(if timestamps { smp.t as f64 / 1000.0 } else { smp.v });
                     any = true;
                 }
@@ -467,7 +469,7 @@ impl Evaluator<'_> {
             return Ok(MatrixVal { series: Vec::new(), range, ends });
         };
         let hints = SelectHints {
-            start: first - range + 1,
+            start: first.saturating_sub(range).saturating_add(1),
             end: last,
             step: if grid.is_instant() { 0 } else { grid.step },
             func: func.map(str::to_owned),
@@ -493,10 +495,10 @@ impl Evaluator<'_> {
             return Ok(MatrixVal { series: Vec::new(), range, ends });
         };
         // The first multiple of the step inside the first window, which is left-open.
-        let lower = first - range;
-        let mut start = lower.div_euclid(step) * step;
+        let lower = first.saturating_sub(range);
+        let mut start = lower.div_euclid(step).saturating_mul(step);
         if start <= lower {
-            start += step;
+            start = start.saturating_add(step);
         }
         let inner_grid = Grid::new(start, last, step);
         self.check_dense(1, inner_grid.len, "subquery evaluation")?;

@@ -247,9 +247,9 @@ impl Evaluator<'_> {
         m.for_each_window(self.deadline, |si, i, w| {
             let end = m.ends[i];
             out[si][i] = match name {
-                "rate" => extrapolated_rate(w, end - range, end, true, true),
-                "increase" => extrapolated_rate(w, end - range, end, true, false),
-                "delta" => extrapolated_rate(w, end - range, end, false, false),
+                "rate" => extrapolated_rate(w, end.saturating_sub(range), end, true, true),
+                "increase" => extrapolated_rate(w, end.saturating_sub(range), end, true, false),
+                "delta" => extrapolated_rate(w, end.saturating_sub(range), end, false, false),
                 "irate" => instant_delta(w, true),
                 "idelta" => instant_delta(w, false),
                 "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),

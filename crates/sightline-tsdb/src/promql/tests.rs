@@ -892,3 +892,21 @@ fn nested_subqueries() {
     // The inner subquery is evaluated on the outer subquery's grid, each at multiples of its own step.
     assert_eq!(instant(&store, "max_over_time(sum_over_time(c[3m:1m])[10m:5m])", 30 * MIN), ["{} => 87"]);
 }
+
+#[test]
+fn extreme_timestamps_do_not_panic() {
+    let store = counters();
+    for t in [i64::MIN, i64::MIN + 1, -1, i64::MAX - 1, i64::MAX] {
+        for q in [
+            "rate(http_requests[5m])",
+            "max_over_time(http_requests[5m:1m] offset -1m)",
+            "http_requests @ end()",
+            "time()",
+        ] {
+            // Any result or error is fine; a panic is not.
+            let _ = engine().instant_query(&store, q, t);
+        }
+    }
+    let _ = engine().range_query(&store, "http_requests", i64::MIN, i64::MAX, i64::MAX);
+    let _ = engine().range_query(&store, "http_requests", i64::MAX - 10, i64::MAX, 1);
+}
