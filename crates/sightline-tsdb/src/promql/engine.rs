@@ -1,10 +1,18 @@
-//! Evaluation. (Being written: this placeholder only fixes the public signatures the rest of the crate
-//! builds against; it must be replaced before the crate is released.)
+//! The engine's entry points: parsing, instant and range queries, limits, and turning evaluated nodes into
+//! API values.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::promql::value::{QueryError, Value};
-use crate::traits::Querier;
+use promql_parser::parser::token::{T_BOTTOMK, T_TOPK};
+use promql_parser::parser::{Expr, value::ValueType};
+
+use crate::promql::eval::{Evaluator, Grid, Val, dur_ms, unparen};
+use crate::promql::value::{InstantSample, QueryError, Value};
+use crate::sample::Sample;
+use crate::traits::{Querier, Series};
+
+/// Prometheus's cap on the points of one series in a range query.
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
 /// Engine limits and defaults.
 #[derive(Clone, Debug)]
@@ -28,40 +36,215 @@ impl Default for EngineOptions {
 }
 
 /// Evaluates PromQL.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Engine {
     options: EngineOptions,
+    /// The step of subqueries that give none (Prometheus: the global evaluation interval).
+    default_subquery_step: Duration,
 }
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new(EngineOptions::default())
+    }
+}
+
+// === impl Engine ===
 
 impl Engine {
     pub fn new(options: EngineOptions) -> Self {
-        Self { options }
+        Self { options, default_subquery_step: Duration::from_secs(60) }
+    }
+
+    /// Sets the step of subqueries written without one (`x[5m:]`); Prometheus uses the global evaluation
+    /// interval, 1 m by default.
+    pub fn with_default_subquery_step(mut self, step: Duration) -> Self {
+        if !step.is_zero() {
+            self.default_subquery_step = step;
+        }
+        self
     }
 
     pub fn options(&self) -> &EngineOptions {
         &self.options
     }
 
+    /// Parses and type-checks a query. Errors are [`QueryError::BadData`] with a byte position when one can
+    /// be found.
+    pub fn parse(query: &str) -> Result<Expr, QueryError> {
+        promql_parser::parser::parse(query).map_err(|message| {
+            let position = error_position(query, &message);
+            QueryError::BadData { message: format!("invalid parameter \"query\": {message}"), position }
+        })
+    }
+
     /// Evaluates `query` at `time` (milliseconds).
-    pub fn instant_query(
+    pub fn instant_query(&self, querier: &dyn Querier, query: &str, time: i64) -> Result<Value, QueryError> {
+        let expr = Self::parse(query)?;
+        self.instant_query_expr(querier, &expr, time)
+    }
+
+    /// Evaluates a parsed expression at `time` (milliseconds); rule evaluation parses once and calls this.
+    pub fn instant_query_expr(
         &self,
-        _querier: &dyn Querier,
-        _query: &str,
-        _time: i64,
+        querier: &dyn Querier,
+        expr: &Expr,
+        time: i64,
     ) -> Result<Value, QueryError> {
-        Err(QueryError::Execution("the PromQL engine is not built yet".into()))
+        let mut ev = self.evaluator(querier, time, time);
+        let grid = Grid::new(time, time, 1);
+        let val = ev.eval(expr, grid)?;
+        Ok(match val {
+            Val::Scalar(v) => Value::Scalar { t: time, v: v.first().copied().unwrap_or(f64::NAN) },
+            Val::Str(s) => Value::String { t: time, v: s },
+            Val::Vector(rows) => {
+                let mut out: Vec<InstantSample> = rows
+                    .into_iter()
+                    .filter_map(|r| {
+                        let v = r.vals.first().copied().flatten()?;
+                        Some(InstantSample { labels: r.labels, t: time, v })
+                    })
+                    .collect();
+                sort_instant(expr, &mut out);
+                Value::Vector(out)
+            }
+            Val::Matrix(m) => {
+                let end = m.ends.first().copied().unwrap_or(time);
+                let start = end - m.range;
+                let mut series: Vec<Series> = m
+                    .series
+                    .into_iter()
+                    .filter_map(|mut s| {
+                        s.samples.retain(|x| x.t > start && x.t <= end);
+                        (!s.samples.is_empty()).then_some(s)
+                    })
+                    .collect();
+                series.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Value::Matrix(series)
+            }
+        })
     }
 
     /// Evaluates `query` at every `step` from `start` to `end` (milliseconds, inclusive); the result is a
-    /// [`Value::Matrix`].
+    /// [`Value::Matrix`] sorted by labels.
     pub fn range_query(
         &self,
-        _querier: &dyn Querier,
-        _query: &str,
-        _start: i64,
-        _end: i64,
-        _step: i64,
+        querier: &dyn Querier,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
     ) -> Result<Value, QueryError> {
-        Err(QueryError::Execution("the PromQL engine is not built yet".into()))
+        let bad = |message: &str| QueryError::BadData { message: message.to_owned(), position: None };
+        if step <= 0 {
+            return Err(bad(
+                "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+            ));
+        }
+        if end < start {
+            return Err(bad("invalid parameter \"end\": end timestamp must not be before start time"));
+        }
+        if (end - start) / step >= MAX_POINTS_PER_SERIES {
+            return Err(bad(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+            ));
+        }
+        let expr = Self::parse(query)?;
+        match expr.value_type() {
+            ValueType::Scalar | ValueType::Vector => {}
+            other => {
+                return Err(bad(&format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    match other {
+                        ValueType::Matrix => "range vector",
+                        _ => "string",
+                    }
+                )));
+            }
+        }
+        let mut ev = self.evaluator(querier, start, end);
+        let grid = Grid::new(start, end, step);
+        let val = ev.eval(&expr, grid)?;
+        let mut series: Vec<Series> = match val {
+            Val::Scalar(v) => vec![Series {
+                labels: crate::labels::Labels::empty(),
+                samples: v.iter().enumerate().map(|(i, v)| Sample::new(grid.t(i), *v)).collect(),
+            }],
+            Val::Vector(rows) => rows
+                .into_iter()
+                .map(|r| Series {
+                    labels: r.labels,
+                    samples: r
+                        .vals
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, v)| v.map(|v| Sample::new(grid.t(i), v)))
+                        .collect(),
+                })
+                .filter(|s| !s.samples.is_empty())
+                .collect(),
+            other => {
+                return Err(bad(&format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    other.type_name()
+                )));
+            }
+        };
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(Value::Matrix(series))
     }
+
+    fn evaluator<'a>(&self, querier: &'a dyn Querier, start: i64, end: i64) -> Evaluator<'a> {
+        let now = Instant::now();
+        Evaluator {
+            querier,
+            lookback: dur_ms(&self.options.lookback_delta).max(1),
+            deadline: now
+                .checked_add(self.options.timeout)
+                .unwrap_or(now + Duration::from_secs(86_400 * 365)),
+            max_samples: self.options.max_samples,
+            current_samples: 0,
+            query_start: start,
+            query_end: end,
+            default_step: dur_ms(&self.default_subquery_step).max(1),
+        }
+    }
+}
+
+/// Orders an instant vector: by value for `sort` / `sort_desc`, as evaluated for `topk` / `bottomk`
+/// (best first per group), otherwise by labels so results are stable.
+fn sort_instant(expr: &Expr, out: &mut [InstantSample]) {
+    let by_value = |a: &InstantSample, b: &InstantSample| match (a.v.is_nan(), b.v.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => a.v.total_cmp(&b.v),
+    };
+    match unparen(expr) {
+        Expr::Call(c) if c.func.name == "sort" => out.sort_by(by_value),
+        Expr::Call(c) if c.func.name == "sort_desc" => {
+            out.sort_by(|a, b| if a.v.is_nan() || b.v.is_nan() { by_value(a, b) } else { by_value(b, a) })
+        }
+        Expr::Aggregate(a) if matches!(a.op.id(), T_TOPK | T_BOTTOMK) => {}
+        _ => out.sort_by(|a, b| a.labels.cmp(&b.labels)),
+    }
+}
+
+/// Finds a byte position for a parser message. The parser reports none, so this looks for the quoted
+/// offending text in the query, which most lexer and parser messages name; `None` when there is none.
+fn error_position(query: &str, message: &str) -> Option<usize> {
+    let quoted = ['\'', '"', '`'].iter().find_map(|q| {
+        let start = message.find(*q)? + 1;
+        let len = message[start..].find(*q)?;
+        Some(&message[start..start + len])
+    });
+    if let Some(text) = quoted.filter(|t| !t.is_empty() && *t != query) {
+        if let Some(pos) = query.find(text) {
+            return Some(pos);
+        }
+    }
+    if message.contains("unclosed left parenthesis") || message.contains("end of input") {
+        return Some(query.len());
+    }
+    None
 }

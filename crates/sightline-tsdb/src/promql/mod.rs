@@ -1,9 +1,19 @@
 //! The PromQL engine: queries parsed by the `promql-parser` crate and evaluated here over a
 //! [`crate::Querier`], with Prometheus 3.x semantics (left-open range selectors, a 5 minute lookback,
 //! staleness markers).
+//!
+//! Modules: [`engine`](Engine) holds the entry points and limits, `eval` the evaluator and selectors,
+//! `functions`, `aggregate` and `binary` the operators.
 
+mod aggregate;
+mod binary;
 mod engine;
+mod eval;
+mod functions;
 mod value;
 
-pub use engine::{Engine, EngineOptions};
+#[cfg(test)]
+mod tests;
+
+pub use engine::{Engine, EngineOptions, MAX_POINTS_PER_SERIES};
 pub use value::{InstantSample, QueryError, Value};

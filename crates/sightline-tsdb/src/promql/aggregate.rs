@@ -1,0 +1,274 @@
+//! Aggregation operators (`sum`, `avg`, `topk`, `count_values`, ...) with `by` / `without`. Output label
+//! sets are computed once per group; accumulators run per group and step.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::token::{
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM,
+    T_TOPK,
+};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+
+use crate::labels::{Labels, METRIC_NAME};
+use crate::promql::eval::{Evaluator, Grid, Row, Val, bad_type, exec_err, unparen};
+use crate::promql::functions::{MeanAcc, kahan_inc, quantile};
+use crate::promql::value::QueryError;
+
+/// Formats a float as Go's `strconv.FormatFloat(v, 'f', -1, 64)`, which `count_values` uses for its label.
+pub(crate) fn format_go_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_owned()
+    } else if v == f64::INFINITY {
+        "+Inf".to_owned()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".to_owned()
+    } else {
+        // Rust's `Display` for floats is the shortest round-trip form without an exponent, as Go's 'f', -1.
+        format!("{v}")
+    }
+}
+
+/// The output labels of a group.
+fn group_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    match modifier {
+        None => Labels::empty(),
+        Some(LabelModifier::Include(by)) => labels.keep(&by.labels),
+        Some(LabelModifier::Exclude(without)) => {
+            let mut names: Vec<&str> = without.labels.iter().map(String::as_str).collect();
+            names.push(METRIC_NAME);
+            labels.drop_names(&names)
+        }
+    }
+}
+
+/// Per-step accumulator of the simple aggregations.
+#[derive(Clone, Copy, Debug, Default)]
+struct Acc {
+    count: f64,
+    value: f64,
+    c: f64,
+    mean: MeanAcc,
+}
+
+// === impl Evaluator ===
+
+impl Evaluator<'_> {
+    pub fn eval_aggregate(&mut self, agg: &AggregateExpr, grid: Grid) -> Result<Val, QueryError> {
+        let op = agg.op.id();
+        let param_scalar = if matches!(op, T_TOPK | T_BOTTOMK | T_QUANTILE) {
+            let p = agg.param.as_ref().ok_or_else(|| bad_type("aggregation is missing its parameter"))?;
+            Some(self.eval_scalar(p, grid)?)
+        } else {
+            None
+        };
+        let count_label = if op == T_COUNT_VALUES {
+            let p =
+                agg.param.as_ref().ok_or_else(|| bad_type("count_values is missing its label parameter"))?;
+            match unparen(p) {
+                Expr::StringLiteral(s) => Some(s.val.clone()),
+                _ => return Err(bad_type("count_values expects a string label name")),
+            }
+        } else {
+            None
+        };
+        let rows = self.eval_vector(&agg.expr, grid)?;
+        self.check_deadline("aggregation")?;
+
+        // Group the input once; the group's labels are built once.
+        let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for (ri, r) in rows.iter().enumerate() {
+            let key = group_labels(&r.labels, &agg.modifier);
+            match index.get(&key) {
+                Some(&gi) => groups[gi].1.push(ri),
+                None => {
+                    index.insert(key.clone(), groups.len());
+                    groups.push((key, vec![ri]));
+                }
+            }
+        }
+        let steps = grid.len;
+        match op {
+            T_TOPK | T_BOTTOMK => {
+                let k = param_scalar.unwrap_or_default();
+                Ok(Val::Vector(top_k(rows, &groups, &k, op == T_TOPK, steps)?))
+            }
+            T_COUNT_VALUES => {
+                let label = count_label.unwrap_or_default();
+                if label.is_empty() {
+                    return Err(exec_err(format!("invalid label name {label:?}")));
+                }
+                let mut out: Vec<Row> = Vec::new();
+                let mut out_index: HashMap<(usize, String), usize> = HashMap::new();
+                for (gi, (labels, members)) in groups.iter().enumerate() {
+                    for &ri in members {
+                        for (i, v) in rows[ri].vals.iter().enumerate() {
+                            let Some(v) = v else { continue };
+                            let key = (gi, format_go_float(*v));
+                            let oi = match out_index.get(&key) {
+                                Some(&oi) => oi,
+                                None => {
+                                    let mut l = labels.clone();
+                                    l.set(&label, key.1.clone());
+                                    out.push(Row { labels: l, vals: vec![None; steps] });
+                                    out_index.insert(key, out.len() - 1);
+                                    out.len() - 1
+                                }
+                            };
+                            let slot = &mut out[oi].vals[i];
+                            *slot = Some(slot.unwrap_or(0.0) + 1.0);
+                        }
+                    }
+                }
+                Ok(Val::Vector(out))
+            }
+            T_QUANTILE => {
+                let q = param_scalar.unwrap_or_default();
+                let mut out = Vec::with_capacity(groups.len());
+                let mut buf: Vec<f64> = Vec::new();
+                for (labels, members) in groups {
+                    let mut vals = vec![None; steps];
+                    for (i, slot) in vals.iter_mut().enumerate() {
+                        buf.clear();
+                        buf.extend(members.iter().filter_map(|&ri| rows[ri].vals[i]));
+                        if !buf.is_empty() {
+                            *slot = Some(quantile(q[i], &mut buf));
+                        }
+                    }
+                    out.push(Row { labels, vals });
+                }
+                Ok(Val::Vector(out))
+            }
+            T_SUM | T_AVG | T_COUNT | T_GROUP | T_MIN | T_MAX | T_STDDEV | T_STDVAR => {
+                let mut out = Vec::with_capacity(groups.len());
+                let mut accs: Vec<Acc> = Vec::new();
+                for (labels, members) in groups {
+                    accs.clear();
+                    accs.resize(steps, Acc::default());
+                    for &ri in &members {
+                        for (acc, v) in accs.iter_mut().zip(&rows[ri].vals) {
+                            if let Some(v) = *v {
+                                accumulate(op, acc, v);
+                            }
+                        }
+                    }
+                    let vals = accs.iter().map(|a| (a.count > 0.0).then(|| finish(op, a))).collect();
+                    out.push(Row { labels, vals });
+                }
+                Ok(Val::Vector(out))
+            }
+            other => Err(bad_type(format!(
+                "aggregation {} is not supported by this engine",
+                promql_parser::parser::token::TokenType::new(other)
+            ))),
+        }
+    }
+}
+
+fn accumulate(op: u16, acc: &mut Acc, v: f64) {
+    acc.count += 1.0;
+    let first = acc.count == 1.0;
+    match op {
+        T_SUM => (acc.value, acc.c) = kahan_inc(v, acc.value, acc.c),
+        T_AVG => acc.mean.add(v),
+        T_MIN if first || acc.value > v || acc.value.is_nan() => acc.value = v,
+        T_MAX if first || acc.value < v || acc.value.is_nan() => acc.value = v,
+        T_STDDEV | T_STDVAR => {
+            if first {
+                // An infinite or NaN first value makes the variance NaN, as in Prometheus.
+                acc.c = v;
+                acc.value = if v.is_finite() { 0.0 } else { f64::NAN };
+            } else {
+                let delta = v - acc.c;
+                acc.c += delta / acc.count;
+                acc.value += delta * (v - acc.c);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn finish(op: u16, acc: &Acc) -> f64 {
+    match op {
+        T_SUM => acc.value + acc.c,
+        T_AVG => acc.mean.value(),
+        T_COUNT => acc.count,
+        T_GROUP => 1.0,
+        T_STDVAR => acc.value / acc.count,
+        T_STDDEV => (acc.value / acc.count).sqrt(),
+        _ => acc.value,
+    }
+}
+
+/// `topk` / `bottomk`: per group and step the `k` largest (smallest) values, keeping the input series'
+/// labels. NaN ranks last either way. Within a group, rows come out best first (by their first selected
+/// value), which is the order of an instant query's result.
+fn top_k(
+    rows: Vec<Row>,
+    groups: &[(Labels, Vec<usize>)],
+    k: &[f64],
+    top: bool,
+    steps: usize,
+) -> Result<Vec<Row>, QueryError> {
+    let mut selected: Vec<Vec<Option<f64>>> = vec![Vec::new(); rows.len()];
+    let mut cand: Vec<(f64, usize)> = Vec::new();
+    for i in 0..steps {
+        let ki = k[i];
+        if ki.is_nan() {
+            return Err(exec_err("Parameter value is NaN; topk and bottomk need a number"));
+        }
+        if ki >= 9.223_372_036_854_775e18 {
+            return Err(exec_err(format!("Scalar value {ki} overflows int64")));
+        }
+        if ki < 1.0 {
+            continue;
+        }
+        let ki = ki as usize;
+        for (_, members) in groups {
+            cand.clear();
+            cand.extend(members.iter().filter_map(|&ri| rows[ri].vals[i].map(|v| (v, ri))));
+            cand.sort_by(|a, b| {
+                let ord = match (a.0.is_nan(), b.0.is_nan()) {
+                    (true, true) => std::cmp::Ordering::Equal,
+                    (true, false) => return std::cmp::Ordering::Greater,
+                    (false, true) => return std::cmp::Ordering::Less,
+                    _ => a.0.total_cmp(&b.0),
+                };
+                if top { ord.reverse() } else { ord }
+            });
+            for &(v, ri) in cand.iter().take(ki) {
+                let sel = &mut selected[ri];
+                if sel.is_empty() {
+                    sel.resize(steps, None);
+                }
+                sel[i] = Some(v);
+            }
+        }
+    }
+    let mut rows: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
+    let mut out = Vec::new();
+    for (_, members) in groups {
+        let mut picked: Vec<(f64, Row)> = members
+            .iter()
+            .filter_map(|&ri| {
+                let vals = std::mem::take(&mut selected[ri]);
+                if vals.is_empty() {
+                    return None;
+                }
+                let first = vals.iter().flatten().next().copied().unwrap_or(f64::NAN);
+                rows[ri].take().map(|r| (first, Row { labels: r.labels, vals }))
+            })
+            .collect();
+        picked.sort_by(|a, b| {
+            let ord = match (a.0.is_nan(), b.0.is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => return std::cmp::Ordering::Greater,
+                (false, true) => return std::cmp::Ordering::Less,
+                _ => a.0.total_cmp(&b.0),
+            };
+            if top { ord.reverse() } else { ord }
+        });
+        out.extend(picked.into_iter().map(|(_, r)| r));
+    }
+    Ok(out)
+}

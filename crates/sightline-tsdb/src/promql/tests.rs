@@ -1,0 +1,591 @@
+//! Engine tests over [`MemStorage`], plus a cross-check that runs the same data and queries through
+//! Debian's `promtool test rules` (Prometheus 2.42) when it is installed.
+
+use std::time::Duration;
+
+use crate::labels::{Label, Labels};
+use crate::mem::MemStorage;
+use crate::promql::{Engine, EngineOptions, QueryError, Value};
+use crate::sample::{Sample, stale_nan};
+
+const MIN: i64 = 60_000;
+
+/// Parses `name{a="1", b="2"}` (test input only; values have no escapes).
+fn parse_series(s: &str) -> Labels {
+    let s = s.trim();
+    let (name, rest) = match s.find('{') {
+        Some(i) => (&s[..i], &s[i + 1..s.len() - 1]),
+        None => (s, ""),
+    };
+    let mut labels: Vec<Label> = Vec::new();
+    if !name.is_empty() {
+        labels.push(Label::new("__name__", name));
+    }
+    for pair in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').expect("label pair");
+        labels.push(Label::new(k.trim(), v.trim().trim_matches('"')));
+    }
+    Labels::new(labels)
+}
+
+/// Expands promtool's value notation: `1 2 _ stale 0+10x5 100-1x3`.
+fn expand_values(spec: &str) -> Vec<Option<f64>> {
+    let mut out = Vec::new();
+    for tok in spec.split_whitespace() {
+        if tok == "_" {
+            out.push(None);
+        } else if tok == "stale" {
+            out.push(Some(stale_nan()));
+        } else if let Some((base, times)) = tok.split_once('x') {
+            let n: usize = times.parse().expect("repeat count");
+            let (start, step) = match base[1..].find(['+', '-']) {
+                Some(i) => {
+                    let (a, b) = base.split_at(i + 1);
+                    (a.parse::<f64>().expect("start"), b.parse::<f64>().expect("step"))
+                }
+                None => (base.parse::<f64>().expect("value"), 0.0),
+            };
+            for k in 0..=n {
+                out.push(Some(start + step * k as f64));
+            }
+        } else {
+            out.push(Some(tok.parse().expect("value")));
+        }
+    }
+    out
+}
+
+/// Loads lines of `series values` at `interval` milliseconds from t = 0.
+fn load(input: &[(&str, &str)], interval: i64) -> MemStorage {
+    let store = MemStorage::new();
+    for (series, values) in input {
+        let samples = expand_values(values)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| Sample::new(i as i64 * interval, v)));
+        store.add(parse_series(series), samples.collect::<Vec<_>>());
+    }
+    store
+}
+
+fn engine() -> Engine {
+    Engine::new(EngineOptions::default())
+}
+
+/// An instant query's result as `labels => value` lines (scalars as `scalar => v`).
+fn instant(store: &MemStorage, q: &str, t: i64) -> Vec<String> {
+    match engine().instant_query(store, q, t).unwrap_or_else(|e| panic!("{q}: {e}")) {
+        Value::Vector(v) => v.iter().map(|s| format!("{} => {}", s.labels, s.v)).collect(),
+        Value::Scalar { v, .. } => vec![format!("scalar => {v}")],
+        Value::String { v, .. } => vec![format!("string => {v}")],
+        Value::Matrix(m) => m
+            .iter()
+            .map(|s| {
+                let pts: Vec<String> = s.samples.iter().map(|p| format!("{}@{}", p.v, p.t)).collect();
+                format!("{} => [{}]", s.labels, pts.join(" "))
+            })
+            .collect(),
+    }
+}
+
+fn instant_err(store: &MemStorage, q: &str, t: i64) -> QueryError {
+    match engine().instant_query(store, q, t) {
+        Ok(v) => panic!("{q}: expected an error, got {v:?}"),
+        Err(e) => e,
+    }
+}
+
+fn counters() -> MemStorage {
+    load(
+        &[
+            (r#"http_requests{job="api", instance="0"}"#, "0+10x20"),
+            (r#"http_requests{job="api", instance="1"}"#, "0+20x20"),
+            (r#"http_requests{job="db", instance="0"}"#, "0+30x20"),
+            (r#"resetting{job="api"}"#, "0 10 20 5 15 25 2 12"),
+            (r#"gauge{job="api"}"#, "5 3 8 1 9 2 7 4 6 0"),
+        ],
+        MIN,
+    )
+}
+
+#[test]
+fn instant_selector_lookback_and_staleness() {
+    let store = load(&[("a", "1 2 _ _ _ _ _ _ _ _ 3 stale"), ("b", "1")], MIN);
+    // The latest sample at or before t within the 5 m lookback.
+    assert_eq!(instant(&store, "a", MIN + 30_000), ["a => 2"]);
+    // Exactly 5 m after the last sample: excluded (the lookback window is left-open in 3.x).
+    assert_eq!(instant(&store, "a", 6 * MIN), Vec::<String>::new());
+    assert_eq!(instant(&store, "a", 6 * MIN - 1), ["a => 2"]);
+    // A staleness marker ends the series at once.
+    assert_eq!(instant(&store, "a", 10 * MIN + 30_000), ["a => 3"]);
+    assert_eq!(instant(&store, "a", 11 * MIN + 30_000), Vec::<String>::new());
+    assert_eq!(instant(&store, "b", 4 * MIN), ["b => 1"]);
+}
+
+#[test]
+fn range_selector_is_left_open() {
+    let store = load(&[("a", "0 1 2 3 4 5")], MIN);
+    assert_eq!(instant(&store, "a[2m]", 4 * MIN), ["a => [3@180000 4@240000]"]);
+    assert_eq!(instant(&store, "count_over_time(a[2m])", 4 * MIN), ["{} => 2"]);
+    assert_eq!(instant(&store, "count_over_time(a[2m])", 4 * MIN + 1), ["{} => 2"]);
+    assert_eq!(instant(&store, "a[2m] offset 1m", 4 * MIN), ["a => [2@120000 3@180000]"]);
+    assert_eq!(instant(&store, "a[1m] @ 120", 5 * MIN), ["a => [2@120000]"]);
+}
+
+#[test]
+fn selector_matchers_offset_and_at() {
+    let store = counters();
+    let t = 10 * MIN;
+    assert_eq!(
+        instant(&store, r#"http_requests{job="db"}"#, t),
+        [r#"http_requests{instance="0", job="db"} => 300"#]
+    );
+    assert_eq!(instant(&store, r#"count(http_requests{job!="db"})"#, t), ["{} => 2"]);
+    assert_eq!(instant(&store, r#"count(http_requests{job=~"a.*"})"#, t), ["{} => 2"]);
+    assert_eq!(instant(&store, r#"count(http_requests{job!~"a.*|d"})"#, t), ["{} => 1"]);
+    assert_eq!(instant(&store, r#"count({__name__=~"http_.*", instance="1"})"#, t), ["{} => 1"]);
+    assert_eq!(
+        instant(&store, r#"http_requests{job="db"} offset 5m"#, t),
+        [r#"http_requests{instance="0", job="db"} => 150"#]
+    );
+    assert_eq!(
+        instant(&store, r#"http_requests{job="db"} @ 120"#, t),
+        [r#"http_requests{instance="0", job="db"} => 60"#]
+    );
+    assert_eq!(
+        instant(&store, r#"http_requests{job="db"} @ end() offset 1m"#, t),
+        [r#"http_requests{instance="0", job="db"} => 270"#]
+    );
+}
+
+#[test]
+fn rate_family_matches_prometheus_extrapolation() {
+    let store = counters();
+    let t = 10 * MIN + 30_000;
+    // Samples at 6..10 m in (5m30s, 10m30s]: an increase of 40 over 240 s, extrapolated by 30 s at each
+    // end (both gaps are under 1.1 intervals): 40 * 300 / 240 = 50.
+    assert_eq!(
+        instant(&store, r#"increase(http_requests{job="api", instance="0"}[5m])"#, t),
+        [r#"{instance="0", job="api"} => 50"#]
+    );
+    assert_eq!(
+        instant(&store, r#"rate(http_requests{job="api", instance="0"}[5m])"#, t),
+        [r#"{instance="0", job="api"} => 0.16666666666666666"#]
+    );
+    // Counter resets add the value before the reset.
+    assert_eq!(instant(&store, "resets(resetting[10m])", 8 * MIN), [r#"{job="api"} => 2"#]);
+    assert_eq!(instant(&store, "irate(resetting[10m])", 7 * MIN), [r#"{job="api"} => 0.16666666666666666"#]);
+    assert_eq!(instant(&store, "idelta(gauge[10m])", 9 * MIN), [r#"{job="api"} => -6"#]);
+    assert_eq!(instant(&store, "changes(gauge[10m])", 9 * MIN), [r#"{job="api"} => 9"#]);
+    // The counter starts at 0 at t = 0: the extrapolation stops at the zero point.
+    assert_eq!(
+        instant(&store, r#"increase(http_requests{job="db"}[5m])"#, 3 * MIN),
+        [r#"{instance="0", job="db"} => 90"#]
+    );
+    assert_eq!(
+        instant(&store, "deriv(gauge[3m])", 9 * MIN + 30_000),
+        [r#"{job="api"} => -0.03333333333333333"#]
+    );
+    assert_eq!(
+        instant(&store, r#"predict_linear(http_requests{job="db"}[5m], 60)"#, 10 * MIN),
+        [r#"{instance="0", job="db"} => 330"#]
+    );
+}
+
+#[test]
+fn over_time_functions() {
+    let store = counters();
+    let t = 8 * MIN + 30_000;
+    let q = |f: &str| instant(&store, &format!("{f}(gauge[5m])"), t);
+    // Window (3m30s, 8m30s]: 9 2 7 4 6.
+    assert_eq!(q("avg_over_time"), [r#"{job="api"} => 5.6"#]);
+    assert_eq!(q("sum_over_time"), [r#"{job="api"} => 28"#]);
+    assert_eq!(q("min_over_time"), [r#"{job="api"} => 2"#]);
+    assert_eq!(q("max_over_time"), [r#"{job="api"} => 9"#]);
+    assert_eq!(q("count_over_time"), [r#"{job="api"} => 5"#]);
+    assert_eq!(q("last_over_time"), [r#"gauge{job="api"} => 6"#]);
+    assert_eq!(q("first_over_time"), [r#"gauge{job="api"} => 9"#]);
+    assert_eq!(q("present_over_time"), [r#"{job="api"} => 1"#]);
+    assert_eq!(q("stdvar_over_time"), [r#"{job="api"} => 5.84"#]);
+    assert_eq!(q("stddev_over_time"), [format!(r#"{{job="api"}} => {}"#, 5.84f64.sqrt())]);
+    assert_eq!(instant(&store, "quantile_over_time(0.5, gauge[5m])", t), [r#"{job="api"} => 6"#]);
+    assert_eq!(instant(&store, "quantile_over_time(0.25, gauge[5m])", t), [r#"{job="api"} => 4"#]);
+    assert_eq!(instant(&store, "absent_over_time(gauge[5m])", t), Vec::<String>::new());
+    assert_eq!(instant(&store, r#"absent_over_time(nope{job="x"}[5m])"#, t), [r#"{job="x"} => 1"#]);
+}
+
+#[test]
+fn instant_functions() {
+    let store = load(&[(r#"m{k="a"}"#, "-2.5"), (r#"m{k="b"}"#, "4"), (r#"t{k="a"}"#, "1709210096")], MIN);
+    let t = 30_000;
+    assert_eq!(instant(&store, "abs(m)", t), [r#"{k="a"} => 2.5"#, r#"{k="b"} => 4"#]);
+    assert_eq!(instant(&store, "ceil(m)", t), [r#"{k="a"} => -2"#, r#"{k="b"} => 4"#]);
+    assert_eq!(instant(&store, "floor(m)", t), [r#"{k="a"} => -3"#, r#"{k="b"} => 4"#]);
+    assert_eq!(instant(&store, "round(m)", t), [r#"{k="a"} => -2"#, r#"{k="b"} => 4"#]);
+    assert_eq!(instant(&store, "round(m, 3)", t), [r#"{k="a"} => -3"#, r#"{k="b"} => 3"#]);
+    assert_eq!(instant(&store, "sgn(m)", t), [r#"{k="a"} => -1"#, r#"{k="b"} => 1"#]);
+    assert_eq!(instant(&store, "sqrt(m{k=\"b\"})", t), [r#"{k="b"} => 2"#]);
+    assert_eq!(instant(&store, "ln(m{k=\"a\"})", t), [r#"{k="a"} => NaN"#]);
+    assert_eq!(instant(&store, "log2(m{k=\"b\"})", t), [r#"{k="b"} => 2"#]);
+    assert_eq!(instant(&store, "log10(m{k=\"b\"}*25)", t), [r#"{k="b"} => 2"#]);
+    assert_eq!(instant(&store, "exp(m{k=\"b\"} - 4)", t), [r#"{k="b"} => 1"#]);
+    assert_eq!(instant(&store, "clamp(m, -1, 3)", t), [r#"{k="a"} => -1"#, r#"{k="b"} => 3"#]);
+    assert_eq!(instant(&store, "clamp(m, 3, -1)", t), Vec::<String>::new());
+    assert_eq!(instant(&store, "clamp_min(m, 0)", t), [r#"{k="a"} => 0"#, r#"{k="b"} => 4"#]);
+    assert_eq!(instant(&store, "clamp_max(m, 0)", t), [r#"{k="a"} => -2.5"#, r#"{k="b"} => 0"#]);
+    assert_eq!(instant(&store, "cos(m{k=\"b\"} * 0)", t), [r#"{k="b"} => 1"#]);
+    assert_eq!(instant(&store, "deg(pi() * vector(1))", t), ["{} => 180"]);
+    assert_eq!(instant(&store, "rad(vector(180))", t), [format!("{{}} => {}", std::f64::consts::PI)]);
+    assert_eq!(
+        instant(&store, "vector(1) atan2 vector(1)", t),
+        [format!("{{}} => {}", std::f64::consts::FRAC_PI_4)]
+    );
+    assert_eq!(instant(&store, "timestamp(m{k=\"b\"})", t), [r#"{k="b"} => 0"#]);
+    assert_eq!(instant(&store, "time()", t), ["scalar => 30"]);
+    assert_eq!(instant(&store, "scalar(m{k=\"b\"})", t), ["scalar => 4"]);
+    assert_eq!(instant(&store, "scalar(m)", t), ["scalar => NaN"]);
+    assert_eq!(instant(&store, "vector(2)", t), ["{} => 2"]);
+    assert_eq!(instant(&store, "absent(m)", t), Vec::<String>::new());
+    assert_eq!(instant(&store, r#"absent(nope{a="1", b=~"x", c="2", c="3"})"#, t), [r#"{a="1"} => 1"#]);
+    assert_eq!(instant(&store, "year(t)", t), [r#"{k="a"} => 2024"#]);
+    assert_eq!(instant(&store, "month(t)", t), [r#"{k="a"} => 2"#]);
+    assert_eq!(instant(&store, "day_of_month(t)", t), [r#"{k="a"} => 29"#]);
+    assert_eq!(instant(&store, "days_in_month(t)", t), [r#"{k="a"} => 29"#]);
+    assert_eq!(instant(&store, "day_of_week(t)", t), [r#"{k="a"} => 4"#]);
+    assert_eq!(instant(&store, "day_of_year(t)", t), [r#"{k="a"} => 60"#]);
+    assert_eq!(instant(&store, "hour(t)", t), [r#"{k="a"} => 12"#]);
+    assert_eq!(instant(&store, "minute(t)", t), [r#"{k="a"} => 34"#]);
+    assert_eq!(instant(&store, "year()", t), ["{} => 1970"]);
+    assert_eq!(instant(&store, "sort_desc(m)", t), [r#"m{k="b"} => 4"#, r#"m{k="a"} => -2.5"#]);
+    assert_eq!(instant(&store, "sort(m)", t), [r#"m{k="a"} => -2.5"#, r#"m{k="b"} => 4"#]);
+}
+
+#[test]
+fn label_functions() {
+    let store = load(
+        &[(r#"up{job="api", instance="host:9090"}"#, "1"), (r#"up{job="db", instance="db:5432"}"#, "0")],
+        MIN,
+    );
+    assert_eq!(
+        instant(&store, r#"label_replace(up, "host", "$1", "instance", "(.*):.*")"#, 0),
+        [
+            r#"up{host="db", instance="db:5432", job="db"} => 0"#,
+            r#"up{host="host", instance="host:9090", job="api"} => 1"#
+        ]
+    );
+    // No match leaves the series as it is.
+    assert_eq!(
+        instant(&store, r#"label_replace(up{job="api"}, "x", "y", "job", "nomatch")"#, 0),
+        [r#"up{instance="host:9090", job="api"} => 1"#]
+    );
+    assert_eq!(
+        instant(&store, r#"label_join(up{job="api"}, "both", "-", "job", "instance")"#, 0),
+        [r#"up{both="api-host:9090", instance="host:9090", job="api"} => 1"#]
+    );
+    let e = instant_err(
+        &store,
+        r#"label_replace(label_replace(up, "job", "j", "job", ".*"), "instance", "i", "job", ".*")"#,
+        0,
+    );
+    assert_eq!(e.to_string(), "vector cannot contain metrics with the same labelset");
+    let e = instant_err(&store, r#"label_replace(up, "x", "y", "job", "(")"#, 0);
+    assert!(e.to_string().starts_with("invalid regular expression in label_replace()"), "{e}");
+}
+
+#[test]
+fn histogram_quantile_classic_buckets() {
+    let store = load(
+        &[
+            (r#"req_bucket{le="0.1"}"#, "0+1x10"),
+            (r#"req_bucket{le="0.5"}"#, "0+3x10"),
+            (r#"req_bucket{le="1"}"#, "0+4x10"),
+            (r#"req_bucket{le="+Inf"}"#, "0+5x10"),
+            (r#"noinf_bucket{le="1"}"#, "1x10"),
+            (r#"nonmono_bucket{le="1"}"#, "5x10"),
+            (r#"nonmono_bucket{le="2"}"#, "3x10"),
+            (r#"nonmono_bucket{le="+Inf"}"#, "10x10"),
+        ],
+        MIN,
+    );
+    let t = 10 * MIN;
+    // 50 observations; rank 25 falls in (0.1, 0.5] which holds 20 (from 10 to 30): 0.1 + 0.4 * 15/20.
+    assert_eq!(instant(&store, "histogram_quantile(0.5, req_bucket)", t), ["{} => 0.4"]);
+    // Rank 49 is in the +Inf bucket: the highest finite bound.
+    assert_eq!(instant(&store, "histogram_quantile(0.99, req_bucket)", t), ["{} => 1"]);
+    assert_eq!(instant(&store, "histogram_quantile(0, req_bucket)", t), ["{} => 0"]);
+    assert_eq!(instant(&store, "histogram_quantile(1.5, req_bucket)", t), ["{} => inf"]);
+    assert_eq!(instant(&store, "histogram_quantile(0.5, noinf_bucket)", t), ["{} => NaN"]);
+    // The decreasing bucket is raised to 5: rank 5 lands in the first bucket.
+    assert_eq!(instant(&store, "histogram_quantile(0.5, nonmono_bucket)", t), ["{} => 1"]);
+    // Through `rate` the result is 0.4 up to float rounding.
+    assert_eq!(
+        instant(&store, "round(histogram_quantile(0.5, rate(req_bucket[5m])) * 1000)", t),
+        ["{} => 400"]
+    );
+}
+
+#[test]
+fn aggregations() {
+    let store = counters();
+    let t = 10 * MIN;
+    assert_eq!(instant(&store, "sum(http_requests)", t), ["{} => 600"]);
+    assert_eq!(
+        instant(&store, "sum by (job) (http_requests)", t),
+        [r#"{job="api"} => 300"#, r#"{job="db"} => 300"#]
+    );
+    assert_eq!(
+        instant(&store, "sum without (instance) (http_requests)", t),
+        [r#"{job="api"} => 300"#, r#"{job="db"} => 300"#]
+    );
+    assert_eq!(
+        instant(&store, "avg by (job) (http_requests)", t),
+        [r#"{job="api"} => 150"#, r#"{job="db"} => 300"#]
+    );
+    assert_eq!(instant(&store, "min(http_requests)", t), ["{} => 100"]);
+    assert_eq!(instant(&store, "max(http_requests)", t), ["{} => 300"]);
+    assert_eq!(
+        instant(&store, "count by (instance) (http_requests)", t),
+        [r#"{instance="0"} => 2"#, r#"{instance="1"} => 1"#]
+    );
+    assert_eq!(
+        instant(&store, "group by (job) (http_requests)", t),
+        [r#"{job="api"} => 1"#, r#"{job="db"} => 1"#]
+    );
+    assert_eq!(instant(&store, "stdvar(http_requests)", t), [format!("{{}} => {}", 20000.0 / 3.0)]);
+    assert_eq!(
+        instant(&store, "stddev(http_requests)", t),
+        [format!("{{}} => {}", (20000.0f64 / 3.0).sqrt())]
+    );
+    assert_eq!(instant(&store, "quantile(0.5, http_requests)", t), ["{} => 200"]);
+    assert_eq!(instant(&store, "quantile(0.9, http_requests)", t), ["{} => 280"]);
+    assert_eq!(
+        instant(&store, "topk(2, http_requests)", t),
+        [
+            r#"http_requests{instance="0", job="db"} => 300"#,
+            r#"http_requests{instance="1", job="api"} => 200"#
+        ]
+    );
+    assert_eq!(
+        instant(&store, "bottomk by (job) (1, http_requests)", t),
+        [
+            r#"http_requests{instance="0", job="api"} => 100"#,
+            r#"http_requests{instance="0", job="db"} => 300"#
+        ]
+    );
+    assert_eq!(
+        instant(&store, r#"count_values("v", http_requests)"#, t),
+        [r#"{v="100"} => 1"#, r#"{v="200"} => 1"#, r#"{v="300"} => 1"#]
+    );
+    assert_eq!(
+        instant(&store, r#"count_values by (job) ("v", http_requests / 100 > 1)"#, t),
+        [r#"{job="api", v="2"} => 1"#, r#"{job="db", v="3"} => 1"#]
+    );
+    assert_eq!(
+        instant(&store, "sum by (job) (rate(http_requests[5m]))", 10 * MIN + 30_000),
+        [r#"{job="api"} => 0.5"#, r#"{job="db"} => 0.5"#]
+    );
+}
+
+#[test]
+fn binary_operators_and_matching() {
+    let store = load(
+        &[
+            (r#"a{job="x", i="1"}"#, "10"),
+            (r#"a{job="x", i="2"}"#, "20"),
+            (r#"b{job="x", i="1"}"#, "2"),
+            (r#"b{job="x", i="2"}"#, "5"),
+            (r#"per_job{job="x", owner="ops"}"#, "100"),
+        ],
+        MIN,
+    );
+    let t = 0;
+    assert_eq!(instant(&store, "a + b", t), [r#"{i="1", job="x"} => 12"#, r#"{i="2", job="x"} => 25"#]);
+    assert_eq!(instant(&store, "a / b", t), [r#"{i="1", job="x"} => 5"#, r#"{i="2", job="x"} => 4"#]);
+    assert_eq!(instant(&store, "a % 3", t), [r#"{i="1", job="x"} => 1"#, r#"{i="2", job="x"} => 2"#]);
+    assert_eq!(instant(&store, "2 ^ b", t), [r#"{i="1", job="x"} => 4"#, r#"{i="2", job="x"} => 32"#]);
+    assert_eq!(instant(&store, "a > 15", t), [r#"a{i="2", job="x"} => 20"#]);
+    assert_eq!(instant(&store, "15 < a", t), [r#"a{i="2", job="x"} => 20"#]);
+    assert_eq!(instant(&store, "a > bool 15", t), [r#"{i="1", job="x"} => 0"#, r#"{i="2", job="x"} => 1"#]);
+    assert_eq!(instant(&store, "a > b * 4", t), [r#"a{i="1", job="x"} => 10"#]);
+    assert_eq!(instant(&store, "a == bool on (i) b * 5", t), [r#"{i="1"} => 1"#, r#"{i="2"} => 0"#]);
+    assert_eq!(instant(&store, "-a", t), [r#"{i="1", job="x"} => -10"#, r#"{i="2", job="x"} => -20"#]);
+    assert_eq!(instant(&store, "1 + 2 * 3", t), ["scalar => 7"]);
+    assert_eq!(instant(&store, "1 > bool 2", t), ["scalar => 0"]);
+    assert_eq!(
+        instant(&store, "a * on (job) group_left (owner) per_job", t),
+        [r#"{i="1", job="x", owner="ops"} => 1000"#, r#"{i="2", job="x", owner="ops"} => 2000"#]
+    );
+    assert_eq!(
+        instant(&store, "per_job * on (job) group_right b", t),
+        [r#"{i="1", job="x"} => 200"#, r#"{i="2", job="x"} => 500"#]
+    );
+    assert_eq!(instant(&store, "a * ignoring (i) group_left per_job", t), Vec::<String>::new());
+    assert_eq!(
+        instant(&store, "a * ignoring (i, owner) group_left per_job", t),
+        [r#"{i="1", job="x"} => 1000"#, r#"{i="2", job="x"} => 2000"#]
+    );
+    let e = instant_err(&store, "per_job * on (job) a", t);
+    assert!(
+        e.to_string().starts_with(
+            r#"found duplicate series for the match group {job="x"} on the right hand-side of the operation"#
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .ends_with("many-to-many matching not allowed: matching labels must be unique on one side")
+    );
+    let e = instant_err(&store, "a * on (job) per_job", t);
+    assert_eq!(
+        e.to_string(),
+        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+    );
+    let e = instant_err(&store, "a * on (job) group_left b", t);
+    assert!(e.to_string().contains("on the right hand-side"), "{e}");
+    assert_eq!(e.error_type(), "execution");
+}
+
+#[test]
+fn set_operators() {
+    let store = load(
+        &[(r#"a{k="1"}"#, "1"), (r#"a{k="2"}"#, "2"), (r#"b{k="2"}"#, "20"), (r#"b{k="3"}"#, "30")],
+        MIN,
+    );
+    assert_eq!(instant(&store, "a and b", 0), [r#"a{k="2"} => 2"#]);
+    assert_eq!(instant(&store, "a unless b", 0), [r#"a{k="1"} => 1"#]);
+    assert_eq!(instant(&store, "a or b", 0), [r#"a{k="1"} => 1"#, r#"a{k="2"} => 2"#, r#"b{k="3"} => 30"#]);
+    assert_eq!(instant(&store, "a and on () b", 0), [r#"a{k="1"} => 1"#, r#"a{k="2"} => 2"#]);
+    assert_eq!(instant(&store, "a unless ignoring (k) b", 0), Vec::<String>::new());
+}
+
+#[test]
+fn nan_and_infinities() {
+    let store = load(&[(r#"v{k="nan"}"#, "NaN"), (r#"v{k="inf"}"#, "Inf"), (r#"v{k="one"}"#, "1")], MIN);
+    assert_eq!(instant(&store, "max(v)", 0), ["{} => inf"]);
+    assert_eq!(instant(&store, "min(v)", 0), ["{} => 1"]);
+    assert_eq!(instant(&store, "sum(v)", 0), ["{} => NaN"]);
+    assert_eq!(instant(&store, "v == v", 0), [r#"v{k="inf"} => inf"#, r#"v{k="one"} => 1"#]);
+    assert_eq!(instant(&store, "topk(1, v)", 0), [r#"v{k="inf"} => inf"#]);
+    assert_eq!(instant(&store, "bottomk(1, v)", 0), [r#"v{k="one"} => 1"#]);
+    assert_eq!(
+        instant(&store, r#"count_values("x", v)"#, 0),
+        [r#"{x="+Inf"} => 1"#, r#"{x="1"} => 1"#, r#"{x="NaN"} => 1"#]
+    );
+}
+
+#[test]
+fn subqueries_align_to_the_step() {
+    let store = load(&[("c", "0+1x30")], MIN);
+    // Inner points at multiples of 2 m in (5m30s, 10m30s]: 6, 8, 10 m.
+    assert_eq!(instant(&store, "count_over_time(c[5m:2m])", 10 * MIN + 30_000), ["{} => 3"]);
+    assert_eq!(instant(&store, "sum_over_time(c[5m:2m])", 10 * MIN + 30_000), ["{} => 24"]);
+    assert_eq!(
+        instant(&store, "max_over_time(rate(c[2m])[5m:1m])", 10 * MIN),
+        [format!("{{}} => {}", 1.0 / 60.0)]
+    );
+    assert_eq!(instant(&store, "c[3m:1m] offset 2m", 10 * MIN), ["c => [6@360000 7@420000 8@480000]"]);
+    assert_eq!(instant(&store, "sum_over_time(c[2m:1m] @ 300)", 10 * MIN), ["{} => 9"]);
+    // The default step is the evaluation interval (1 m).
+    assert_eq!(instant(&store, "count_over_time(c[5m:])", 10 * MIN), ["{} => 5"]);
+}
+
+#[test]
+fn range_queries() {
+    let store = counters();
+    let e = engine();
+    let Value::Matrix(m) =
+        e.range_query(&store, "sum by (job) (http_requests)", 0, 2 * MIN, MIN).expect("range query")
+    else {
+        panic!("matrix expected");
+    };
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[0].labels.to_string(), r#"{job="api"}"#);
+    assert_eq!(m[0].samples, vec![Sample::new(0, 0.0), Sample::new(MIN, 30.0), Sample::new(2 * MIN, 60.0)]);
+    let Value::Matrix(m) = e.range_query(&store, "time()", 0, 2 * MIN, MIN).expect("scalar") else {
+        panic!("matrix expected");
+    };
+    assert_eq!(m[0].samples, vec![Sample::new(0, 0.0), Sample::new(MIN, 60.0), Sample::new(2 * MIN, 120.0)]);
+    // `@ start()` pins every step to the query start.
+    let Value::Matrix(m) =
+        e.range_query(&store, r#"http_requests{job="db"} @ start()"#, MIN, 3 * MIN, MIN).expect("at start")
+    else {
+        panic!("matrix expected");
+    };
+    assert_eq!(m[0].samples.iter().map(|s| s.v).collect::<Vec<_>>(), [30.0, 30.0, 30.0]);
+    // A range query gives the same points as instant queries at each step.
+    let Value::Matrix(m) =
+        e.range_query(&store, "rate(http_requests[3m])", 0, 20 * MIN, 90_000).expect("rate range")
+    else {
+        panic!("matrix expected");
+    };
+    for s in &m {
+        for p in &s.samples {
+            let Value::Vector(v) = e.instant_query(&store, "rate(http_requests[3m])", p.t).expect("instant")
+            else {
+                panic!("vector expected");
+            };
+            let same = v.iter().find(|x| x.labels == s.labels).expect("series at step");
+            assert_eq!(same.v, p.v);
+        }
+    }
+}
+
+#[test]
+fn range_query_errors() {
+    let store = counters();
+    let e = engine();
+    let err = e.range_query(&store, "up", 0, 11_000 * 1000, 1000).expect_err("too many points");
+    assert_eq!(err.error_type(), "bad_data");
+    assert!(err.to_string().contains("exceeded maximum resolution of 11,000 points per timeseries"));
+    assert_eq!(e.range_query(&store, "up", 0, 1000, 0).expect_err("step").error_type(), "bad_data");
+    assert_eq!(e.range_query(&store, "up", 10, 0, 1).expect_err("order").error_type(), "bad_data");
+    let err = e.range_query(&store, "up[5m]", 0, 1000, 100).expect_err("matrix");
+    assert!(err.to_string().contains("invalid expression type \"range vector\""), "{err}");
+}
+
+#[test]
+fn parse_errors_are_bad_data() {
+    let store = counters();
+    let err = instant_err(&store, "sum(", 0);
+    assert_eq!(err.error_type(), "bad_data");
+    let err = instant_err(&store, "foo{a=\"b\"} $ 2", 0);
+    let QueryError::BadData { position, .. } = err else { panic!("bad data expected") };
+    assert_eq!(position, Some(11));
+    assert!(Engine::parse("rate(x[5m])").is_ok());
+    let err = instant_err(&store, "rate(x)", 0);
+    assert_eq!(err.error_type(), "bad_data");
+}
+
+#[test]
+fn limits_stop_queries() {
+    let store = counters();
+    let tight = Engine::new(EngineOptions { max_samples: 5, ..EngineOptions::default() });
+    let err = tight.instant_query(&store, "http_requests[10m]", 10 * MIN).expect_err("too many samples");
+    assert!(matches!(err, QueryError::TooManySamples { .. }), "{err}");
+    let timed_out = Engine::new(EngineOptions { timeout: Duration::ZERO, ..EngineOptions::default() });
+    let err = timed_out.instant_query(&store, "http_requests", 0).expect_err("timeout");
+    assert_eq!(err.error_type(), "timeout");
+}
+
+#[test]
+fn duplicate_label_sets_after_dropping_the_name() {
+    let store = load(&[(r#"x{k="1"}"#, "1"), (r#"y{k="1"}"#, "2")], MIN);
+    let e = instant_err(&store, r#"rate({k="1"}[5m]) or abs({k="1"})"#, 0);
+    assert_eq!(e.to_string(), "vector cannot contain metrics with the same labelset");
+    let e = instant_err(&store, r#"{k="1"} * 2"#, 0);
+    assert_eq!(e.to_string(), "vector cannot contain metrics with the same labelset");
+    // Keeping the name keeps them apart.
+    assert_eq!(
+        instant(&store, r#"last_over_time({k="1"}[5m])"#, 0),
+        [r#"x{k="1"} => 1"#, r#"y{k="1"} => 2"#]
+    );
+}
+
+#[test]
+fn instant_query_expr_evaluates_parsed_expressions() {
+    let store = counters();
+    let expr = Engine::parse("sum(http_requests)").expect("parse");
+    let got = engine().instant_query_expr(&store, &expr, 10 * MIN).expect("eval");
+    let Value::Vector(v) = got else { panic!("vector expected") };
+    assert_eq!(v[0].v, 600.0);
+}
