@@ -25,8 +25,8 @@
 //!   reported as a failure saying it did not run, so that nobody reads a pass into a skipped test.
 //!   Alerting rules in rule files are parsed and validated, not evaluated (no `ALERTS` series).
 //! - Native histograms (`{{...}}` values, `histogram:` expectations) are not supported.
-//! - A subquery without a step uses the engine's default step rather than `evaluation_interval`,
-//!   because [`crate::promql::EngineOptions`] has no setting for it; give subqueries a step.
+//!
+//! A subquery written without a step (`x[5m:]`) steps by `evaluation_interval`, as in promtool.
 
 mod file;
 mod notation;
@@ -117,11 +117,10 @@ impl Sink<'_> {
 
 fn run(paths: &[PathBuf], sink: &mut Sink<'_>) -> Result<RunSummary, UnitTestError> {
     let mut summary = RunSummary::default();
-    let engine = Engine::default();
     for path in paths {
         summary.files += 1;
         sink.out(&format!("Unit Testing:  {}\n", path.display()))?;
-        let report = test_file(&engine, path);
+        let report = test_file(path);
         for warning in &report.warnings {
             sink.err(&format!("{warning}\n"))?;
         }
@@ -168,7 +167,7 @@ fn yaml_error(path: &Path, e: &serde_yaml_ng::Error) -> String {
     }
 }
 
-fn test_file(engine: &Engine, path: &Path) -> FileReport {
+fn test_file(path: &Path) -> FileReport {
     let mut report = FileReport::default();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -205,6 +204,9 @@ fn test_file(engine: &Engine, path: &Path) -> FileReport {
         Some(d) if d.0 > 0 => d.0,
         _ => DEFAULT_INTERVAL_MS,
     };
+    // Subqueries without a step use the evaluation interval, as promtool sets it.
+    let engine = Engine::default()
+        .with_default_subquery_step(std::time::Duration::from_millis(eval_interval.unsigned_abs()));
     for group in &file.tests {
         // Rule state (the series each rule wrote last) is per test group, so load afresh.
         let mut groups = match rules::load_rule_files(&rule_files) {
@@ -215,7 +217,7 @@ fn test_file(engine: &Engine, path: &Path) -> FileReport {
             }
         };
         rules::order_groups(&mut groups, &file.group_eval_order);
-        let ctx = GroupContext { engine, eval_interval, fuzzy: file.fuzzy_compare };
+        let ctx = GroupContext { engine: &engine, eval_interval, fuzzy: file.fuzzy_compare };
         ctx.run(group, &mut groups, &mut report);
     }
     report
