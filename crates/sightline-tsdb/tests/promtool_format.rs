@@ -308,3 +308,147 @@ fn nan_and_fuzzy_comparison() {
     let (summary, report) = run(std::slice::from_ref(&fuzzy));
     assert_eq!(summary.failures, 0, "{report}");
 }
+
+/// A rule that fails stops its test group with promtool's `rule:` line, and the group's expression
+/// tests do not run.
+#[test]
+fn rule_errors_stop_the_group() {
+    let dir = TempDir::new("promtool-format");
+    write(
+        dir.path(),
+        "rules.yml",
+        "groups:\n  - name: g\n    rules:\n      - record: broken:sum\n        expr: m + on(k) info\n",
+    );
+    let file = write(
+        dir.path(),
+        "test.yml",
+        "rule_files: [rules.yml]\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'm{k=\"x\", i=\"1\"}'\n        values: '1x5'\n      - series: 'm{k=\"x\", i=\"2\"}'\n        values: '1x5'\n      - series: 'info{k=\"x\"}'\n        values: '1x5'\n    promql_expr_test:\n      - expr: vector(1)\n        eval_time: 2m\n",
+    );
+    let (summary, report) = run(std::slice::from_ref(&file));
+    assert_eq!(summary.exit_code(), 1);
+    assert_eq!(summary.failures, 1, "{report}");
+    assert!(report.contains("    rule: broken:sum, time: 0s, err: "), "{report}");
+    assert!(report.contains("many-to-one matching must be explicit"), "{report}");
+    assert!(!report.contains("vector(1)"), "the expression test must not run: {report}");
+
+    // The same file through promtool stops the same way.
+    let Some(promtool) = require_peer("promtool", "prometheus") else { return };
+    let theirs = Command::new(&promtool).args(["test", "rules"]).arg(&file).output().expect("run promtool");
+    let text = String::from_utf8_lossy(&theirs.stderr);
+    assert_eq!(theirs.status.code(), Some(1));
+    assert!(text.contains("    rule: broken:sum, time: 0s, err: "), "{text}");
+}
+
+/// Rule group features of Prometheus 3.x that promtool 2.42 cannot read: group labels (a rule's own
+/// labels win), query_offset (rules evaluate, and record, that long before each step) and limit; and
+/// the duplicate label set check on rule output.
+#[test]
+fn rule_group_options() {
+    let dir = TempDir::new("promtool-format");
+    write(
+        dir.path(),
+        "rules.yml",
+        r#"groups:
+  - name: labelled
+    labels:
+      team: core
+      tier: one
+    query_offset: 1m
+    rules:
+      - record: job:x:sum
+        expr: sum by (job) (x)
+        labels:
+          tier: two
+      - record: job:x:time
+        expr: timestamp(vector(time()))
+  - name: limited
+    limit: 1
+    rules:
+      - record: x:copy
+        expr: x
+"#,
+    );
+    let file = write(
+        dir.path(),
+        "test.yml",
+        r#"rule_files: [rules.yml]
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'x{job="a", i="1"}'
+        values: '0+1x10'
+    promql_expr_test:
+      - expr: job:x:sum
+        eval_time: 5m30s
+        exp_samples:
+          - labels: 'job:x:sum{job="a", team="core", tier="two"}'
+            value: 4
+      - expr: timestamp(job:x:time)
+        eval_time: 5m30s
+        exp_samples:
+          - labels: '{team="core", tier="one"}'
+            value: 240
+"#,
+    );
+    let (summary, report) = run(std::slice::from_ref(&file));
+    assert_eq!(summary.failures, 0, "{report}");
+
+    // Two series from a rule with limit 1 fail the rule.
+    let over = write(
+        dir.path(),
+        "over.yml",
+        "rule_files: [rules.yml]\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'x{i=\"1\"}'\n        values: '1'\n      - series: 'x{i=\"2\"}'\n        values: '1'\n",
+    );
+    let (summary, report) = run(std::slice::from_ref(&over));
+    assert_eq!(summary.exit_code(), 1);
+    assert!(report.contains("rule: x:copy, time: 0s, err: exceeded limit of 1 with 2 series"), "{report}");
+
+    // A rule whose labels make two results identical fails.
+    write(
+        dir.path(),
+        "dup.rules.yml",
+        "groups:\n  - name: d\n    rules:\n      - record: same\n        expr: x\n        labels:\n          i: fixed\n",
+    );
+    let dup = write(
+        dir.path(),
+        "dup.yml",
+        "rule_files: [dup.rules.yml]\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'x{i=\"1\"}'\n        values: '1'\n      - series: 'x{i=\"2\"}'\n        values: '1'\n",
+    );
+    let (summary, report) = run(std::slice::from_ref(&dup));
+    assert_eq!(summary.exit_code(), 1);
+    assert!(
+        report.contains("vector contains metrics with the same labelset after applying rule labels"),
+        "{report}"
+    );
+}
+
+/// group_eval_order may not name a group twice.
+#[test]
+fn repeated_group_in_eval_order_fails() {
+    let dir = TempDir::new("promtool-format");
+    let file = write(dir.path(), "order.yml", "group_eval_order: [a, b, a]\ntests: []\n");
+    let (summary, report) = run(std::slice::from_ref(&file));
+    assert_eq!(summary.exit_code(), 1);
+    assert!(report.contains("group name repeated in evaluation order: a"), "{report}");
+}
+
+/// An eval_time that would make the rules run for hours is an error, not a hang.
+#[test]
+fn huge_eval_time_with_rules_is_refused() {
+    let dir = TempDir::new("promtool-format");
+    write(
+        dir.path(),
+        "rules.yml",
+        "groups:\n  - name: g\n    rules:\n      - record: one\n        expr: vector(1)\n",
+    );
+    let file = write(
+        dir.path(),
+        "test.yml",
+        "rule_files: [rules.yml]\ntests:\n  - interval: 1m\n    promql_expr_test:\n      - expr: one\n        eval_time: 100y\n",
+    );
+    let started = std::time::Instant::now();
+    let (summary, report) = run(std::slice::from_ref(&file));
+    assert_eq!(summary.exit_code(), 1);
+    assert!(report.contains("lower eval_time or raise evaluation_interval"), "{report}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the refusal must be immediate");
+}

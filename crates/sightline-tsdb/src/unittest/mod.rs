@@ -48,6 +48,10 @@ use rules::LoadedGroup;
 /// The default evaluation interval and input series interval: one minute.
 const DEFAULT_INTERVAL_MS: i64 = 60_000;
 
+/// The most evaluation steps a test group with recording rules may take (about 23 months at the default
+/// one-minute interval): a typo in an `eval_time` must give an error, not an hour-long run.
+const MAX_RULE_STEPS: i64 = 1_000_000;
+
 /// What a run found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunSummary {
@@ -280,9 +284,20 @@ impl GroupContext<'_> {
             .unwrap_or(0);
         let store = MemStorage::new();
         let mut loader = Loader::new(input);
+        let last_step = mint.saturating_add(max_eval / self.eval_interval * self.eval_interval);
         if groups.iter().any(LoadedGroup::has_recording_rules) {
+            let steps = max_eval / self.eval_interval;
+            if steps > MAX_RULE_STEPS {
+                report.failures.push(format!(
+                    "the largest eval_time ({}) would evaluate the rules {steps} times at evaluation_interval {}; \
+                     the limit is {MAX_RULE_STEPS}: lower eval_time or raise evaluation_interval{group_note}",
+                    format_duration(max_eval),
+                    format_duration(self.eval_interval)
+                ));
+                return;
+            }
             let mut ts = mint;
-            while ts <= mint + max_eval {
+            while ts <= last_step {
                 loader.load_till(&store, ts);
                 let mut errors = Vec::new();
                 for group in groups.iter_mut() {
@@ -297,7 +312,7 @@ impl GroupContext<'_> {
             }
         } else {
             // Without rules the steps only load data; load up to the last step at once.
-            loader.load_till(&store, mint + max_eval / self.eval_interval * self.eval_interval);
+            loader.load_till(&store, last_step);
         }
 
         for case in &tg.promql_expr_test {
@@ -312,7 +327,7 @@ impl GroupContext<'_> {
     fn check(&self, store: &MemStorage, case: &file::PromqlTestCase, mint: i64) -> Option<String> {
         let time = format_duration(case.eval_time.0);
         let head = format!("    expr: {}, time: {time}", go_quote(&case.expr));
-        let got = match self.engine.instant_query(store, &case.expr, mint + case.eval_time.0) {
+        let got = match self.engine.instant_query(store, &case.expr, mint.saturating_add(case.eval_time.0)) {
             Ok(Value::Vector(v)) => v.into_iter().map(|s| (s.labels, s.v)).collect(),
             Ok(Value::Scalar { v, .. }) => vec![(Labels::empty(), v)],
             Ok(_) => return Some(format!("{head}, err: rule result is not a vector or scalar")),
