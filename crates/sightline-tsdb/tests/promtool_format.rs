@@ -2,8 +2,6 @@
 //! sightline's runner and engine, the same suite checked against Debian's promtool (so that its
 //! expectations stay those of Prometheus), and the runner's report and exit codes.
 
-#![allow(clippy::unwrap_used)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

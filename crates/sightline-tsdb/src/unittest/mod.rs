@@ -308,7 +308,10 @@ impl GroupContext<'_> {
                     report.failures.extend(errors);
                     return;
                 }
-                ts += self.eval_interval;
+                match ts.checked_add(self.eval_interval) {
+                    Some(next) => ts = next,
+                    None => break,
+                }
             }
         } else {
             // Without rules the steps only load data; load up to the last step at once.
