@@ -8,8 +8,8 @@ use std::process::Command;
 use sightline_testkit::{TempDir, require_peer};
 use sightline_tsdb::unittest::{RunSummary, run_test_files, run_test_files_split};
 
-/// The file promtool 2.42 must fail: Prometheus 3.x range boundaries (see its header comment).
-const BOUNDARY_FILE: &str = "prometheus3_boundaries.yml";
+/// The file promtool 2.42 must fail: Prometheus 3.x behaviour (see its header comment).
+const PROMETHEUS3_FILE: &str = "prometheus3_only.yml";
 
 fn suite_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("promql")
@@ -77,7 +77,7 @@ fn assert_expected_errors(report: &str, cases: &[(String, String)], who: &str) {
     }
 }
 
-/// Every file of the suite passes with sightline's engine, the 3.x boundary cases included.
+/// Every file of the suite passes with sightline's engine, the 3.x-only cases included.
 #[test]
 fn conformance_suite_passes() {
     let files = yaml_files(&suite_dir());
@@ -100,9 +100,9 @@ fn expected_errors_are_reported() {
     }
 }
 
-/// The suite agrees with Debian's promtool (Prometheus 2.42): every file passes except the 3.x
-/// boundary file, which must fail on every case (or its reason for existing has gone away), and the
-/// errors files fail with the same errors.
+/// The suite agrees with Debian's promtool (Prometheus 2.42): every file passes except the 3.x-only
+/// file, which must fail on every case (or its reason for existing has gone away), and the errors
+/// files fail with the same errors.
 #[test]
 fn promtool_agrees_with_the_suite() {
     let Some(promtool) = require_peer("promtool", "prometheus") else { return };
@@ -114,13 +114,13 @@ fn promtool_agrees_with_the_suite() {
     };
     for file in yaml_files(&suite_dir()) {
         let (code, text) = promtool_run(&file);
-        if file.file_name().is_some_and(|n| n == BOUNDARY_FILE) {
-            assert_eq!(code, Some(1), "promtool 2.42 should fail {BOUNDARY_FILE}:\n{text}");
-            let cases = std::fs::read_to_string(&file).expect("read the boundary file");
+        if file.file_name().is_some_and(|n| n == PROMETHEUS3_FILE) {
+            assert_eq!(code, Some(1), "promtool 2.42 should fail {PROMETHEUS3_FILE}:\n{text}");
+            let cases = std::fs::read_to_string(&file).expect("read the 3.x-only file");
             for expr in cases.lines().filter_map(|l| l.trim().strip_prefix("- expr: ")) {
                 assert!(
                     text.contains(&format!("expr: {}, time: ", quote(expr))),
-                    "promtool 2.42 passes {expr}; move it out of {BOUNDARY_FILE}:\n{text}"
+                    "promtool 2.42 passes {expr}; move it out of {PROMETHEUS3_FILE}:\n{text}"
                 );
             }
         } else {
