@@ -26,7 +26,11 @@
 //!   Alerting rules in rule files are parsed and validated, not evaluated (no `ALERTS` series).
 //! - Native histograms (`{{...}}` values, `histogram:` expectations) are not supported.
 //!
-//! A subquery written without a step (`x[5m:]`) steps by `evaluation_interval`, as in promtool.
+//! A subquery written without a step (`x[5m:]`) steps by `evaluation_interval`, as in promtool. Rule
+//! groups may use the Prometheus 3.x options `query_offset`, `limit` and group `labels`; a group's own
+//! `interval` is ignored, as promtool evaluates every group at every step. A test group whose rules
+//! would run more than a million steps is refused with an error rather than left to run for hours.
+//! Because both sides are sorted before comparing, result order (`sort`, `sort_desc`) is not checked.
 
 mod file;
 mod notation;
