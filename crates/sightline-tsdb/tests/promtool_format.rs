@@ -448,3 +448,17 @@ fn huge_eval_time_with_rules_is_refused() {
     assert_eq!(summary.exit_code(), 1);
     assert!(report.contains("lower eval_time or raise evaluation_interval"), "{report}");
 }
+
+/// Prometheus 3.x sums with compensation (Neumaier), so 1e100 + 1 - 1e100 is 1 in any series order.
+/// Not in the suite: promtool 2.42 sums naively, in an order that changes from run to run.
+#[test]
+fn sum_is_compensated() {
+    let dir = TempDir::new("promtool-format");
+    let file = write(
+        dir.path(),
+        "kahan.yml",
+        "tests:\n  - interval: 1m\n    input_series:\n      - series: 'parts{k=\"1\"}'\n        values: '1e100x3'\n      - series: 'parts{k=\"2\"}'\n        values: '1x3'\n      - series: 'parts{k=\"3\"}'\n        values: '-1e100x3'\n    promql_expr_test:\n      - expr: sum(parts)\n        eval_time: 2m30s\n        exp_samples:\n          - value: 1\n",
+    );
+    let (summary, report) = run(std::slice::from_ref(&file));
+    assert_eq!(summary.failures, 0, "{report}");
+}
