@@ -42,6 +42,21 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The time-series store, the PromQL engine and the server's own metrics history.
     pub tsdb: TsdbConfig,
+    /// Prometheus-style scrape jobs, with Prometheus's own keys, so a block from a `prometheus.yml`
+    /// pastes in. Not settable from the environment (see [`Config::with_env`]).
+    #[serde(skip_serializing)]
+    pub scrape_configs: Vec<sightline_tsdb::scrape::ScrapeConfig>,
+}
+
+impl Config {
+    /// The scrape defaults (Prometheus's `global` block) from `tsdb:`.
+    pub fn scrape_global(&self) -> sightline_tsdb::scrape::GlobalConfig {
+        sightline_tsdb::scrape::GlobalConfig {
+            scrape_interval: sightline_tsdb::scrape::PromDuration(self.tsdb.scrape_interval.0),
+            scrape_timeout: sightline_tsdb::scrape::PromDuration(self.tsdb.scrape_timeout.0),
+            ..Default::default()
+        }
+    }
 }
 
 /// `server:` settings.
@@ -995,6 +1010,11 @@ pub struct TsdbConfig {
     /// The most samples one query may hold in memory.
     #[serde(deserialize_with = "positive")]
     pub query_max_samples: usize,
+    /// How often `scrape_configs` jobs are scraped unless they say otherwise (Prometheus's
+    /// `global.scrape_interval`).
+    pub scrape_interval: PromDuration,
+    /// How long a scrape may take unless its job says otherwise (`global.scrape_timeout`).
+    pub scrape_timeout: PromDuration,
 }
 
 impl Default for TsdbConfig {
@@ -1007,6 +1027,8 @@ impl Default for TsdbConfig {
             lookback_delta: secs(300),
             query_timeout: secs(120),
             query_max_samples: 50_000_000,
+            scrape_interval: secs(15),
+            scrape_timeout: secs(10),
         }
     }
 }
@@ -1105,11 +1127,19 @@ impl Config {
                 .map_err(|e| env_err(var, strip_location(&e.to_string())))?;
             config.validate().map_err(|message| env_err(var, message))?;
         }
-        serde_yaml_ng::from_value(tree).map_err(|e| env_err("(all)", e.to_string()))
+        let mut config: Config =
+            serde_yaml_ng::from_value(tree).map_err(|e| env_err("(all)", e.to_string()))?;
+        // Scrape jobs are lists of structures, which variables cannot express; they are not serialised
+        // into the tree above, so carry them over.
+        config.scrape_configs = self.scrape_configs;
+        config.validate().map_err(|message| env_err("(all)", message))?;
+        Ok(config)
     }
 
     /// Checks what the types alone cannot.
     fn validate(&self) -> Result<(), String> {
+        sightline_tsdb::scrape::validate_configs(&self.scrape_global(), &self.scrape_configs)
+            .map_err(|e| format!("scrape_configs: {e}"))?;
         // Names, dependencies (unknown ones, cycles): build the registry once, probing nothing.
         crate::health::build(&self.health, &self.server.data_dir, &sightline_core::Registry::new(), None)?;
         for (i, rule) in self.metrics.buckets.iter().enumerate() {

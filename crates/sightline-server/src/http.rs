@@ -139,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/labels", get(crate::query::labels).post(crate::query::labels))
         .route("/api/v1/label/{name}/values", get(crate::query::label_values))
         .route("/api/v1/status/buildinfo", get(crate::query::buildinfo))
+        .route("/api/v1/targets", get(crate::query::targets))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track_requests))
         .with_state(state)

@@ -39,6 +39,8 @@ pub struct QueryState {
     pub storage: Arc<dyn Storage>,
     /// The engine, with the server's limits.
     pub engine: Engine,
+    /// Scrape targets, for `/api/v1/targets`.
+    pub scrape: Option<Arc<sightline_tsdb::scrape::ScrapeManager>>,
 }
 
 impl std::fmt::Debug for QueryState {
@@ -451,6 +453,34 @@ pub async fn label_values(
     let values =
         blocking(move || merged(&sets, |m| query_state.storage.label_values(&name, m, start, end))).await?;
     Ok(success(json!(values.into_iter().take(limit).collect::<Vec<_>>())))
+}
+
+/// `GET /api/v1/targets?state=active|dropped|any&scrapePool=JOB`, in Prometheus's shape.
+pub async fn targets(State(state): State<Arc<AppState>>, request: Request) -> Result<Json<Value>, ApiError> {
+    let query_state = query_state(&state)?;
+    let params = Params::from_request(request).await?;
+    let wanted = params.get("state").unwrap_or("any").to_ascii_lowercase();
+    if !["any", "active", "dropped"].contains(&wanted.as_str()) {
+        return Err(bad_data(format!(
+            "invalid parameter \"state\": {wanted:?} is not active, dropped or any"
+        )));
+    }
+    let pool = params.get("scrapePool");
+    let mut active: Vec<Value> = Vec::new();
+    if wanted != "dropped" {
+        let targets = query_state.scrape.as_ref().map(|s| s.targets()).unwrap_or_default();
+        for target in targets.iter().filter(|t| pool.is_none_or(|p| p == t.scrape_pool)) {
+            active.push(serde_json::to_value(target).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("cannot encode a target: {e}"),
+                )
+            })?);
+        }
+    }
+    // Static targets are never dropped: there is no relabelling that could drop them.
+    Ok(success(json!({ "activeTargets": active, "droppedTargets": [] })))
 }
 
 /// `GET /api/v1/status/buildinfo`, with Prometheus's keys.
