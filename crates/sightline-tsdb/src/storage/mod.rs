@@ -369,7 +369,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-// === Db ===
+// === impl Db ===
 
 /// The store. Thread-safe: share it behind an `Arc`.
 #[derive(Debug)]
@@ -1083,7 +1083,7 @@ impl Storage for Db {
     }
 }
 
-// === DbAppender ===
+// === impl DbAppender ===
 
 #[derive(Debug)]
 struct Pending {
