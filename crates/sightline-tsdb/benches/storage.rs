@@ -200,5 +200,29 @@ fn select(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, compression, ingest, select);
+fn maintenance(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("sightline-tsdb-bench-maint-{}", std::process::id()));
+    let (db, _) = Db::open(&dir, options()).expect("open");
+    let labels = series_labels();
+    let mut refs = vec![0; SERIES];
+    for round in 0..240 {
+        scrape(&db, &labels, &mut refs, round);
+    }
+    let end = T0 + 240 * STEP;
+    let started = std::time::Instant::now();
+    let report = db.compact(end + 2 * 3_600_000);
+    eprintln!(
+        "first compaction of 10k series x 1 h (downsampling one hour bucket each): {:?}, {report:?}",
+        started.elapsed()
+    );
+    let mut group = c.benchmark_group("maintenance_10k_series_1h");
+    group.sample_size(10);
+    group.bench_function("checkpoint", |b| b.iter(|| db.checkpoint().expect("checkpoint")));
+    group.bench_function("compact_steady_state", |b| b.iter(|| db.compact(end + 2 * 3_600_000)));
+    group.finish();
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, compression, ingest, select, maintenance);
 criterion_main!(benches);

@@ -40,7 +40,7 @@ const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
 const DOD_BUCKETS: [u32; 3] = [14, 17, 20];
 const INT_BUCKETS: [u32; 3] = [7, 14, 24];
 
-// === BitWriter ===
+// === impl BitWriter ===
 
 /// An MSB-first bit stream whose last byte may be partly filled.
 #[derive(Debug, Clone, Default)]
@@ -86,7 +86,7 @@ impl BitWriter {
     }
 }
 
-// === BitReader ===
+// === impl BitReader ===
 
 /// Reads an MSB-first bit stream; every read past the end gives `None`, never a panic.
 #[derive(Debug, Clone)]
@@ -233,7 +233,7 @@ fn decimal_scale(v: f64) -> Option<u8> {
     (0..=MAX_SCALE).find(|&d| to_decimal(v, d).is_some())
 }
 
-// === Chunk ===
+// === impl Chunk ===
 
 /// A closed, immutable chunk.
 #[derive(Debug, Clone, PartialEq)]
@@ -250,7 +250,7 @@ impl Chunk {
     }
 }
 
-// === ChunkEncoder ===
+// === impl ChunkEncoder ===
 
 /// The open (head) chunk of a series: appendable and readable.
 #[derive(Debug, Clone, Default)]
@@ -458,7 +458,7 @@ impl ChunkEncoder {
     }
 }
 
-// === ChunkIter ===
+// === impl ChunkIter ===
 
 /// Decodes a chunk's samples in order. Corrupt data ends the iteration early instead of panicking.
 #[derive(Debug, Clone)]

@@ -98,7 +98,7 @@ fn counter_delta(prev: f64, cur: f64) -> f64 {
     if cur >= prev { cur - prev } else { cur }
 }
 
-// === SeriesData ===
+// === impl SeriesData ===
 
 #[derive(Clone, Debug)]
 pub(crate) struct SeriesData {

@@ -231,7 +231,7 @@ pub(crate) fn decode_commit(payload: &[u8]) -> Option<CommitRecord> {
     c.is_empty().then_some(rec)
 }
 
-// === Wal ===
+// === impl Wal ===
 
 /// The WAL directory: numbered segment files, the highest one open for appends.
 #[derive(Debug)]
