@@ -1094,9 +1094,11 @@ impl Config {
             return Ok(Config::default());
         }
         let config: Config = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(path, text, &e))?;
-        config.validate().map_err(|message| match locate_value(text, &message, 1) {
-            Some((line, column)) => ConfigError::Invalid { path: path.to_owned(), line, column, message },
-            None => ConfigError::InvalidNoLocation { path: path.to_owned(), message },
+        config.validate().map_err(|message| {
+            match locate_scrape_error(text, &message).or_else(|| locate_value(text, &message, 1)) {
+                Some((line, column)) => ConfigError::Invalid { path: path.to_owned(), line, column, message },
+                None => ConfigError::InvalidNoLocation { path: path.to_owned(), message },
+            }
         })?;
         Ok(config)
     }
@@ -1216,6 +1218,42 @@ fn locate_value(text: &str, message: &str, from_line: usize) -> Option<(usize, u
         .enumerate()
         .skip(from_line.saturating_sub(1))
         .find_map(|(i, line)| line.find(&value).map(|column| (i + 1, column + 1)))
+}
+
+/// A `scrape_configs` error names its job (`job "node": ...`) and then the setting or value at fault:
+/// point at that setting within the job's entry, or at the job's name.
+fn locate_scrape_error(text: &str, message: &str) -> Option<(usize, usize)> {
+    let rest = message.strip_prefix("scrape_configs: job \"")?;
+    let job = &rest[..rest.find('"')?];
+    let detail = &rest[job.len() + 1..];
+    let lines: Vec<&str> = text.lines().collect();
+    let is_job_line =
+        |line: &str| line.trim_start().trim_start_matches("- ").trim_start().starts_with("job_name:");
+    let start = lines.iter().position(|line| {
+        is_job_line(line)
+            && line.split_once(':').is_some_and(|(_, v)| v.trim().trim_matches(['"', '\'']) == job)
+    })?;
+    let end = lines
+        .iter()
+        .skip(start + 1)
+        .position(|line| is_job_line(line))
+        .map_or(lines.len(), |i| start + 1 + i);
+    // Quoted values first (a bad target), then setting names the message mentions (`scrape_timeout`).
+    let quoted: Vec<&str> = detail.split('"').skip(1).step_by(2).filter(|v| !v.is_empty()).collect();
+    let words: Vec<String> = detail
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.contains('_') || w.len() > 3)
+        .map(|w| format!("{w}:"))
+        .collect();
+    for needle in quoted.iter().map(|q| q.to_string()).chain(words) {
+        for (i, line) in lines.iter().enumerate().take(end).skip(start) {
+            if let Some(column) = line.find(&needle) {
+                return Some((i + 1, column + 1));
+            }
+        }
+    }
+    let column = lines[start].find("job_name").unwrap_or(0);
+    Some((start + 1, column + 1))
 }
 
 /// serde_yaml appends " at line L column C" to messages; the location is reported separately.
