@@ -74,12 +74,12 @@ pub(crate) struct MatrixVal {
 // === impl MatrixVal ===
 
 impl MatrixVal {
-    /// Calls `f(series index, step, window)` for every step whose window is not empty, sliding two
-    /// pointers over each series' samples (the window ends never decrease).
+    /// Calls `f(series index, step, window start index, window)` for every step whose window is not
+    /// empty, sliding two pointers over each series' samples (the window ends never decrease).
     pub fn for_each_window(
         &self,
         deadline: Instant,
-        mut f: impl FnMut(usize, usize, &[Sample]),
+        mut f: impl FnMut(usize, usize, usize, &[Sample]),
     ) -> Result<(), QueryError> {
         for (si, s) in self.series.iter().enumerate() {
             if si % 256 == 0 && Instant::now() >= deadline {
@@ -98,7 +98,7 @@ impl MatrixVal {
                     hi += 1;
                 }
                 if hi > lo {
-                    f(si, i, &s.samples[lo..hi]);
+                    f(si, i, lo, &s.samples[lo..hi]);
                 }
             }
         }
