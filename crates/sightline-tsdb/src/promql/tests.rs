@@ -466,6 +466,16 @@ fn nan_and_infinities() {
     assert_eq!(instant(&store, "min(v)", 0), ["{} => 1"]);
     assert_eq!(instant(&store, "sum(v)", 0), ["{} => NaN"]);
     assert_eq!(instant(&store, "v == v", 0), [r#"v{k="inf"} => inf"#, r#"v{k="one"} => 1"#]);
+    assert_eq!(instant(&store, r#"avg(v{k!="nan"})"#, 0), ["{} => inf"]);
+    // A sum that overflows still averages correctly.
+    assert_eq!(
+        instant(
+            &store,
+            r#"avg(v{k="one"} * 1e308 or label_replace(v{k="one"} * 1.5e308, "k", "two", "", "")) / 1e300"#,
+            0
+        ),
+        ["{} => 125000000"]
+    );
     assert_eq!(instant(&store, "topk(1, v)", 0), [r#"v{k="inf"} => inf"#]);
     assert_eq!(instant_err(&store, "topk(scalar(v{k=\"nan\"}), v)", 0).to_string(), "Parameter value is NaN");
     assert!(instant_err(&store, "topk(1e300, v)", 0).to_string().ends_with("overflows int64"));
