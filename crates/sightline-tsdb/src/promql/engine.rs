@@ -11,7 +11,7 @@ use crate::promql::value::{InstantSample, QueryError, Value};
 use crate::sample::Sample;
 use crate::traits::{Querier, Series};
 
-/// Prometheus's cap on the points of one series in a range query.
+/// Prometheus's cap on a range query's resolution: `(end - start) / step` may not exceed it.
 pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
 /// Engine limits and defaults.
@@ -154,7 +154,7 @@ impl Engine {
         if end < start {
             return Err(bad("invalid parameter \"end\": end timestamp must not be before start time"));
         }
-        if end.saturating_sub(start) / step >= MAX_POINTS_PER_SERIES {
+        if end.saturating_sub(start) / step > MAX_POINTS_PER_SERIES {
             return Err(bad(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
             ));
