@@ -72,8 +72,12 @@ impl Engine {
     /// Parses and type-checks a query. Errors are [`QueryError::BadData`] with a byte position when one can
     /// be found.
     pub fn parse(query: &str) -> Result<Expr, QueryError> {
-        promql_parser::parser::parse(query).map_err(|message| {
-            let position = error_position(query, &message);
+        promql_parser::parser::parse(query).map_err(|mut message| {
+            let mut position = error_position(query, &message);
+            if position.is_none() && ends_incomplete(query) {
+                message = "unexpected end of input".to_owned();
+                position = Some(query.len());
+            }
             let message = match position {
                 // Prometheus's form: `line:column: parse error: ...`, both 1-based.
                 Some(pos) => {
@@ -257,4 +261,29 @@ fn error_position(query: &str, message: &str) -> Option<usize> {
         return Some(query.len());
     }
     None
+}
+
+/// Whether a query stops where more must follow (after an operator, an opening bracket or a keyword
+/// that takes an argument); the parser reports these only as "invalid promql query".
+fn ends_incomplete(query: &str) -> bool {
+    let q = query.trim_end();
+    if q.ends_with(['+', '-', '*', '/', '%', '^', '=', '<', '>', '(', ',', '{', '[', '@', '~']) {
+        return true;
+    }
+    let last_word = q.rsplit(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or("");
+    matches!(
+        last_word,
+        "and"
+            | "or"
+            | "unless"
+            | "atan2"
+            | "by"
+            | "without"
+            | "on"
+            | "ignoring"
+            | "bool"
+            | "offset"
+            | "group_left"
+            | "group_right"
+    ) && q.len() > last_word.len()
 }

@@ -568,6 +568,11 @@ fn parse_errors_are_bad_data() {
     assert_eq!(position, Some(11));
     assert!(message.starts_with("1:12: parse error: "), "{message}");
     assert!(Engine::parse("rate(x[5m])").is_ok());
+    // A query cut short points at its end, as Prometheus's "unexpected end of input" does.
+    let Err(QueryError::BadData { position, message }) = Engine::parse("x +") else {
+        panic!("error expected")
+    };
+    assert_eq!((position, message.as_str()), (Some(3), "1:4: parse error: unexpected end of input"));
     let err = instant_err(&store, "rate(x)", 0);
     assert_eq!(err.error_type(), "bad_data");
 }
