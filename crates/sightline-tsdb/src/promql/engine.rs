@@ -221,6 +221,7 @@ impl Engine {
             query_start: start,
             query_end: end,
             default_step: dur_ms(&self.default_subquery_step).max(1),
+            func_hint: None,
         }
     }
 }

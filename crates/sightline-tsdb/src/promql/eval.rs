@@ -154,6 +154,9 @@ pub(crate) struct Evaluator<'a> {
     pub query_end: i64,
     /// The default subquery step (Prometheus: the global evaluation interval).
     pub default_step: i64,
+    /// The function or aggregation directly around the node being evaluated (a binary operator clears
+    /// it), passed to the store as [`SelectHints::func`] the way Prometheus's `extractFuncFromPath` does.
+    pub func_hint: Option<&'static str>,
 }
 
 /// Wraps a message as an execution error.
@@ -304,14 +307,31 @@ impl Evaluator<'_> {
                     )));
                 }
             },
-            Expr::VectorSelector(vs) => Val::Vector(self.eval_vector_selector(vs, grid, None, false)?),
+            Expr::VectorSelector(vs) => {
+                Val::Vector(self.eval_vector_selector(vs, grid, self.func_hint, false)?)
+            }
             Expr::MatrixSelector(ms) => {
-                Val::Matrix(self.eval_matrix_selector(&ms.vs, dur_ms(&ms.range), grid, None)?)
+                Val::Matrix(self.eval_matrix_selector(&ms.vs, dur_ms(&ms.range), grid, self.func_hint)?)
             }
             Expr::Subquery(sq) => Val::Matrix(self.eval_subquery(sq, grid)?),
-            Expr::Call(call) => self.eval_call(call, grid)?,
-            Expr::Aggregate(agg) => self.eval_aggregate(agg, grid)?,
-            Expr::Binary(bin) => self.eval_binary(bin, grid)?,
+            Expr::Call(call) => {
+                let outer = self.func_hint.replace(call.func.name);
+                let val = self.eval_call(call, grid);
+                self.func_hint = outer;
+                val?
+            }
+            Expr::Aggregate(agg) => {
+                let outer = std::mem::replace(&mut self.func_hint, aggregation_name(agg.op.id()));
+                let val = self.eval_aggregate(agg, grid);
+                self.func_hint = outer;
+                val?
+            }
+            Expr::Binary(bin) => {
+                let outer = self.func_hint.take();
+                let val = self.eval_binary(bin, grid);
+                self.func_hint = outer;
+                val?
+            }
             Expr::Extension(_) => {
                 return Err(bad_type("extension expressions are not supported by this engine"));
             }
@@ -531,4 +551,27 @@ impl Evaluator<'_> {
 /// A type error found during evaluation (the parser checks most of them first).
 pub(crate) fn bad_type(msg: impl Into<String>) -> QueryError {
     QueryError::BadData { message: msg.into(), position: None }
+}
+
+/// The name of an aggregation operator, for selection hints.
+fn aggregation_name(op: u16) -> Option<&'static str> {
+    use promql_parser::parser::token::{
+        T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV, T_STDVAR,
+        T_SUM, T_TOPK,
+    };
+    Some(match op {
+        T_SUM => "sum",
+        T_AVG => "avg",
+        T_COUNT => "count",
+        T_MIN => "min",
+        T_MAX => "max",
+        T_GROUP => "group",
+        T_STDDEV => "stddev",
+        T_STDVAR => "stdvar",
+        T_TOPK => "topk",
+        T_BOTTOMK => "bottomk",
+        T_COUNT_VALUES => "count_values",
+        T_QUANTILE => "quantile",
+        _ => return None,
+    })
 }

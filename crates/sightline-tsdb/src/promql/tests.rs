@@ -926,3 +926,77 @@ fn extreme_timestamps_do_not_panic() {
     let _ = engine().range_query(&store, "http_requests", i64::MIN, i64::MAX, i64::MAX);
     let _ = engine().range_query(&store, "http_requests", i64::MAX - 10, i64::MAX, 1);
 }
+
+/// A querier that records the hints of every selection.
+struct Recording {
+    inner: MemStorage,
+    hints: std::sync::Mutex<Vec<crate::SelectHints>>,
+}
+
+impl crate::Querier for Recording {
+    fn select(
+        &self,
+        matchers: &[promql_parser::label::Matcher],
+        hints: &crate::SelectHints,
+    ) -> Result<Vec<crate::Series>, crate::StorageError> {
+        self.hints.lock().expect("lock").push(hints.clone());
+        self.inner.select(matchers, hints)
+    }
+    fn series(
+        &self,
+        matchers: &[promql_parser::label::Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>, crate::StorageError> {
+        self.inner.series(matchers, start, end)
+    }
+    fn label_names(
+        &self,
+        matchers: &[promql_parser::label::Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, crate::StorageError> {
+        self.inner.label_names(matchers, start, end)
+    }
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[promql_parser::label::Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, crate::StorageError> {
+        self.inner.label_values(name, matchers, start, end)
+    }
+}
+
+#[test]
+fn selections_carry_hints() {
+    let rec = Recording { inner: counters(), hints: std::sync::Mutex::new(Vec::new()) };
+    let hints = |q: &str, range: Option<(i64, i64, i64)>| -> Vec<(i64, i64, i64, Option<String>, i64)> {
+        rec.hints.lock().expect("lock").clear();
+        match range {
+            Some((s, e, step)) => engine().range_query(&rec, q, s, e, step).map(|_| ()),
+            None => engine().instant_query(&rec, q, 10 * MIN).map(|_| ()),
+        }
+        .expect("query");
+        rec.hints
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|h| (h.start, h.end, h.step, h.func.clone(), h.range))
+            .collect()
+    };
+    let t = 10 * MIN;
+    assert_eq!(
+        hints("sum(rate(http_requests[5m]))", None),
+        [(t - 5 * MIN + 1, t, 0, Some("rate".into()), 5 * MIN)]
+    );
+    assert_eq!(hints("abs(gauge)", None), [(t - 5 * MIN + 1, t, 0, Some("abs".into()), 0)]);
+    assert_eq!(hints("max by (job) (gauge)", None), [(t - 5 * MIN + 1, t, 0, Some("max".into()), 0)]);
+    assert_eq!(hints("abs(gauge + gauge)", None).iter().filter(|h| h.3.is_none()).count(), 2);
+    // One selection covers the whole range query.
+    assert_eq!(
+        hints("max_over_time(gauge[10m])", Some((MIN, 5 * MIN, MIN))),
+        [(MIN - 10 * MIN + 1, 5 * MIN, MIN, Some("max_over_time".into()), 10 * MIN)]
+    );
+}
