@@ -25,6 +25,8 @@ pub struct EngineOptions {
     pub max_samples: usize,
 }
 
+// === impl EngineOptions ===
+
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
@@ -43,13 +45,13 @@ pub struct Engine {
     default_subquery_step: Duration,
 }
 
+// === impl Engine ===
+
 impl Default for Engine {
     fn default() -> Self {
         Self::new(EngineOptions::default())
     }
 }
-
-// === impl Engine ===
 
 impl Engine {
     pub fn new(options: EngineOptions) -> Self {

@@ -509,8 +509,8 @@ pub(crate) fn kahan_sum(values: impl Iterator<Item = f64>) -> f64 {
     sum + c
 }
 
-/// The mean as Prometheus 3's `avg_over_time` and `avg` compute it: a Kahan sum divided by the count,
-/// switching to an incremental mean once the sum overflows.
+/// The mean as Prometheus 3's `avg_over_time` computes it: a Kahan sum divided by the count, switching
+/// to an incremental mean once the sum overflows.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct MeanAcc {
     sum: f64,
