@@ -247,19 +247,17 @@ impl Evaluator<'_> {
         let func =
             RangeFn::from_name(name).ok_or_else(|| bad_type(format!("unknown range function {name}")))?;
         let range = m.range;
-        // For counters, a prefix count of resets per series lets windows without a reset skip the
-        // correction loop (the loop itself still runs where there are resets, so sums stay bit-exact).
-        let resets: Vec<Vec<u32>> = if matches!(func, RangeFn::Rate | RangeFn::Increase) {
-            m.series.iter().map(|s| reset_prefix(&s.samples)).collect()
+        // For counters, the (usually empty) list of reset positions per series lets windows without a
+        // reset skip the correction loop; the loop still runs where there are resets, so sums stay
+        // bit-exact.
+        let resets: Vec<Vec<usize>> = if matches!(func, RangeFn::Rate | RangeFn::Increase) {
+            m.series.iter().map(|s| reset_positions(&s.samples)).collect()
         } else {
             Vec::new()
         };
         m.for_each_window(self.deadline, |si, i, lo, w| {
             let end = m.ends[i];
-            let counter = match resets.get(si) {
-                Some(p) => p[lo + w.len() - 1] != p[lo],
-                None => true,
-            };
+            let counter = resets.get(si).is_none_or(|r| window_has_reset(r, lo, w.len()));
             out[si][i] = match func {
                 RangeFn::Rate => extrapolated_rate(w, end.saturating_sub(range), end, true, counter, true),
                 RangeFn::Increase => {
@@ -651,20 +649,16 @@ fn extrapolated_rate(
     Some(result * factor)
 }
 
-/// `p[k]` is the number of counter resets among `samples[..=k]` (a reset at `k` is `samples[k] <
-/// samples[k - 1]`), so a window `lo..=hi` has a reset exactly when `p[hi] != p[lo]`.
-fn reset_prefix(samples: &[Sample]) -> Vec<u32> {
-    let mut out = Vec::with_capacity(samples.len());
-    let mut count = 0u32;
-    let mut prev = f64::NAN;
-    for s in samples {
-        if s.v < prev {
-            count = count.saturating_add(1);
-        }
-        out.push(count);
-        prev = s.v;
-    }
-    out
+/// The positions `k` where a counter resets (`samples[k] < samples[k - 1]`).
+fn reset_positions(samples: &[Sample]) -> Vec<usize> {
+    samples.windows(2).enumerate().filter(|(_, p)| p[1].v < p[0].v).map(|(k, _)| k + 1).collect()
+}
+
+/// Whether the window of `len` samples from `lo` holds a reset: a reset at `r` compares samples `r - 1`
+/// and `r`, so it counts when `lo < r < lo + len`.
+fn window_has_reset(resets: &[usize], lo: usize, len: usize) -> bool {
+    let next = resets.partition_point(|&x| x <= lo);
+    resets.get(next).is_some_and(|&x| x < lo + len)
 }
 
 /// `irate` and `idelta`: the last two samples of the window.
@@ -933,6 +927,24 @@ mod tests {
         assert!(go_min(f64::NAN, 1.0).is_nan());
         assert_eq!(go_max(1.0, 2.0), 2.0);
         assert_eq!(go_min(1.0, 2.0), 1.0);
+    }
+
+    #[test]
+    fn reset_lookup_matches_a_scan() {
+        let values = [5.0, 1.0, 2.0, 2.0, 0.0, 7.0, 3.0, 4.0, 9.0, 1.0];
+        let samples: Vec<Sample> =
+            values.iter().enumerate().map(|(i, v)| Sample::new(i as i64, *v)).collect();
+        let resets = reset_positions(&samples);
+        for lo in 0..samples.len() {
+            for len in 1..=samples.len() - lo {
+                let w = &samples[lo..lo + len];
+                let scan = w.windows(2).any(|p| p[1].v < p[0].v);
+                assert_eq!(window_has_reset(&resets, lo, len), scan, "lo {lo} len {len}");
+                let fast = extrapolated_rate(w, -10, 20, true, window_has_reset(&resets, lo, len), false);
+                let full = extrapolated_rate(w, -10, 20, true, true, false);
+                assert_eq!(fast.map(f64::to_bits), full.map(f64::to_bits));
+            }
+        }
     }
 
     #[test]
