@@ -54,6 +54,7 @@ impl Default for Engine {
 }
 
 impl Engine {
+    /// An engine with the given limits; subqueries without a step use 1 m.
     pub fn new(options: EngineOptions) -> Self {
         Self { options, default_subquery_step: Duration::from_secs(60) }
     }
@@ -67,6 +68,7 @@ impl Engine {
         self
     }
 
+    /// The limits this engine enforces.
     pub fn options(&self) -> &EngineOptions {
         &self.options
     }
