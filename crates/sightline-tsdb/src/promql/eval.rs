@@ -69,6 +69,9 @@ pub(crate) struct MatrixVal {
     pub series: Vec<Series>,
     pub range: i64,
     pub ends: Vec<i64>,
+    /// Whether an `@` modifier pins the windows (Prometheus then evaluates the call once, at the query
+    /// start, which matters to `predict_linear`).
+    pub pinned: bool,
 }
 
 // === impl MatrixVal ===
@@ -486,7 +489,7 @@ impl Evaluator<'_> {
     ) -> Result<MatrixVal, QueryError> {
         let ends = self.effective_times(grid, &vs.at, &vs.offset);
         let (Some(&first), Some(&last)) = (ends.first(), ends.last()) else {
-            return Ok(MatrixVal { series: Vec::new(), range, ends });
+            return Ok(MatrixVal { series: Vec::new(), range, ends, pinned: vs.at.is_some() });
         };
         let hints = SelectHints {
             start: first.saturating_sub(range).saturating_add(1),
@@ -502,7 +505,7 @@ impl Evaluator<'_> {
             }
         }
         series.retain(|s| !s.samples.is_empty());
-        Ok(MatrixVal { series, range, ends })
+        Ok(MatrixVal { series, range, ends, pinned: vs.at.is_some() })
     }
 
     /// A subquery: the inner expression evaluated at multiples of its step over the whole span the outer
@@ -512,7 +515,7 @@ impl Evaluator<'_> {
         let step = sq.step.as_ref().map(dur_ms).unwrap_or(self.default_step).max(1);
         let ends = self.effective_times(grid, &sq.at, &sq.offset);
         let (Some(&first), Some(&last)) = (ends.first(), ends.last()) else {
-            return Ok(MatrixVal { series: Vec::new(), range, ends });
+            return Ok(MatrixVal { series: Vec::new(), range, ends, pinned: sq.at.is_some() });
         };
         // The first multiple of the step inside the first window, which is left-open.
         let lower = first.saturating_sub(range);
@@ -544,7 +547,7 @@ impl Evaluator<'_> {
                     .collect(),
             })
             .collect();
-        Ok(MatrixVal { series, range, ends })
+        Ok(MatrixVal { series, range, ends, pinned: sq.at.is_some() })
     }
 }
 

@@ -41,17 +41,17 @@ impl Evaluator<'_> {
             | "last_over_time" | "first_over_time" | "present_over_time" | "stddev_over_time"
             | "stdvar_over_time" => {
                 let m = self.eval_matrix(arg(0)?, grid, Some(name))?;
-                self.range_function(name, m, &[])
+                self.range_function(name, m, grid, &[])
             }
             "predict_linear" => {
                 let m = self.eval_matrix(arg(0)?, grid, Some(name))?;
                 let s = self.eval_scalar(arg(1)?, grid)?;
-                self.range_function(name, m, &s)
+                self.range_function(name, m, grid, &s)
             }
             "quantile_over_time" => {
                 let q = self.eval_scalar(arg(0)?, grid)?;
                 let m = self.eval_matrix(arg(1)?, grid, Some(name))?;
-                self.range_function(name, m, &q)
+                self.range_function(name, m, grid, &q)
             }
             "absent_over_time" => {
                 let e = arg(0)?;
@@ -239,7 +239,17 @@ impl Evaluator<'_> {
 
     /// Applies a range function to every window of `m`. `param` is the scalar argument of
     /// `predict_linear` and `quantile_over_time`.
-    fn range_function(&mut self, name: &str, m: MatrixVal, param: &[f64]) -> Result<Val, QueryError> {
+    fn range_function(
+        &mut self,
+        name: &str,
+        m: MatrixVal,
+        grid: Grid,
+        param: &[f64],
+    ) -> Result<Val, QueryError> {
+        // `predict_linear` predicts from the step's time, not the window's end (they differ by the
+        // offset); with `@` Prometheus evaluates the call once at the query start.
+        let query_start = self.query_start;
+        let predict_at = |i: usize| if m.pinned { query_start } else { grid.t(i) };
         let steps = m.ends.len();
         self.check_dense(m.series.len(), steps, "range function evaluation")?;
         let mut out: Vec<Vec<Option<f64>>> = vec![vec![None; steps]; m.series.len()];
@@ -268,7 +278,7 @@ impl Evaluator<'_> {
                 RangeFn::Idelta => instant_delta(w, false),
                 RangeFn::Deriv => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
                 RangeFn::PredictLinear => (w.len() >= 2).then(|| {
-                    let (slope, intercept) = linear_regression(w, end);
+                    let (slope, intercept) = linear_regression(w, predict_at(i));
                     slope * param[i] + intercept
                 }),
                 RangeFn::Changes => Some(

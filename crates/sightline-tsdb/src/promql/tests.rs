@@ -654,6 +654,8 @@ const CROSS_QUERIES: &[&str] = &[
     "idelta(gauge[5m])",
     "deriv(gauge[5m])",
     "predict_linear(gauge[5m], 120)",
+    "predict_linear(gauge[5m] offset 2m, 120)",
+    "predict_linear(gauge[5m:1m] offset 3m, 60)",
     "changes(gauge[10m])",
     "resets(resetting[10m])",
     "avg_over_time(gauge[5m])",
@@ -1019,4 +1021,19 @@ fn selections_carry_hints() {
         hints("max_over_time(gauge[10m])", Some((MIN, 5 * MIN, MIN))),
         [(MIN - 10 * MIN + 1, 5 * MIN, MIN, Some("max_over_time".into()), 10 * MIN)]
     );
+}
+
+#[test]
+fn predict_linear_predicts_from_the_step_time() {
+    let store = load(&[("c", "0+1x60")], MIN);
+    // With an offset the window is 10 m back, but the prediction is for the step's own time.
+    assert_eq!(instant(&store, "predict_linear(c[5m] offset 10m, 0)", 30 * MIN), ["{} => 30"]);
+    // With `@` the call is evaluated once, at the query start, for every step.
+    let Value::Matrix(m) = engine()
+        .range_query(&store, "predict_linear(c[5m] @ 300, 0)", 10 * MIN, 12 * MIN, MIN)
+        .expect("range")
+    else {
+        panic!("matrix expected");
+    };
+    assert_eq!(m[0].samples.iter().map(|s| s.v).collect::<Vec<_>>(), [10.0, 10.0, 10.0]);
 }
