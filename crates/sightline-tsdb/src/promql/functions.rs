@@ -41,23 +41,23 @@ impl Evaluator<'_> {
             | "last_over_time" | "first_over_time" | "present_over_time" | "stddev_over_time"
             | "stdvar_over_time" => {
                 let m = self.eval_matrix(arg(0)?, grid, Some(name))?;
-                self.range_function(name, m, &[])
+                self.range_function(name, m, grid, &[])
             }
             "predict_linear" => {
                 let m = self.eval_matrix(arg(0)?, grid, Some(name))?;
                 let s = self.eval_scalar(arg(1)?, grid)?;
-                self.range_function(name, m, &s)
+                self.range_function(name, m, grid, &s)
             }
             "quantile_over_time" => {
                 let q = self.eval_scalar(arg(0)?, grid)?;
                 let m = self.eval_matrix(arg(1)?, grid, Some(name))?;
-                self.range_function(name, m, &q)
+                self.range_function(name, m, grid, &q)
             }
             "absent_over_time" => {
                 let e = arg(0)?;
                 let m = self.eval_matrix(e, grid, Some(name))?;
                 let mut present = vec![false; grid.len];
-                m.for_each_window(self.deadline, |_, i, _| present[i] = true)?;
+                m.for_each_window(self.deadline, |_, i, _, _| present[i] = true)?;
                 Ok(absent_rows(absent_labels(e), &present))
             }
             "absent" => {
@@ -239,49 +239,72 @@ impl Evaluator<'_> {
 
     /// Applies a range function to every window of `m`. `param` is the scalar argument of
     /// `predict_linear` and `quantile_over_time`.
-    fn range_function(&mut self, name: &str, m: MatrixVal, param: &[f64]) -> Result<Val, QueryError> {
+    fn range_function(
+        &mut self,
+        name: &str,
+        m: MatrixVal,
+        grid: Grid,
+        param: &[f64],
+    ) -> Result<Val, QueryError> {
+        // `predict_linear` predicts from the step's time, not the window's end (they differ by the
+        // offset); with `@` Prometheus evaluates the call once at the query start.
+        let query_start = self.query_start;
+        let predict_at = |i: usize| if m.pinned { query_start } else { grid.t(i) };
         let steps = m.ends.len();
         self.check_dense(m.series.len(), steps, "range function evaluation")?;
         let mut out: Vec<Vec<Option<f64>>> = vec![vec![None; steps]; m.series.len()];
+        // Resolved once: matching the name per window would cost more than most functions.
+        let func =
+            RangeFn::from_name(name).ok_or_else(|| bad_type(format!("unknown range function {name}")))?;
         let range = m.range;
-        m.for_each_window(self.deadline, |si, i, w| {
+        // For counters, the (usually empty) list of reset positions per series lets windows without a
+        // reset skip the correction loop; the loop still runs where there are resets, so sums stay
+        // bit-exact.
+        let resets: Vec<Vec<usize>> = if matches!(func, RangeFn::Rate | RangeFn::Increase) {
+            m.series.iter().map(|s| reset_positions(&s.samples)).collect()
+        } else {
+            Vec::new()
+        };
+        m.for_each_window(self.deadline, |si, i, lo, w| {
             let end = m.ends[i];
-            out[si][i] = match name {
-                "rate" => extrapolated_rate(w, end.saturating_sub(range), end, true, true),
-                "increase" => extrapolated_rate(w, end.saturating_sub(range), end, true, false),
-                "delta" => extrapolated_rate(w, end.saturating_sub(range), end, false, false),
-                "irate" => instant_delta(w, true),
-                "idelta" => instant_delta(w, false),
-                "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
-                "predict_linear" => (w.len() >= 2).then(|| {
-                    let (slope, intercept) = linear_regression(w, end);
+            let counter = resets.get(si).is_none_or(|r| window_has_reset(r, lo, w.len()));
+            out[si][i] = match func {
+                RangeFn::Rate => extrapolated_rate(w, end.saturating_sub(range), end, true, counter, true),
+                RangeFn::Increase => {
+                    extrapolated_rate(w, end.saturating_sub(range), end, true, counter, false)
+                }
+                RangeFn::Delta => extrapolated_rate(w, end.saturating_sub(range), end, false, false, false),
+                RangeFn::Irate => instant_delta(w, true),
+                RangeFn::Idelta => instant_delta(w, false),
+                RangeFn::Deriv => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
+                RangeFn::PredictLinear => (w.len() >= 2).then(|| {
+                    let (slope, intercept) = linear_regression(w, predict_at(i));
                     slope * param[i] + intercept
                 }),
-                "changes" => Some(
+                RangeFn::Changes => Some(
                     w.windows(2)
                         .filter(|p| !(p[1].v == p[0].v || (p[1].v.is_nan() && p[0].v.is_nan())))
                         .count() as f64,
                 ),
-                "resets" => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
-                "avg_over_time" => Some(mean(w.iter().map(|s| s.v))),
-                "sum_over_time" => Some(kahan_sum(w.iter().map(|s| s.v))),
-                "count_over_time" => Some(w.len() as f64),
-                "present_over_time" => Some(1.0),
-                "last_over_time" => w.last().map(|s| s.v),
-                "first_over_time" => w.first().map(|s| s.v),
-                "min_over_time" => w
+                RangeFn::Resets => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
+                RangeFn::AvgOverTime => Some(mean(w.iter().map(|s| s.v))),
+                RangeFn::SumOverTime => Some(kahan_sum(w.iter().map(|s| s.v))),
+                RangeFn::CountOverTime => Some(w.len() as f64),
+                RangeFn::PresentOverTime => Some(1.0),
+                RangeFn::LastOverTime => w.last().map(|s| s.v),
+                RangeFn::FirstOverTime => w.first().map(|s| s.v),
+                RangeFn::MinOverTime => w
                     .first()
                     .map(|f| w.iter().fold(f.v, |acc, s| if s.v < acc || acc.is_nan() { s.v } else { acc })),
-                "max_over_time" => w
+                RangeFn::MaxOverTime => w
                     .first()
                     .map(|f| w.iter().fold(f.v, |acc, s| if s.v > acc || acc.is_nan() { s.v } else { acc })),
-                "stdvar_over_time" => Some(variance(w)),
-                "stddev_over_time" => Some(variance(w).sqrt()),
-                "quantile_over_time" => {
+                RangeFn::StdvarOverTime => Some(variance(w)),
+                RangeFn::StddevOverTime => Some(variance(w).sqrt()),
+                RangeFn::QuantileOverTime => {
                     let mut vals: Vec<f64> = w.iter().map(|s| s.v).collect();
                     Some(quantile(param[i], &mut vals))
                 }
-                _ => None,
             };
         })?;
         let rows: Vec<Row> =
@@ -291,6 +314,61 @@ impl Evaluator<'_> {
         } else {
             Ok(Val::Vector(drop_metric_names(rows)?))
         }
+    }
+}
+
+/// The range functions, resolved from their name once per call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RangeFn {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    Changes,
+    Resets,
+    AvgOverTime,
+    SumOverTime,
+    CountOverTime,
+    PresentOverTime,
+    LastOverTime,
+    FirstOverTime,
+    MinOverTime,
+    MaxOverTime,
+    StdvarOverTime,
+    StddevOverTime,
+    QuantileOverTime,
+}
+
+// === impl RangeFn ===
+
+impl RangeFn {
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "rate" => Self::Rate,
+            "increase" => Self::Increase,
+            "delta" => Self::Delta,
+            "irate" => Self::Irate,
+            "idelta" => Self::Idelta,
+            "deriv" => Self::Deriv,
+            "predict_linear" => Self::PredictLinear,
+            "changes" => Self::Changes,
+            "resets" => Self::Resets,
+            "avg_over_time" => Self::AvgOverTime,
+            "sum_over_time" => Self::SumOverTime,
+            "count_over_time" => Self::CountOverTime,
+            "present_over_time" => Self::PresentOverTime,
+            "last_over_time" => Self::LastOverTime,
+            "first_over_time" => Self::FirstOverTime,
+            "min_over_time" => Self::MinOverTime,
+            "max_over_time" => Self::MaxOverTime,
+            "stdvar_over_time" => Self::StdvarOverTime,
+            "stddev_over_time" => Self::StddevOverTime,
+            "quantile_over_time" => Self::QuantileOverTime,
+            _ => return None,
+        })
     }
 }
 
@@ -439,8 +517,8 @@ pub(crate) fn kahan_sum(values: impl Iterator<Item = f64>) -> f64 {
     sum + c
 }
 
-/// The mean as Prometheus 3's `avg_over_time` and `avg` compute it: a Kahan sum divided by the count,
-/// switching to an incremental mean once the sum overflows.
+/// The mean as Prometheus 3's `avg_over_time` computes it: a Kahan sum divided by the count, switching
+/// to an incremental mean once the sum overflows.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct MeanAcc {
     sum: f64,
@@ -532,11 +610,14 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
 /// Prometheus's `extrapolatedRate`: the increase over the window, corrected for counter resets and
 /// extrapolated towards the window's edges (at most 1.1 average intervals, and for counters never past
 /// the point where the counter would have been zero).
+///
+/// `check_resets` is false when the caller knows the window has no counter reset.
 fn extrapolated_rate(
     w: &[Sample],
     range_start: i64,
     range_end: i64,
     counter: bool,
+    check_resets: bool,
     rate: bool,
 ) -> Option<f64> {
     if w.len() < 2 {
@@ -545,7 +626,7 @@ fn extrapolated_rate(
     let first = w[0];
     let last = w[w.len() - 1];
     let mut result = last.v - first.v;
-    if counter {
+    if counter && check_resets {
         let mut prev = first.v;
         for s in &w[1..] {
             if s.v < prev {
@@ -576,6 +657,18 @@ fn extrapolated_rate(
         factor /= (range_end - range_start) as f64 / 1000.0;
     }
     Some(result * factor)
+}
+
+/// The positions `k` where a counter resets (`samples[k] < samples[k - 1]`).
+fn reset_positions(samples: &[Sample]) -> Vec<usize> {
+    samples.windows(2).enumerate().filter(|(_, p)| p[1].v < p[0].v).map(|(k, _)| k + 1).collect()
+}
+
+/// Whether the window of `len` samples from `lo` holds a reset: a reset at `r` compares samples `r - 1`
+/// and `r`, so it counts when `lo < r < lo + len`.
+fn window_has_reset(resets: &[usize], lo: usize, len: usize) -> bool {
+    let next = resets.partition_point(|&x| x <= lo);
+    resets.get(next).is_some_and(|&x| x < lo + len)
 }
 
 /// `irate` and `idelta`: the last two samples of the window.
@@ -844,6 +937,24 @@ mod tests {
         assert!(go_min(f64::NAN, 1.0).is_nan());
         assert_eq!(go_max(1.0, 2.0), 2.0);
         assert_eq!(go_min(1.0, 2.0), 1.0);
+    }
+
+    #[test]
+    fn reset_lookup_matches_a_scan() {
+        let values = [5.0, 1.0, 2.0, 2.0, 0.0, 7.0, 3.0, 4.0, 9.0, 1.0];
+        let samples: Vec<Sample> =
+            values.iter().enumerate().map(|(i, v)| Sample::new(i as i64, *v)).collect();
+        let resets = reset_positions(&samples);
+        for lo in 0..samples.len() {
+            for len in 1..=samples.len() - lo {
+                let w = &samples[lo..lo + len];
+                let scan = w.windows(2).any(|p| p[1].v < p[0].v);
+                assert_eq!(window_has_reset(&resets, lo, len), scan, "lo {lo} len {len}");
+                let fast = extrapolated_rate(w, -10, 20, true, window_has_reset(&resets, lo, len), false);
+                let full = extrapolated_rate(w, -10, 20, true, true, false);
+                assert_eq!(fast.map(f64::to_bits), full.map(f64::to_bits));
+            }
+        }
     }
 
     #[test]
