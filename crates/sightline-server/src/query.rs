@@ -71,9 +71,11 @@ fn query_error(err: QueryError) -> ApiError {
         "timeout" | "canceled" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
+    // The engine's parse and type errors (`1:5: parse error: ...`) name the parameter in the API, as in
+    // Prometheus; its own parameter checks already do.
     let message = match &err {
-        QueryError::BadData { message, position: Some(pos) } if !message.contains("position") => {
-            format!("{message} (at position {pos})")
+        QueryError::BadData { message, .. } if !message.starts_with("invalid parameter") => {
+            format!("invalid parameter \"query\": {message}")
         }
         _ => err.to_string(),
     };

@@ -562,6 +562,9 @@ async fn query_errors_have_prometheus_types_and_statuses() {
         assert_eq!(body["errorType"], want_type, "{uri}");
         assert!(!body["error"].as_str().unwrap_or("").is_empty(), "{uri}");
     }
+    let (_, _, body) = call(app.clone(), get("/api/v1/query?query=sum(")).await;
+    let error = json_of(&body)["error"].as_str().unwrap_or("").to_owned();
+    assert!(error.starts_with("invalid parameter \"query\": 1:"), "{error}");
     // Many-to-many matching is an execution error (422), as in Prometheus.
     let uri = "/api/v1/query?query=up%20%2B%20on()%20up&time=1700000100";
     let (status, _, body) = call(app, get(uri)).await;
