@@ -132,6 +132,12 @@ fn scrapes_node_exporter_answers_queries_and_keeps_data_across_a_restart() {
     .expect("the server's own metrics are stored");
     assert_eq!(own[0].1, 1.0);
 
+    // The store's own metrics are exposed.
+    let metrics = http_get(addr, "/metrics", &[]).expect("GET /metrics").body;
+    for name in ["sightline_tsdb_head_series ", "sightline_tsdb_samples_appended_total "] {
+        assert!(metrics.contains(name), "{name} missing");
+    }
+
     // Aggregation over stored data, as a dashboard would ask.
     let by_job = query(addr, "sum by (job) (up)");
     assert_eq!(by_job.len(), 2, "{by_job:?}");
@@ -253,4 +259,44 @@ fn rules_test_runs_promtool_format_files_with_promtools_exit_codes() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("expr: \"rate(x[5m])\", time: 10m"), "{stderr}");
     assert!(stderr.contains("exp: {a=\"b\"} 2E+00") && stderr.contains("got: {a=\"b\"} 1E+00"), "{stderr}");
+}
+
+#[test]
+fn a_damaged_wal_is_reported_at_start_and_the_readable_part_kept() {
+    let dir = TempDir::new("tsdb-wal");
+    let config = dir.path().join("sightline.yaml");
+    std::fs::write(&config, "tsdb:\n  self_scrape_interval: 200ms\n").expect("write config");
+    let data = dir.path().join("data");
+    let mut server = start(&data, &config);
+    let addr = server.addr;
+    let stored = eventually(Duration::from_secs(10), || {
+        let body = get_json(addr, "/api/v1/query?query=count_over_time(sightline_build_info%5B1m%5D)");
+        let count: f64 = body["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+        (count >= 5.0).then_some(count)
+    })
+    .expect("self-scrapes stored");
+    assert!(stored >= 5.0);
+    // No clean shutdown: the data is only in the WAL.
+    server.child.kill();
+
+    // Tear the newest segment's tail, as a crash in the middle of a write would.
+    let wal = data.join("tsdb").join("wal");
+    let mut segments: Vec<_> = std::fs::read_dir(&wal)
+        .expect("wal dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+        .collect();
+    segments.sort();
+    let newest = segments.last().expect("a non-empty segment");
+    let bytes = std::fs::read(newest).expect("read segment");
+    std::fs::write(newest, &bytes[..bytes.len() - 3]).expect("truncate segment");
+
+    let mut server = start(&data, &config);
+    let warning = server.child.seen.iter().find(|l| l.contains("recovered around damage")).cloned();
+    let warning = warning.expect("a warning names the damage");
+    assert!(warning.contains("\"level\":\"WARN\"") && warning.contains("truncated"), "{warning}");
+    let body = get_json(server.addr, "/api/v1/query?query=count_over_time(sightline_build_info%5B10m%5D)");
+    let kept: f64 =
+        body["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse().ok()).expect("kept");
+    assert!(kept >= stored - 1.0, "kept {kept} of {stored} samples");
 }
