@@ -291,7 +291,7 @@ fn a_damaged_wal_is_reported_at_start_and_the_readable_part_kept() {
     let bytes = std::fs::read(newest).expect("read segment");
     std::fs::write(newest, &bytes[..bytes.len() - 3]).expect("truncate segment");
 
-    let mut server = start(&data, &config);
+    let server = start(&data, &config);
     let warning = server.child.seen.iter().find(|l| l.contains("recovered around damage")).cloned();
     let warning = warning.expect("a warning names the damage");
     assert!(warning.contains("\"level\":\"WARN\"") && warning.contains("truncated"), "{warning}");
