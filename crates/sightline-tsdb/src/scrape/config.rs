@@ -24,8 +24,6 @@ pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 64 << 20;
 /// and line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{context}: invalid duration {value:?} for `{field}`: {reason}")]
-    Duration { context: String, field: &'static str, value: String, reason: String },
     #[error(
         "{context}: scrape_timeout {timeout} is greater than scrape_interval {interval}; \
          lower scrape_timeout or raise scrape_interval"

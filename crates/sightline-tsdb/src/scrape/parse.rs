@@ -3,8 +3,11 @@
 //! Hand-written, as Prometheus's own is, because the scrape path needs two things a model-building parser
 //! cannot give: it must not allocate per sample (a 10,000-series scrape is parsed every 15 s per target),
 //! and it must hand out each sample's raw series text (`name{labels}`) so that the scrape cache can skip
-//! label parsing for series it has seen before. `openmetrics-parser` builds a full object model of every
-//! family, label set and value first; the scrape bench measures it side by side with this parser.
+//! label parsing for series it has seen before. `openmetrics-parser` (a pest grammar) builds a full object
+//! model of every family, label set and value first: on the scrape bench's 10,000-series exposition it
+//! took about 90 ms, against about 2.5 ms for this parser checking every line and 6.5 ms materialising
+//! every label set too (both measured on the same busy 2-core machine), so it could not meet the 20 ms
+//! budget for parse and append.
 //!
 //! The parser checks the syntax of every line (names, quoting, escapes, values, timestamps) and reports
 //! the first error with its line number. Label sets are only materialised on request
