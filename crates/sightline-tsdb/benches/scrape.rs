@@ -104,7 +104,7 @@ impl Appender for NullAppender {
         v: f64,
     ) -> Result<SeriesRef, AppendError> {
         black_box(v);
-        Ok(if series == 0 { labels.stable_hash() | 1 } else { series })
+        Ok(if series == 0 { labels.len() as u64 } else { series })
     }
     fn commit(self: Box<Self>) -> Result<(), StorageError> {
         Ok(())

@@ -161,7 +161,7 @@ impl LocalCollector {
                     if let Some((name, v)) = extra {
                         labels.push(Label::new(name, v));
                     }
-                    out.push((merge_target_labels(labels, &self.target, false), value));
+                    out.push((merge_target_labels(&mut labels, &self.target, false), value));
                 };
                 match &series.value {
                     Value::Counter(v) => push("", None, *v as f64),

@@ -111,7 +111,7 @@ const REPORT_NAMES: [&str; 5] = [
 pub struct ScrapeLoop {
     target: Labels,
     options: LoopOptions,
-    index: HashMap<Box<[u8]>, usize>,
+    index: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
     entries: Vec<CacheEntry>,
     iter: u64,
     /// The iteration whose series are live (written and not yet marked stale), 0 for none.
@@ -137,7 +137,7 @@ impl ScrapeLoop {
         Self {
             target,
             options,
-            index: HashMap::new(),
+            index: HashMap::default(),
             entries: Vec::new(),
             iter: 0,
             live: 0,
@@ -232,6 +232,13 @@ impl ScrapeLoop {
         samples: &mut usize,
     ) -> Result<ScrapeStats, ScrapeError> {
         let mut parser = Parser::new(body, format)?;
+        if self.entries.is_empty() {
+            // A first scrape: size the cache from the body (series lines run at 50-100 bytes) rather than
+            // growing and rehashing it a dozen times.
+            let estimate = body.len() / 80;
+            self.index.reserve(estimate);
+            self.entries.reserve(estimate);
+        }
         let mut stats = ScrapeStats::default();
         let iter = self.iter;
         let limit = self.options.sample_limit;
@@ -310,8 +317,7 @@ impl ScrapeLoop {
                 });
             }
         }
-        let labels =
-            merge_target_labels(std::mem::take(&mut self.scratch), &self.target, self.options.honor_labels);
+        let labels = merge_target_labels(&mut self.scratch, &self.target, self.options.honor_labels);
         let limit = self.options.label_limit;
         if limit > 0 && labels.len() > limit {
             return Err(ScrapeError::LabelLimit { series: labels.to_string(), count: labels.len(), limit });
@@ -401,30 +407,32 @@ impl ScrapeLoop {
 /// A sample's labels from its scraped labels (with `__name__`) and its target's labels, as Prometheus
 /// merges them: with `honor` the scraped value of a name wins; without it the target's wins and the
 /// scraped one is kept as `exported_<name>` (`exported_exported_<name>` if that is taken too).
-pub(crate) fn merge_target_labels(mut scraped: Vec<Label>, target: &Labels, honor: bool) -> Labels {
+///
+/// `scraped` is drained; its capacity is kept for the next series.
+pub(crate) fn merge_target_labels(scraped: &mut Vec<Label>, target: &Labels, honor: bool) -> Labels {
     if honor {
         for label in target {
             if !scraped.iter().any(|l| l.name == label.name && !l.value.is_empty()) {
                 scraped.push(label.clone());
             }
         }
-        return Labels::new(scraped);
-    }
-    let conflicts: Vec<usize> = scraped
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| !l.value.is_empty() && target.get(&l.name).is_some())
-        .map(|(i, _)| i)
-        .collect();
-    for i in conflicts {
-        let mut name = format!("exported_{}", scraped[i].name);
-        while target.get(&name).is_some() || scraped.iter().any(|l| l.name == name) {
-            name.insert_str(0, "exported_");
+    } else {
+        for i in 0..scraped.len() {
+            if scraped[i].value.is_empty() || target.get(&scraped[i].name).is_none() {
+                continue;
+            }
+            let mut name = format!("exported_{}", scraped[i].name);
+            while target.get(&name).is_some() || scraped.iter().any(|l| l.name == name) {
+                name.insert_str(0, "exported_");
+            }
+            scraped[i].name = name;
         }
-        scraped[i].name = name;
+        scraped.extend(target.iter().cloned());
     }
-    scraped.extend(target.iter().cloned());
-    Labels::new(scraped)
+    // One exact allocation for the set; Labels::new sorts it and drops empty values.
+    let mut labels = Vec::with_capacity(scraped.len());
+    labels.append(scraped);
+    Labels::new(labels)
 }
 
 #[cfg(test)]
@@ -450,12 +458,12 @@ mod tests {
     fn merges_labels_like_prometheus() {
         let scraped =
             vec![Label::new("__name__", "m"), Label::new("job", "inner"), Label::new("exported_job", "x")];
-        let merged = merge_target_labels(scraped.clone(), &target(), false);
+        let merged = merge_target_labels(&mut scraped.clone(), &target(), false);
         assert_eq!(
             merged.to_string(),
             r#"m{exported_exported_job="inner", exported_job="x", instance="i:1", job="j"}"#
         );
-        let honored = merge_target_labels(scraped, &target(), true);
+        let honored = merge_target_labels(&mut scraped.clone(), &target(), true);
         assert_eq!(honored.to_string(), r#"m{exported_job="x", instance="i:1", job="inner"}"#);
     }
 
