@@ -15,8 +15,8 @@ use sightline_testkit::{ChildGuard, TempDir, free_port, require_peer, wait_for_p
 use sightline_tsdb::mem::MemStorage;
 use sightline_tsdb::sample::is_stale;
 use sightline_tsdb::scrape::{
-    Authorization, BasicAuth, ByteSize, GlobalConfig, Health, PromDuration, ScrapeConfig, ScrapeManager,
-    Secret, TargetStatus,
+    Authorization, BasicAuth, ByteSize, GlobalConfig, Health, PromDuration, Scheme, ScrapeConfig,
+    ScrapeManager, Secret, TargetStatus,
 };
 use sightline_tsdb::{Querier, SelectHints, Series, Storage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,33 +32,27 @@ struct TestServer {
 
 impl TestServer {
     async fn start(handler: Handler) -> Self {
+        Self::start_with(handler, None).await
+    }
+
+    /// With `tls`, the server speaks HTTPS.
+    async fn start_with(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut socket, _)) = listener.accept().await else { return };
-                let handler = handler.clone();
-                let seen = seen.clone();
+                let Ok((socket, _)) = listener.accept().await else { return };
+                let (handler, seen, tls) = (handler.clone(), seen.clone(), tls.clone());
                 tokio::spawn(async move {
-                    // One request per connection is enough: every response closes it.
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(socket).await {
+                                answer(stream, handler, seen).await;
+                            }
                         }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    seen.lock().unwrap().push(head.clone());
-                    match handler(&head) {
-                        Some(response) => {
-                            let _ = socket.write_all(&response).await;
-                            let _ = socket.shutdown().await;
-                        }
-                        None => tokio::time::sleep(Duration::from_secs(3600)).await,
+                        None => answer(socket, handler, seen).await,
                     }
                 });
             }
@@ -68,6 +62,30 @@ impl TestServer {
 
     fn target(&self) -> String {
         self.addr.to_string()
+    }
+}
+
+/// Reads one request head and answers it (one request per connection: every response closes it).
+async fn answer<S>(mut socket: S, handler: Handler, seen: Arc<Mutex<Vec<String>>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    seen.lock().unwrap().push(head.clone());
+    match handler(&head) {
+        Some(response) => {
+            let _ = socket.write_all(&response).await;
+            let _ = socket.shutdown().await;
+        }
+        None => tokio::time::sleep(Duration::from_secs(3600)).await,
     }
 }
 
@@ -471,5 +489,43 @@ async fn decodes_gzip_bodies() {
     assert_eq!(status(&manager, "gzip").health, Health::Up, "{}", status(&manager, "gzip").last_error);
     let zipped = select(&store, &[("__name__", "zipped_metric"), ("a", "b")]);
     assert_eq!(zipped[0].samples[0].v, 3.0);
+    manager.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_and_without_certificate_checks() {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("self-signed");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let server = TestServer::start_with(serve("tls_metric 1\n"), Some(acceptor)).await;
+
+    let mut trusting = job("insecure", &server.target(), 1_000);
+    trusting.scheme = Scheme::Https;
+    trusting.tls_config.insecure_skip_verify = true;
+    let mut checking = job("checked", &server.target(), 1_000);
+    checking.scheme = Scheme::Https;
+    let store = Arc::new(MemStorage::new());
+    let manager = start(&store, vec![trusting, checking]);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    let insecure = status(&manager, "insecure");
+    assert_eq!(insecure.health, Health::Up, "{}", insecure.last_error);
+    assert!(insecure.scrape_url.starts_with("https://"));
+    assert_eq!(select(&store, &[("__name__", "tls_metric"), ("job", "insecure")]).len(), 1);
+    let checked = status(&manager, "checked");
+    assert_eq!(checked.health, Health::Down);
+    assert!(checked.last_error.contains("certificate"), "{}", checked.last_error);
     manager.shutdown();
 }
