@@ -6,6 +6,28 @@
 //!   Prometheus's `/api/v1/targets`, and [`ScrapeManager::apply_config`] replaces the jobs on a reload.
 //! - [`LocalCollector`] samples the process's own [`sightline_core::Registry`] every 15 s.
 //!
+//! ```
+//! use std::sync::Arc;
+//! use sightline_tsdb::mem::MemStorage;
+//! use sightline_tsdb::scrape::{GlobalConfig, ScrapeConfig, ScrapeManager};
+//!
+//! let configs: Vec<ScrapeConfig> = serde_yaml_ng::from_str(
+//!     r#"
+//! - job_name: node
+//!   scrape_interval: 30s
+//!   static_configs:
+//!     - targets: ["localhost:9100"]
+//!       labels: { env: prod }
+//! "#,
+//! )?;
+//! let manager = ScrapeManager::new(Arc::new(MemStorage::new()), GlobalConfig::default(), configs)?;
+//! let targets = manager.targets();
+//! assert_eq!(targets[0].scrape_url, "http://localhost:9100/metrics");
+//! assert_eq!(targets[0].labels.to_string(), r#"{env="prod", instance="localhost:9100", job="node"}"#);
+//! // In the server: `tokio::spawn(async move { manager.run().await })`, and `manager.shutdown()` to stop.
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # One scrape
 //!
 //! The body is fetched with `Accept` preferring OpenMetrics, gzip, the `X-Prometheus-Scrape-Timeout-Seconds`
@@ -29,8 +51,9 @@
 //! # Why a hand-written parser
 //!
 //! See [`parse`]: the scrape cache needs each sample's raw series text and no allocation per known series.
-//! A 10,000-series scrape is parsed and appended within the 20 ms budget; `benches/scrape.rs` measures it
-//! next to `openmetrics-parser` on the same text.
+//! `benches/scrape.rs` measures a 10,000-series scrape next to `openmetrics-parser` on the same text: on a
+//! busy 2-core machine, parse and append (into a store that costs nothing) took about 8 ms for a first
+//! scrape and 3.3 ms in the steady state, against a 20 ms budget.
 
 mod client;
 mod config;

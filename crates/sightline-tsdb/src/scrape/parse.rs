@@ -680,6 +680,36 @@ mod tests {
         assert_eq!(e.line, 2);
     }
 
+    /// Every prefix of a rich body, and the body with each byte replaced by each of a few troublesome
+    /// ones, either parses or gives an error: never a panic.
+    #[test]
+    fn mangled_bodies_never_panic() {
+        let body = "# HELP a_total Help \\ text.\n# TYPE a_total counter\n\
+                    a_total{x=\"1\",y=\"q\\\"uote\\n\"} 1.5e3 1700000000000\n\
+                    {\"dotted.name\",\"b.c\"=\"é\"} -Inf\n# TYPE h histogram\nh_bucket{le=\"0.5\"} 1 # {t=\"x\"} 2 3\n# EOF\n";
+        for format in [Format::Prometheus, Format::OpenMetrics] {
+            for cut in (0..=body.len()).filter(|i| body.is_char_boundary(*i)) {
+                let _ = all(&body[..cut], format);
+            }
+            let bytes = body.as_bytes();
+            for i in 0..bytes.len() {
+                for replacement in [b'"', b'\\', b'{', b'}', b'\n', b' ', b'#', b'=', b',', 0xff] {
+                    let mut mangled = bytes.to_vec();
+                    mangled[i] = replacement;
+                    if let Ok(mut p) = Parser::new(&mangled, format) {
+                        let mut labels = Vec::new();
+                        while let Ok(Some(entry)) = p.next() {
+                            if matches!(entry, Entry::Sample(_)) {
+                                labels.clear();
+                                let _ = p.labels(&mut labels);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn floats_format_like_prometheus_3() {
         for (v, s) in [

@@ -504,6 +504,18 @@ mod tests {
     }
 
     #[test]
+    fn exposed_timestamps_are_ignored_unless_honoured() {
+        let store = MemStorage::new();
+        let mut lp =
+            ScrapeLoop::new(target(), LoopOptions { honor_timestamps: false, ..LoopOptions::default() });
+        lp.append_scrape(&store, 9000, Ok((b"a 1 500\n", Format::Prometheus)), Duration::ZERO).expect("up");
+        assert_eq!(samples(&store, r#"a{instance="i:1", job="j"}"#), vec![(9000, 1.0)]);
+        // Without its own timestamp the series is tracked for staleness again.
+        lp.append_scrape(&store, 10_000, Ok((b"b 1\n", Format::Prometheus)), Duration::ZERO).expect("up");
+        assert!(is_stale(samples(&store, r#"a{instance="i:1", job="j"}"#)[1].1));
+    }
+
+    #[test]
     fn limits_fail_the_scrape() {
         let store = MemStorage::new();
         let options = LoopOptions { sample_limit: 2, label_limit: 4, ..LoopOptions::default() };
