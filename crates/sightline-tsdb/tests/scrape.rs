@@ -16,7 +16,7 @@ use sightline_tsdb::mem::MemStorage;
 use sightline_tsdb::sample::is_stale;
 use sightline_tsdb::scrape::{
     Authorization, BasicAuth, ByteSize, GlobalConfig, Health, PromDuration, Scheme, ScrapeConfig,
-    ScrapeManager, Secret, TargetStatus,
+    ScrapeManager, ScrapeProtocol, Secret, TargetStatus,
 };
 use sightline_tsdb::{Querier, SelectHints, Series, Storage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -484,11 +484,14 @@ async fn decodes_gzip_bodies() {
     });
     let server = TestServer::start(handler).await;
     let store = Arc::new(MemStorage::new());
-    let manager = start(&store, vec![job("gzip", &server.target(), 1_000)]);
+    let mut plain = job("plain", &server.target(), 1_000);
+    plain.enable_compression = false;
+    let manager = start(&store, vec![job("gzip", &server.target(), 1_000), plain]);
     assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
     assert_eq!(status(&manager, "gzip").health, Health::Up, "{}", status(&manager, "gzip").last_error);
     let zipped = select(&store, &[("__name__", "zipped_metric"), ("a", "b")]);
     assert_eq!(zipped[0].samples[0].v, 3.0);
+    assert_eq!(status(&manager, "plain").last_error, "server returned HTTP status 406 Not Acceptable");
     manager.shutdown();
 }
 
@@ -527,5 +530,27 @@ async fn https_with_and_without_certificate_checks() {
     let checked = status(&manager, "checked");
     assert_eq!(checked.health, Health::Down);
     assert!(checked.last_error.contains("certificate"), "{}", checked.last_error);
+    manager.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_scrape_protocol_reads_an_unknown_content_type() {
+    let server = TestServer::start(Arc::new(|_| {
+        Some(response("200 OK", "application/octet-stream", "fallback_metric 1\n"))
+    }))
+    .await;
+    let mut fallback = job("fallback", &server.target(), 1_000);
+    fallback.fallback_scrape_protocol = Some(ScrapeProtocol::PrometheusText);
+    let store = Arc::new(MemStorage::new());
+    let manager = start(&store, vec![fallback, job("strict", &server.target(), 1_000)]);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert_eq!(
+        status(&manager, "fallback").health,
+        Health::Up,
+        "{}",
+        status(&manager, "fallback").last_error
+    );
+    assert_eq!(select(&store, &[("__name__", "fallback_metric")]).len(), 1);
+    assert!(status(&manager, "strict").last_error.contains("unsupported Content-Type"));
     manager.shutdown();
 }

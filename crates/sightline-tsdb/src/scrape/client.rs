@@ -9,7 +9,9 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use crate::scrape::config::{ConfigError, DEFAULT_BODY_SIZE_LIMIT, GlobalConfig, PromDuration, ScrapeConfig};
+use crate::scrape::config::{
+    ConfigError, DEFAULT_BODY_SIZE_LIMIT, GlobalConfig, PromDuration, ScrapeConfig, ScrapeProtocol,
+};
 use crate::scrape::parse::Format;
 use crate::scrape::scrape_loop::ScrapeError;
 
@@ -42,18 +44,18 @@ pub(crate) struct HttpScraper {
     timeout: Duration,
     timeout_header: HeaderValue,
     body_limit: u64,
+    fallback: Option<Format>,
 }
 
 // === impl HttpScraper ===
 
 impl HttpScraper {
     pub(crate) fn new(job: &ScrapeConfig, global: &GlobalConfig) -> Result<Self, ConfigError> {
-        let client =
-            build_client(job.tls_config.insecure_skip_verify).map_err(|reason| ConfigError::Field {
-                context: format!("job {:?}", job.job_name),
-                field: "tls_config",
-                reason: format!("cannot build the HTTP client: {reason}"),
-            })?;
+        let client = build_client(job).map_err(|reason| ConfigError::Field {
+            context: format!("job {:?}", job.job_name),
+            field: "tls_config",
+            reason: format!("cannot build the HTTP client: {reason}"),
+        })?;
         let auth = if let Some(basic) = &job.basic_auth {
             Auth::Basic {
                 username: basic.username.clone(),
@@ -85,7 +87,11 @@ impl HttpScraper {
             })?;
         let body_limit =
             if job.body_size_limit.0 == 0 { DEFAULT_BODY_SIZE_LIMIT } else { job.body_size_limit.0 };
-        Ok(Self { client, auth, timeout, timeout_header, body_limit })
+        let fallback = job.fallback_scrape_protocol.map(|p| match p {
+            ScrapeProtocol::PrometheusText => Format::Prometheus,
+            ScrapeProtocol::OpenMetricsText => Format::OpenMetrics,
+        });
+        Ok(Self { client, auth, timeout, timeout_header, body_limit, fallback })
     }
 
     /// Fetches `url` into `body` (cleared first) within the scrape timeout; returns the body's format.
@@ -142,7 +148,7 @@ impl HttpScraper {
             return Err(ScrapeError::Status { status: status.to_string() });
         }
         let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let Some(format) = Format::from_content_type(content_type) else {
+        let Some(format) = Format::from_content_type(content_type).or(self.fallback) else {
             return Err(ScrapeError::ContentType { content_type: content_type.to_owned() });
         };
         // Read chunk by chunk so that an oversized (or endlessly streaming) body is cut off at the limit
@@ -190,7 +196,8 @@ fn provider() -> Arc<CryptoProvider> {
     PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
 }
 
-fn build_client(insecure_skip_verify: bool) -> Result<reqwest::Client, String> {
+fn build_client(job: &ScrapeConfig) -> Result<reqwest::Client, String> {
+    let insecure_skip_verify = job.tls_config.insecure_skip_verify;
     let provider = provider();
     let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -198,9 +205,17 @@ fn build_client(insecure_skip_verify: bool) -> Result<reqwest::Client, String> {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Verifier { provider, verify: !insecure_skip_verify }))
         .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .no_proxy()
+    let mut builder = reqwest::Client::builder().tls_backend_preconfigured(tls).no_proxy().redirect(
+        if job.follow_redirects {
+            reqwest::redirect::Policy::limited(10)
+        } else {
+            reqwest::redirect::Policy::none()
+        },
+    );
+    if !job.enable_compression {
+        builder = builder.no_gzip();
+    }
+    builder
         // Scrapes are periodic; keeping the connection saves a handshake per scrape.
         .pool_max_idle_per_host(1)
         .build()

@@ -386,6 +386,25 @@ pub struct ScrapeConfig {
     /// A larger (uncompressed) body fails the scrape; 0 means Sightline's default of 64 MiB.
     #[serde(default)]
     pub body_size_limit: ByteSize,
+    /// Ask for gzip bodies (`true`, the default).
+    #[serde(default = "default_true")]
+    pub enable_compression: bool,
+    /// Follow HTTP redirects (`true`, the default).
+    #[serde(default = "default_true")]
+    pub follow_redirects: bool,
+    /// The format of a body whose `Content-Type` is neither format's. Without it such a scrape fails, as
+    /// in Prometheus 3 (a missing `Content-Type` is read as the text format, which Prometheus 3 refuses).
+    #[serde(default)]
+    pub fallback_scrape_protocol: Option<ScrapeProtocol>,
+}
+
+/// A `fallback_scrape_protocol` value, with Prometheus's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ScrapeProtocol {
+    #[serde(rename = "PrometheusText0.0.4", alias = "PrometheusText1.0.0")]
+    PrometheusText,
+    #[serde(rename = "OpenMetricsText1.0.0", alias = "OpenMetricsText0.0.1")]
+    OpenMetricsText,
 }
 
 impl ScrapeConfig {
@@ -414,6 +433,9 @@ impl ScrapeConfig {
             label_name_length_limit: 0,
             label_value_length_limit: 0,
             body_size_limit: ByteSize(0),
+            enable_compression: true,
+            follow_redirects: true,
+            fallback_scrape_protocol: None,
         }
     }
 
@@ -678,6 +700,8 @@ mod tests {
   tls_config:
     insecure_skip_verify: true
   sample_limit: 5000
+  enable_compression: false
+  fallback_scrape_protocol: PrometheusText0.0.4
 - job_name: api
   authorization:
     credentials_file: /etc/token

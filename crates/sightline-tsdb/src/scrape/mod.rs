@@ -65,8 +65,8 @@ mod scrape_loop;
 pub use client::ACCEPT_HEADER;
 pub use config::{
     Authorization, BasicAuth, ByteSize, ConfigError, DEFAULT_BODY_SIZE_LIMIT, DEFAULT_SCRAPE_INTERVAL,
-    DEFAULT_SCRAPE_TIMEOUT, GlobalConfig, PromDuration, Scheme, ScrapeConfig, Secret, StaticConfig,
-    TlsConfig, validate_configs,
+    DEFAULT_SCRAPE_TIMEOUT, GlobalConfig, PromDuration, Scheme, ScrapeConfig, ScrapeProtocol, Secret,
+    StaticConfig, TlsConfig, validate_configs,
 };
 pub use local::{CollectStats, LocalCollector};
 pub use manager::{Health, ScrapeManager, TargetStatus};
