@@ -231,6 +231,8 @@ struct Verifier {
     verify: bool,
 }
 
+// === impl Verifier ===
+
 impl Verifier {
     fn platform(&self) -> Result<Arc<rustls_platform_verifier::Verifier>, rustls::Error> {
         static PLATFORM: OnceLock<Arc<rustls_platform_verifier::Verifier>> = OnceLock::new();

@@ -194,6 +194,8 @@ impl<'de> Deserialize<'de> for ByteSize {
 #[serde(transparent)]
 pub struct Secret(pub String);
 
+// === impl Secret ===
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<secret>")
@@ -212,6 +214,8 @@ pub struct GlobalConfig {
     /// samples are stored without them, as in Prometheus.
     pub external_labels: BTreeMap<String, String>,
 }
+
+// === impl GlobalConfig ===
 
 impl Default for GlobalConfig {
     fn default() -> Self {
@@ -262,6 +266,8 @@ pub enum Scheme {
     Http,
     Https,
 }
+
+// === impl Scheme ===
 
 impl Scheme {
     pub const fn as_str(self) -> &'static str {
@@ -406,6 +412,8 @@ pub enum ScrapeProtocol {
     #[serde(rename = "OpenMetricsText1.0.0", alias = "OpenMetricsText0.0.1")]
     OpenMetricsText,
 }
+
+// === impl ScrapeConfig ===
 
 impl ScrapeConfig {
     /// A job with defaults for everything but its name and targets.

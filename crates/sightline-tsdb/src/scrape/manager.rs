@@ -133,13 +133,13 @@ pub struct ScrapeManager {
     shared: Arc<Shared>,
 }
 
+// === impl ScrapeManager ===
+
 impl std::fmt::Debug for ScrapeManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScrapeManager").field("targets", &self.state().targets.len()).finish()
     }
 }
-
-// === impl ScrapeManager ===
 
 impl ScrapeManager {
     /// A manager for these jobs; nothing is scraped until [`ScrapeManager::run`]. Fails on an invalid

@@ -26,6 +26,8 @@ pub enum Format {
     OpenMetrics,
 }
 
+// === impl Format ===
+
 impl Format {
     /// The format a `Content-Type` header announces, or `None` for a type neither format uses. An absent
     /// or empty header means the Prometheus text format, as Prometheus reads it.
@@ -54,6 +56,8 @@ pub enum MetricType {
     Unknown,
 }
 
+// === impl MetricType ===
+
 impl MetricType {
     fn parse(word: &str, format: Format) -> Option<Self> {
         Some(match (word, format) {
@@ -77,6 +81,8 @@ pub struct ParseError {
     pub message: String,
     pub excerpt: String,
 }
+
+// === impl ParseError ===
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -143,6 +149,8 @@ pub struct Parser<'a> {
     /// The current sample's metric name and labels.
     name: Span,
     spans: Vec<LabelSpan>,
+    /// The end was reached (further calls keep returning `None`).
+    done: bool,
 }
 
 // === impl Parser ===
@@ -167,6 +175,7 @@ impl<'a> Parser<'a> {
             family: None,
             name: Span::default(),
             spans: Vec::with_capacity(16),
+            done: false,
         })
     }
 
@@ -190,6 +199,9 @@ impl<'a> Parser<'a> {
     #[allow(clippy::should_implement_trait)] // Entries borrow the body and errors stop the parse.
     pub fn next(&mut self) -> Result<Option<Entry<'a>>, ParseError> {
         let bytes = self.text.as_bytes();
+        if self.done {
+            return Ok(None);
+        }
         loop {
             if self.pos >= bytes.len() {
                 if self.format == Format::OpenMetrics {
@@ -199,6 +211,7 @@ impl<'a> Parser<'a> {
                         self.error("the body does not end with \"# EOF\", which OpenMetrics requires")
                     );
                 }
+                self.done = true;
                 return Ok(None);
             }
             self.line += 1;
@@ -221,6 +234,7 @@ impl<'a> Parser<'a> {
                         return Err(self.error("content after \"# EOF\"; OpenMetrics ends the body there"));
                     }
                     self.pos = bytes.len();
+                    self.done = true;
                     return Ok(None);
                 }
                 if let Some(entry) = self.comment(line)? {
@@ -647,6 +661,10 @@ mod tests {
         assert_eq!(got[1].0, r#"foo_created{a="b"}"#);
         assert_eq!(got[2].0, r#"s{quantile="0.5"}"#);
         assert!(all("# EOF", Format::OpenMetrics).expect("no newline after EOF is fine").is_empty());
+        let mut p = Parser::new(b"x 1\n# EOF\n", Format::OpenMetrics).expect("utf-8");
+        assert!(matches!(p.next(), Ok(Some(Entry::Sample(_)))));
+        assert_eq!(p.next(), Ok(None));
+        assert_eq!(p.next(), Ok(None), "the end stays the end");
     }
 
     #[test]

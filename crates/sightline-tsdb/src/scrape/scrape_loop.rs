@@ -47,6 +47,8 @@ pub enum ScrapeError {
     Storage { message: String },
 }
 
+// === impl ScrapeError ===
+
 impl From<StorageError> for ScrapeError {
     fn from(e: StorageError) -> Self {
         ScrapeError::Storage { message: e.to_string() }
