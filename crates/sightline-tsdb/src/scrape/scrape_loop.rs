@@ -196,7 +196,17 @@ impl ScrapeLoop {
         let duration = (elapsed + started.elapsed()).as_secs_f64();
         let values = [up, duration, stats.samples as f64, stats.samples as f64, stats.series_added as f64];
         let report_errors = self.append_report(&mut *app, t, values);
-        app.commit()?;
+        if let Err(e) = app.commit() {
+            // Nothing of this batch is stored: references it handed out are void, and no series is live.
+            for entry in &mut self.entries {
+                entry.sref = 0;
+            }
+            for (_, sref) in &mut self.report {
+                *sref = 0;
+            }
+            self.live = 0;
+            return Err(e.into());
+        }
         self.evict();
         match error {
             Some(e) => Err(e),
@@ -515,6 +525,78 @@ mod tests {
         // Without its own timestamp the series is tracked for staleness again.
         lp.append_scrape(&store, 10_000, Ok((b"b 1\n", Format::Prometheus)), Duration::ZERO).expect("up");
         assert!(is_stale(samples(&store, r#"a{instance="i:1", job="j"}"#)[1].1));
+    }
+
+    /// A store whose batches never commit.
+    struct ClosedStorage(MemStorage);
+
+    struct ClosedAppender;
+
+    impl Querier for ClosedStorage {
+        fn select(
+            &self,
+            m: &[promql_parser::label::Matcher],
+            h: &SelectHints,
+        ) -> Result<Vec<crate::traits::Series>, StorageError> {
+            self.0.select(m, h)
+        }
+        fn series(
+            &self,
+            m: &[promql_parser::label::Matcher],
+            s: i64,
+            e: i64,
+        ) -> Result<Vec<Labels>, StorageError> {
+            self.0.series(m, s, e)
+        }
+        fn label_names(
+            &self,
+            m: &[promql_parser::label::Matcher],
+            s: i64,
+            e: i64,
+        ) -> Result<Vec<String>, StorageError> {
+            self.0.label_names(m, s, e)
+        }
+        fn label_values(
+            &self,
+            n: &str,
+            m: &[promql_parser::label::Matcher],
+            s: i64,
+            e: i64,
+        ) -> Result<Vec<String>, StorageError> {
+            self.0.label_values(n, m, s, e)
+        }
+    }
+
+    impl Storage for ClosedStorage {
+        fn appender(&self) -> Box<dyn Appender + '_> {
+            Box::new(ClosedAppender)
+        }
+    }
+
+    impl Appender for ClosedAppender {
+        fn append(&mut self, _: SeriesRef, _: &Labels, _: i64, _: f64) -> Result<SeriesRef, AppendError> {
+            Ok(7)
+        }
+        fn commit(self: Box<Self>) -> Result<(), StorageError> {
+            Err(StorageError::Closed)
+        }
+        fn rollback(self: Box<Self>) {}
+    }
+
+    #[test]
+    fn a_failed_commit_is_a_failed_scrape_and_leaves_nothing_live() {
+        let closed = ClosedStorage(MemStorage::new());
+        let mut lp = ScrapeLoop::new(target(), LoopOptions::default());
+        let e = lp
+            .append_scrape(&closed, 1000, Ok((b"a 1\n", Format::Prometheus)), Duration::ZERO)
+            .expect_err("closed");
+        assert_eq!(e, ScrapeError::Storage { message: "the store is closed".into() });
+        assert!(lp.entries.iter().all(|e| e.sref == 0), "references from the lost batch are dropped");
+        // The next scrape into a working store marks nothing stale: nothing was live.
+        let store = MemStorage::new();
+        let stats =
+            lp.append_scrape(&store, 2000, Ok((b"b 1\n", Format::Prometheus)), Duration::ZERO).expect("up");
+        assert_eq!(stats.stale_markers, 0);
     }
 
     #[test]
