@@ -207,7 +207,7 @@ async fn failing_targets_report_up_0_with_the_reason() {
             refused,
         ],
     );
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
 
     let expect_down = |name: &str, needle: &str| {
         let target = status(&manager, name);
@@ -237,11 +237,18 @@ async fn a_hanging_target_does_not_delay_others() {
     let hang = TestServer::start(Arc::new(|_| None)).await;
     let good = TestServer::start(serve("fine 1\n")).await;
     let store = Arc::new(MemStorage::new());
-    let mut hang_job = job("hang", &hang.target(), 5_000);
-    hang_job.scrape_timeout = Some(PromDuration(Duration::from_secs(5)));
+    let mut hang_job = job("hang", &hang.target(), 6_000);
+    hang_job.scrape_timeout = Some(PromDuration(Duration::from_secs(6)));
     let manager = start(&store, vec![hang_job, job("good", &good.target(), 100)]);
-    // Within two seconds the good target is scraped many times, while the other hangs for five.
-    eventually("ten good scrapes", Duration::from_secs(3), || up(&store, "good").len() >= 10).await;
+    // Once the hanging scrape is under way, the good target goes on being scraped every 100 ms.
+    eventually("the hanging scrape to start", Duration::from_secs(8), || {
+        !hang.requests.lock().unwrap().is_empty()
+    })
+    .await;
+    let before = up(&store, "good").len();
+    eventually("ten more good scrapes", Duration::from_secs(5), || up(&store, "good").len() >= before + 10)
+        .await;
+    assert!(status(&manager, "hang").last_scrape.is_none(), "the hanging scrape was still going on");
     assert!(up(&store, "good").iter().all(|v| *v == 1.0));
     manager.shutdown();
 }
@@ -282,7 +289,7 @@ async fn sends_prometheus_headers_and_credentials() {
 
     let store = Arc::new(MemStorage::new());
     let manager = start(&store, vec![basic, bearer, wrong, anonymous]);
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     for name in ["basic", "bearer"] {
         assert_eq!(
             status(&manager, name).health,
@@ -322,7 +329,7 @@ async fn reads_openmetrics_with_timestamps_created_and_exemplars() {
     let server = TestServer::start(handler).await;
     let store = Arc::new(MemStorage::new());
     let manager = start(&store, vec![job("om", &server.target(), 1_000)]);
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     assert_eq!(status(&manager, "om").health, Health::Up, "{}", status(&manager, "om").last_error);
     let total = select(&store, &[("__name__", "requests_total")]);
     assert_eq!(total[0].samples[0].t, 1_700_000_000_500, "the exposed timestamp is honoured");
@@ -341,10 +348,10 @@ async fn staleness_when_a_series_or_a_target_goes_away() {
     let store = Arc::new(MemStorage::new());
     let configs = vec![job("changing", &server.target(), 100), job("removed", &other.target(), 100)];
     let manager = start(&store, configs.clone());
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
 
     *body.lock().unwrap() = "kept 1\n";
-    eventually("a staleness marker for `leaving`", Duration::from_secs(3), || {
+    eventually("a staleness marker for `leaving`", Duration::from_secs(10), || {
         select(&store, &[("__name__", "leaving")])
             .first()
             .is_some_and(|s| s.samples.last().is_some_and(|x| is_stale(x.v)))
@@ -355,7 +362,7 @@ async fn staleness_when_a_series_or_a_target_goes_away() {
 
     // Removing a job marks its series and its report series stale.
     manager.apply_config(GlobalConfig::default(), vec![configs[0].clone()]).expect("reload");
-    eventually("staleness markers for the removed target", Duration::from_secs(3), || {
+    eventually("staleness markers for the removed target", Duration::from_secs(10), || {
         ["other", "up", "scrape_duration_seconds"].iter().all(|name| {
             select(&store, &[("__name__", name), ("job", "removed")])
                 .first()
@@ -366,7 +373,7 @@ async fn staleness_when_a_series_or_a_target_goes_away() {
     assert_eq!(manager.targets().len(), 1);
     // The unchanged job kept running through the reload.
     let before = up(&store, "changing").len();
-    eventually("more scrapes of the kept job", Duration::from_secs(3), || {
+    eventually("more scrapes of the kept job", Duration::from_secs(10), || {
         up(&store, "changing").len() > before + 2
     })
     .await;
@@ -383,7 +390,7 @@ async fn honor_labels_both_ways() {
     plain.static_configs[0].labels = BTreeMap::from([("zone".to_owned(), "static".to_owned())]);
     let store = Arc::new(MemStorage::new());
     let manager = start(&store, vec![honored, plain]);
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     let all: Vec<String> =
         select(&store, &[("__name__", "m")]).iter().map(|s| s.labels.to_string()).collect();
     let target = server.target();
@@ -404,7 +411,7 @@ async fn target_status_serialises_like_prometheus() {
     let server = TestServer::start(serve("x 1\n")).await;
     let store = Arc::new(MemStorage::new());
     let manager = start(&store, vec![job("api", &server.target(), 1_000)]);
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     let json = serde_json::to_value(manager.targets()).expect("json");
     let target = &json[0];
     assert_eq!(target["scrapePool"], "api");
@@ -434,7 +441,7 @@ async fn shutdown_stops_every_target() {
         .expect("config");
     let running = manager.clone();
     let task = tokio::spawn(async move { running.run().await });
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     manager.shutdown();
     tokio::time::timeout(Duration::from_secs(5), task).await.expect("run returns").expect("no panic");
     let count = up(&store, "a").len();
@@ -487,7 +494,7 @@ async fn decodes_gzip_bodies() {
     let mut plain = job("plain", &server.target(), 1_000);
     plain.enable_compression = false;
     let manager = start(&store, vec![job("gzip", &server.target(), 1_000), plain]);
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     assert_eq!(status(&manager, "gzip").health, Health::Up, "{}", status(&manager, "gzip").last_error);
     let zipped = select(&store, &[("__name__", "zipped_metric"), ("a", "b")]);
     assert_eq!(zipped[0].samples[0].v, 3.0);
@@ -522,7 +529,7 @@ async fn https_with_and_without_certificate_checks() {
     checking.scheme = Scheme::Https;
     let store = Arc::new(MemStorage::new());
     let manager = start(&store, vec![trusting, checking]);
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     let insecure = status(&manager, "insecure");
     assert_eq!(insecure.health, Health::Up, "{}", insecure.last_error);
     assert!(insecure.scrape_url.starts_with("https://"));
@@ -543,7 +550,7 @@ async fn fallback_scrape_protocol_reads_an_unknown_content_type() {
     fallback.fallback_scrape_protocol = Some(ScrapeProtocol::PrometheusText);
     let store = Arc::new(MemStorage::new());
     let manager = start(&store, vec![fallback, job("strict", &server.target(), 1_000)]);
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     assert_eq!(
         status(&manager, "fallback").health,
         Health::Up,

@@ -66,7 +66,9 @@ pub struct LoopOptions {
     pub sample_limit: usize,
     /// More labels (including `__name__`, `job`, `instance`) than this on one series fails the scrape.
     pub label_limit: usize,
+    /// A longer label name fails the scrape (0: no limit).
     pub label_name_length_limit: usize,
+    /// A longer label value fails the scrape (0: no limit).
     pub label_value_length_limit: usize,
 }
 
