@@ -195,6 +195,15 @@ async fn failing_targets_report_up_0_with_the_reason() {
     limited_job.sample_limit = 3;
     let mut big_job = job("big", &big.target(), 1_000);
     big_job.body_size_limit = ByteSize(1024);
+    // Without a Content-Length the limit is applied while reading.
+    let stream = TestServer::start(Arc::new(|_| {
+        let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n".to_vec();
+        out.extend(std::iter::repeat_n(b"x 1\n".iter().copied(), 1000).flatten());
+        Some(out)
+    }))
+    .await;
+    let mut stream_job = job("stream", &stream.target(), 1_000);
+    stream_job.body_size_limit = ByteSize(1024);
     let refused = job("refused", &format!("127.0.0.1:{}", free_port()), 1_000);
     let manager = start(
         &store,
@@ -204,6 +213,7 @@ async fn failing_targets_report_up_0_with_the_reason() {
             limited_job,
             job("html", &html.target(), 1_000),
             big_job,
+            stream_job,
             refused,
         ],
     );
@@ -221,6 +231,7 @@ async fn failing_targets_report_up_0_with_the_reason() {
     expect_down("limited", "sample_limit exceeded: 4 samples, limit 3");
     expect_down("html", "unsupported Content-Type \"text/html\"");
     expect_down("big", "body_size_limit");
+    expect_down("stream", "body_size_limit");
     expect_down("refused", "request failed");
     // Nothing from a failed body is stored, but the report says how many samples it had.
     assert!(select(&store, &[("__name__", "ok_metric")]).is_empty());

@@ -151,6 +151,9 @@ impl HttpScraper {
         let Some(format) = Format::from_content_type(content_type).or(self.fallback) else {
             return Err(ScrapeError::ContentType { content_type: content_type.to_owned() });
         };
+        if response.content_length().is_some_and(|len| len > self.body_limit) {
+            return Err(ScrapeError::BodyTooLarge { limit: self.body_limit });
+        }
         // Read chunk by chunk so that an oversized (or endlessly streaming) body is cut off at the limit
         // instead of being buffered whole; with gzip the limit applies to the decompressed bytes.
         while let Some(chunk) =

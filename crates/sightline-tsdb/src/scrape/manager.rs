@@ -162,6 +162,7 @@ impl ScrapeManager {
 
     /// Starts a task per target on the current tokio runtime and waits until [`ScrapeManager::shutdown`];
     /// then stops every target (without staleness markers, so a restart shows no gap) and returns.
+    /// Polled outside a tokio runtime, it logs an error and returns at once.
     pub async fn run(&self) {
         let mut shutdown = self.shared.shutdown.subscribe();
         {
@@ -169,7 +170,14 @@ impl ScrapeManager {
             if state.shut_down {
                 return;
             }
-            state.runtime = Some(tokio::runtime::Handle::current());
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                tracing::error!(
+                    target: "sightline_tsdb::scrape",
+                    "ScrapeManager::run must be polled on a tokio runtime; nothing is scraped"
+                );
+                return;
+            };
+            state.runtime = Some(runtime);
             let storage = self.shared.storage.clone();
             for target in state.targets.values_mut() {
                 if target.task.is_none() {
