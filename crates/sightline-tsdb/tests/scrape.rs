@@ -558,7 +558,7 @@ async fn fallback_scrape_protocol_reads_an_unknown_content_type() {
     }))
     .await;
     let mut fallback = job("fallback", &server.target(), 1_000);
-    fallback.fallback_scrape_protocol = Some(ScrapeProtocol::PrometheusText);
+    fallback.fallback_scrape_protocol = Some(ScrapeProtocol::PrometheusText004);
     let store = Arc::new(MemStorage::new());
     let manager = start(&store, vec![fallback, job("strict", &server.target(), 1_000)]);
     assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);

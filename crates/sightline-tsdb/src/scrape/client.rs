@@ -43,6 +43,7 @@ pub(crate) struct HttpScraper {
     auth: Auth,
     timeout: Duration,
     timeout_header: HeaderValue,
+    accept: HeaderValue,
     body_limit: u64,
     fallback: Option<Format>,
 }
@@ -87,11 +88,12 @@ impl HttpScraper {
             })?;
         let body_limit =
             if job.body_size_limit.0 == 0 { DEFAULT_BODY_SIZE_LIMIT } else { job.body_size_limit.0 };
-        let fallback = job.fallback_scrape_protocol.map(|p| match p {
-            ScrapeProtocol::PrometheusText => Format::Prometheus,
-            ScrapeProtocol::OpenMetricsText => Format::OpenMetrics,
-        });
-        Ok(Self { client, auth, timeout, timeout_header, body_limit, fallback })
+        let fallback = job.fallback_scrape_protocol.and_then(ScrapeProtocol::format);
+        let accept = match &job.scrape_protocols {
+            None => HeaderValue::from_static(ACCEPT_HEADER),
+            Some(protocols) => accept_header(protocols),
+        };
+        Ok(Self { client, auth, timeout, timeout_header, accept, body_limit, fallback })
     }
 
     /// Fetches `url` into `body` (cleared first) within the scrape timeout; returns the body's format.
@@ -107,7 +109,7 @@ impl HttpScraper {
         let mut request = self
             .client
             .get(url.clone())
-            .header(ACCEPT, ACCEPT_HEADER)
+            .header(ACCEPT, self.accept.clone())
             .header(USER_AGENT, concat!("Sightline/", env!("CARGO_PKG_VERSION")))
             .header("X-Prometheus-Scrape-Timeout-Seconds", self.timeout_header.clone());
         match &self.auth {
@@ -166,6 +168,20 @@ impl HttpScraper {
         }
         Ok(format)
     }
+}
+
+/// An `Accept` header asking for `protocols` in order, as Prometheus builds it: falling q-values, then
+/// anything at the lowest.
+fn accept_header(protocols: &[ScrapeProtocol]) -> HeaderValue {
+    let mut weight = protocols.len() + 1;
+    let mut parts = Vec::with_capacity(protocols.len() + 1);
+    for protocol in protocols {
+        parts.push(format!("{};q=0.{weight}", protocol.media_type()));
+        weight = weight.saturating_sub(1);
+    }
+    parts.push(format!("*/*;q=0.{weight}"));
+    // Built from fixed ASCII media types and digits, so always a valid header value.
+    HeaderValue::from_str(&parts.join(",")).unwrap_or_else(|_| HeaderValue::from_static(ACCEPT_HEADER))
 }
 
 /// Reads a password or token file, as Prometheus does at each request (so rotations need no reload).
@@ -293,5 +309,19 @@ impl ServerCertVerifier for Verifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_headers_follow_the_protocol_order() {
+        let header = accept_header(&[ScrapeProtocol::PrometheusText004, ScrapeProtocol::OpenMetricsText100]);
+        assert_eq!(
+            header.to_str().expect("ascii"),
+            "text/plain;version=0.0.4;q=0.3,application/openmetrics-text;version=1.0.0;q=0.2,*/*;q=0.1"
+        );
     }
 }

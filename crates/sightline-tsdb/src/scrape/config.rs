@@ -402,15 +402,54 @@ pub struct ScrapeConfig {
     /// in Prometheus 3 (a missing `Content-Type` is read as the text format, which Prometheus 3 refuses).
     #[serde(default)]
     pub fallback_scrape_protocol: Option<ScrapeProtocol>,
+    /// The formats asked for, most wanted first (they make the `Accept` header). Unset: OpenMetrics 1.0,
+    /// then the text format 0.0.4.
+    #[serde(default)]
+    pub scrape_protocols: Option<Vec<ScrapeProtocol>>,
 }
 
-/// A `fallback_scrape_protocol` value, with Prometheus's names.
+/// A `scrape_protocols` or `fallback_scrape_protocol` value, with Prometheus's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum ScrapeProtocol {
-    #[serde(rename = "PrometheusText0.0.4", alias = "PrometheusText1.0.0")]
-    PrometheusText,
-    #[serde(rename = "OpenMetricsText1.0.0", alias = "OpenMetricsText0.0.1")]
-    OpenMetricsText,
+    #[serde(rename = "PrometheusText0.0.4")]
+    PrometheusText004,
+    #[serde(rename = "PrometheusText1.0.0")]
+    PrometheusText100,
+    #[serde(rename = "OpenMetricsText0.0.1")]
+    OpenMetricsText001,
+    #[serde(rename = "OpenMetricsText1.0.0")]
+    OpenMetricsText100,
+    /// Prometheus's protobuf format: accepted in the YAML so that a pasted config gets a clear error,
+    /// which validation gives (Sightline reads the text formats only).
+    #[serde(rename = "PrometheusProto")]
+    PrometheusProto,
+}
+
+// === impl ScrapeProtocol ===
+
+impl ScrapeProtocol {
+    /// The media type asked for in `Accept`.
+    pub const fn media_type(self) -> &'static str {
+        match self {
+            ScrapeProtocol::PrometheusText004 => "text/plain;version=0.0.4",
+            ScrapeProtocol::PrometheusText100 => "text/plain;version=1.0.0",
+            ScrapeProtocol::OpenMetricsText001 => "application/openmetrics-text;version=0.0.1",
+            ScrapeProtocol::OpenMetricsText100 => "application/openmetrics-text;version=1.0.0",
+            ScrapeProtocol::PrometheusProto => "application/vnd.google.protobuf",
+        }
+    }
+
+    /// The format a body of this protocol is read as (`None` for protobuf).
+    pub const fn format(self) -> Option<crate::scrape::parse::Format> {
+        use crate::scrape::parse::Format;
+        match self {
+            ScrapeProtocol::PrometheusText004 | ScrapeProtocol::PrometheusText100 => Some(Format::Prometheus),
+            ScrapeProtocol::OpenMetricsText001 | ScrapeProtocol::OpenMetricsText100 => {
+                Some(Format::OpenMetrics)
+            }
+            ScrapeProtocol::PrometheusProto => None,
+        }
+    }
 }
 
 // === impl ScrapeConfig ===
@@ -444,6 +483,7 @@ impl ScrapeConfig {
             enable_compression: true,
             follow_redirects: true,
             fallback_scrape_protocol: None,
+            scrape_protocols: None,
         }
     }
 
@@ -527,6 +567,26 @@ impl ScrapeConfig {
             }
             if auth.credentials.is_some() && auth.credentials_file.is_some() {
                 return Err(field("authorization", "set credentials or credentials_file, not both".into()));
+            }
+        }
+        if self.fallback_scrape_protocol == Some(ScrapeProtocol::PrometheusProto) {
+            return Err(field(
+                "fallback_scrape_protocol",
+                "PrometheusProto is not supported; Sightline reads the text formats".into(),
+            ));
+        }
+        if let Some(protocols) = &self.scrape_protocols {
+            if protocols.is_empty() {
+                return Err(field("scrape_protocols", "must list at least one protocol".into()));
+            }
+            if protocols.contains(&ScrapeProtocol::PrometheusProto) {
+                return Err(field(
+                    "scrape_protocols",
+                    "PrometheusProto is not supported; Sightline reads the text formats".into(),
+                ));
+            }
+            if let Some(dup) = protocols.iter().enumerate().find(|(i, p)| protocols[..*i].contains(p)) {
+                return Err(field("scrape_protocols", format!("{:?} is listed twice", dup.1)));
             }
         }
         for config in &self.static_configs {
@@ -710,6 +770,7 @@ mod tests {
   sample_limit: 5000
   enable_compression: false
   fallback_scrape_protocol: PrometheusText0.0.4
+  scrape_protocols: [PrometheusText0.0.4, OpenMetricsText1.0.0]
 - job_name: api
   authorization:
     credentials_file: /etc/token
@@ -778,5 +839,10 @@ mod tests {
             password_file: None,
         });
         assert!(both.validate(&global).is_err());
+        let mut proto = ScrapeConfig::new("j", &["x:1"]);
+        proto.scrape_protocols = Some(vec![ScrapeProtocol::PrometheusProto]);
+        assert!(
+            proto.validate(&global).unwrap_err().to_string().contains("PrometheusProto is not supported")
+        );
     }
 }
