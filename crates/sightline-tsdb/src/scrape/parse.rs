@@ -466,13 +466,10 @@ impl<'a> Parser<'a> {
             match b[i] {
                 b'"' => return Ok(Span { start, end: i, escaped }),
                 b'\\' => {
-                    match b.get(i + 1) {
-                        Some(b'\\' | b'"' | b'n') if i + 1 < end => {}
-                        _ => {
-                            return Err(self.error(
-                                "invalid escape in a quoted string; only \\\\, \\\" and \\n are allowed",
-                            ));
-                        }
+                    // Any character may follow a backslash, as Prometheus's lexers allow; only `\\`, `\"`
+                    // and `\n` mean something (see `unescape`).
+                    if i + 1 >= end {
+                        break;
                     }
                     escaped = true;
                     i += 2;
@@ -533,8 +530,13 @@ impl<'a> Parser<'a> {
             if c == '\\' {
                 match chars.next() {
                     Some('n') => out.push('\n'),
-                    Some(other) => out.push(other),
-                    None => {}
+                    Some(c @ ('\\' | '"')) => out.push(c),
+                    // Other escapes are kept as written, as Prometheus keeps them.
+                    Some(other) => {
+                        out.push('\\');
+                        out.push(other);
+                    }
+                    None => out.push('\\'),
                 }
             } else {
                 out.push(c);
@@ -646,6 +648,9 @@ mod tests {
         assert_eq!(got[7].0, r#"h_bucket{le="+Inf"}"#);
         assert_eq!(got[8].0, r#"hx{le="1"}"#, "not a bucket of h: left alone");
         assert_eq!(got[9].0, r#"dotted.name{label.x="y"}"#);
+        // An escape other than \\, \" and \n is kept as written.
+        let odd = all("x{a=\"tab\\there\"} 1\n", Format::Prometheus).expect("parses");
+        assert_eq!(odd[0].0, r#"x{a="tab\\there"}"#);
     }
 
     #[test]
@@ -673,7 +678,7 @@ mod tests {
             ("ok 1\nbad{a=\"b\" 1\n", Format::Prometheus, 2, "expected ',' or '}'"),
             ("ok 1\n\n9bad 1\n", Format::Prometheus, 3, "expected a metric name"),
             ("x{a=b} 1\n", Format::Prometheus, 1, "quoted value"),
-            ("x{a=\"\\t\"} 1\n", Format::Prometheus, 1, "invalid escape"),
+            ("x{a=\"\\\n", Format::Prometheus, 1, "unterminated"),
             ("x 1 2 3\n", Format::Prometheus, 1, "unexpected"),
             ("x abc\n", Format::Prometheus, 1, "invalid value"),
             ("x 1 1.5\n", Format::Prometheus, 1, "invalid timestamp"),
