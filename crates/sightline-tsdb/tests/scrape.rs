@@ -297,9 +297,12 @@ async fn sends_prometheus_headers_and_credentials() {
     let mut wrong = job("wrong", &server.target(), 1_000);
     wrong.bearer_token = Some(Secret("nope".into()));
     let anonymous = job("anonymous", &server.target(), 1_000);
+    let mut empty = job("empty", &server.target(), 1_000);
+    empty.authorization =
+        Some(Authorization { kind: "Bearer".into(), credentials: None, credentials_file: None });
 
     let store = Arc::new(MemStorage::new());
-    let manager = start(&store, vec![basic, bearer, wrong, anonymous]);
+    let manager = start(&store, vec![basic, bearer, wrong, anonymous, empty]);
     assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     for name in ["basic", "bearer"] {
         assert_eq!(
@@ -310,7 +313,7 @@ async fn sends_prometheus_headers_and_credentials() {
         );
         assert_eq!(select(&store, &[("__name__", "secret_metric"), ("job", name)]).len(), 1, "{name}");
     }
-    for name in ["wrong", "anonymous"] {
+    for name in ["wrong", "anonymous", "empty"] {
         assert_eq!(
             status(&manager, name).last_error,
             "server returned HTTP status 401 Unauthorized",
@@ -318,6 +321,13 @@ async fn sends_prometheus_headers_and_credentials() {
         );
     }
     let requests = server.requests.lock().unwrap().clone();
+    assert!(
+        !requests
+            .iter()
+            .flat_map(|r| r.lines())
+            .any(|l| l.trim().eq_ignore_ascii_case("authorization: bearer")),
+        "no bare Bearer header without credentials"
+    );
     let head = requests[0].to_ascii_lowercase();
     assert!(head.starts_with("get /metrics http/1.1"), "{head}");
     assert!(head.contains(&format!("accept: {}", sightline_tsdb::scrape::ACCEPT_HEADER)), "{head}");

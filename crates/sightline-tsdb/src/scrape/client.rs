@@ -132,6 +132,10 @@ impl HttpScraper {
                     (Some(c), None) => c.clone(),
                     (None, None) => String::new(),
                 };
+                // As Prometheus: no credentials, no header (rather than a bare "Bearer ").
+                if credentials.is_empty() {
+                    return self.send(request, body).await;
+                }
                 let mut value = HeaderValue::from_str(&format!("{kind} {credentials}")).map_err(|_| {
                     ScrapeError::Credentials {
                         field: "authorization",
@@ -143,6 +147,14 @@ impl HttpScraper {
                 request = request.header(AUTHORIZATION, value);
             }
         }
+        self.send(request, body).await
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        body: &mut Vec<u8>,
+    ) -> Result<Format, ScrapeError> {
         let mut response =
             request.send().await.map_err(|e| ScrapeError::Request { message: describe(&e) })?;
         let status = response.status();
