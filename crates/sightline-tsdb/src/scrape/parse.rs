@@ -5,8 +5,8 @@
 //! and it must hand out each sample's raw series text (`name{labels}`) so that the scrape cache can skip
 //! label parsing for series it has seen before. `openmetrics-parser` (a pest grammar) builds a full object
 //! model of every family, label set and value first: on the scrape bench's 10,000-series exposition it
-//! took about 90 ms, against about 2.5 ms for this parser checking every line and 6.5 ms materialising
-//! every label set too (both measured on the same busy 2-core machine), so it could not meet the 20 ms
+//! took 62 to 108 ms, against 1.8 to 3 ms for this parser checking every line and 4.4 to 6.7 ms
+//! materialising every label set too (same runs, a busy 2-core machine), so it could not meet the 20 ms
 //! budget for parse and append.
 //!
 //! The parser checks the syntax of every line (names, quoting, escapes, values, timestamps) and reports
