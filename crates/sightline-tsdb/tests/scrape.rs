@@ -582,3 +582,30 @@ async fn fallback_scrape_protocol_reads_an_unknown_content_type() {
     assert!(status(&manager, "strict").last_error.contains("unsupported Content-Type"));
     manager.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_restarts_targets_whose_global_settings_changed() {
+    let server = TestServer::start(serve("x 1\n")).await;
+    let store = Arc::new(MemStorage::new());
+    let storage: Arc<dyn Storage> = store.clone();
+    let second = |ms| GlobalConfig {
+        scrape_interval: PromDuration(Duration::from_millis(ms)),
+        scrape_timeout: PromDuration(Duration::from_millis(500)),
+        ..GlobalConfig::default()
+    };
+    let inheriting = ScrapeConfig::new("inheriting", &[&server.target()]);
+    let manager = ScrapeManager::new(storage, second(500), vec![inheriting.clone()]).expect("config");
+    let running = manager.clone();
+    tokio::spawn(async move { running.run().await });
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
+
+    // The same job under the same global settings keeps its running target and status.
+    manager.apply_config(second(500), vec![inheriting.clone()]).expect("reload");
+    assert!(manager.targets()[0].last_scrape.is_some(), "unchanged target kept");
+    // A new global interval is a new target for the job that inherits it.
+    manager.apply_config(second(60_000), vec![inheriting]).expect("reload");
+    let target = &manager.targets()[0];
+    assert_eq!(target.scrape_interval.to_string(), "1m");
+    assert_eq!(target.health, Health::Unknown, "restarted");
+    manager.shutdown();
+}

@@ -94,7 +94,9 @@ enum Stop {
 #[derive(Debug)]
 struct Job {
     config: ScrapeConfig,
+    /// The interval and timeout in force, which also depend on the global config.
     interval: Duration,
+    timeout: Duration,
     options: LoopOptions,
     scraper: HttpScraper,
 }
@@ -222,6 +224,7 @@ impl ScrapeManager {
             let targets = config.targets(&global)?;
             let job = Arc::new(Job {
                 interval: config.interval(&global),
+                timeout: config.timeout(&global),
                 options: LoopOptions {
                     honor_labels: config.honor_labels,
                     honor_timestamps: config.honor_timestamps,
@@ -244,7 +247,11 @@ impl ScrapeManager {
         let mut retired = Vec::new();
         for (key, mut target) in old {
             let mode = match wanted.get(&key) {
-                Some((job, spec)) if job.config == target.job.config && *spec == target.spec => {
+                Some((job, spec))
+                    if job.config == target.job.config
+                        && (job.interval, job.timeout) == (target.job.interval, target.job.timeout)
+                        && *spec == target.spec =>
+                {
                     wanted.remove(&key);
                     state.targets.insert(key, target);
                     continue;
@@ -270,7 +277,7 @@ impl ScrapeManager {
                 last_scrape_duration: Duration::ZERO,
                 health: Health::Unknown,
                 scrape_interval: PromDuration(job.interval),
-                scrape_timeout: PromDuration(job.config.timeout(&global)),
+                scrape_timeout: PromDuration(job.timeout),
                 last_samples: 0,
             };
             let (stop, _) = watch::channel(None);
