@@ -226,6 +226,7 @@ impl ScrapeManager {
                 interval: config.interval(&global),
                 timeout: config.timeout(&global),
                 options: LoopOptions {
+                    metric_relabel: config.metric_relabel_configs.clone(),
                     honor_labels: config.honor_labels,
                     honor_timestamps: config.honor_timestamps,
                     sample_limit: config.sample_limit,

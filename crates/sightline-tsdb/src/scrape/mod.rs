@@ -45,6 +45,10 @@
 //! scrape's series, and keeps the error in the target's status. A removed target's series get staleness
 //! markers; on shutdown none are written, so a restart shows no gap.
 //!
+//! `relabel_configs` (on each target's discovered labels, which can move its URL or drop it) and
+//! `metric_relabel_configs` (on each new series; the result is cached with the series) follow Prometheus's
+//! rules for every action but `hashmod`, which is refused by name.
+//!
 //! OpenMetrics `_created` series are stored as ordinary series, as Prometheus 3 does by default (without
 //! its created-timestamp feature flag); exemplars are ignored.
 //!
@@ -61,6 +65,7 @@ mod config;
 mod local;
 mod manager;
 pub mod parse;
+mod relabel;
 mod scrape_loop;
 
 pub use client::ACCEPT_HEADER;
@@ -72,4 +77,5 @@ pub use config::{
 pub use local::{CollectStats, LocalCollector};
 pub use manager::{Health, ScrapeManager, TargetStatus};
 pub use parse::Format;
+pub use relabel::{Action as RelabelAction, AnchoredRegex, RelabelConfig};
 pub use scrape_loop::{LoopOptions, ScrapeError, ScrapeLoop, ScrapeStats};

@@ -8,6 +8,7 @@ use crate::labels::{Label, Labels, METRIC_NAME};
 use crate::sample::stale_nan;
 use crate::scrape::config::PromDuration;
 use crate::scrape::parse::{Entry, Format, ParseError, Parser};
+use crate::scrape::relabel::{self, RelabelConfig};
 use crate::traits::{AppendError, Appender, SeriesRef, Storage, StorageError};
 
 /// Cache entries not seen for this many scrapes are dropped.
@@ -41,6 +42,8 @@ pub enum ScrapeError {
     LabelLimit { series: String, count: usize, limit: usize },
     #[error("{what} length limit exceeded: {series} has a label {what} of {length} bytes, limit {limit}")]
     LabelLength { series: String, what: &'static str, length: usize, limit: usize },
+    #[error("metric_relabel_configs left {series} without a metric name; keep __name__ or drop the series")]
+    NoMetricName { series: String },
     #[error("cannot read {field} file {path}: {reason}")]
     Credentials { field: &'static str, path: String, reason: String },
     #[error("the store refused the scrape: {message}")]
@@ -58,6 +61,9 @@ impl From<StorageError> for ScrapeError {
 /// Limits and label handling of one target's scrapes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoopOptions {
+    /// `metric_relabel_configs`: applied to each new series' labels; a dropped series is cached as
+    /// dropped and never appended.
+    pub metric_relabel: Vec<RelabelConfig>,
     /// Scraped labels win over target labels (`true`), or are kept as `exported_<name>`.
     pub honor_labels: bool,
     /// Use the target's timestamps rather than the scrape time.
@@ -79,6 +85,8 @@ pub struct ScrapeStats {
     pub samples: usize,
     /// Series new to the cache.
     pub series_added: usize,
+    /// Samples kept after `metric_relabel_configs`.
+    pub samples_post_relabel: usize,
     /// Staleness markers written for series that disappeared.
     pub stale_markers: usize,
     /// Samples the store turned down (out of order, duplicate, too old); the rest were kept.
@@ -94,6 +102,8 @@ struct CacheEntry {
     prev_seen: u64,
     /// The series' last sample carried its own timestamp: no staleness markers for it, as in Prometheus.
     explicit_ts: bool,
+    /// `metric_relabel_configs` dropped the series: its samples are skipped.
+    dropped: bool,
 }
 
 /// The report series of a target.
@@ -192,11 +202,23 @@ impl ScrapeLoop {
                 });
                 self.undo_iteration();
                 self.live = 0;
-                (0.0, ScrapeStats { samples, stale_markers: stale, ..ScrapeStats::default() }, Some(e))
+                let stats = ScrapeStats {
+                    samples,
+                    samples_post_relabel: samples,
+                    stale_markers: stale,
+                    ..ScrapeStats::default()
+                };
+                (0.0, stats, Some(e))
             }
         };
         let duration = (elapsed + started.elapsed()).as_secs_f64();
-        let values = [up, duration, stats.samples as f64, stats.samples as f64, stats.series_added as f64];
+        let values = [
+            up,
+            duration,
+            stats.samples as f64,
+            stats.samples_post_relabel as f64,
+            stats.series_added as f64,
+        ];
         let report_errors = self.append_report(&mut *app, t, values);
         if let Err(e) = app.commit() {
             // Nothing of this batch is stored: references it handed out are void, and no series is live.
@@ -260,21 +282,32 @@ impl ScrapeLoop {
             let Entry::Sample(sample) = entry else { continue };
             *samples += 1;
             stats.samples += 1;
-            if limit > 0 && stats.samples > limit {
-                // Keep parsing to count (and check) the whole body; nothing more is appended.
+            if limit > 0 && stats.samples_post_relabel >= limit {
+                // Over the limit: keep parsing to count (and check) the whole body; nothing more is
+                // appended and the scrape fails below.
+                stats.samples_post_relabel += 1;
                 continue;
             }
             let index = match self.index.get(sample.series) {
                 Some(index) => *index,
                 None => {
-                    let labels = self.new_series_labels(&parser)?;
-                    stats.series_added += 1;
-                    self.entries.push(CacheEntry { labels, ..CacheEntry::default() });
+                    let (labels, dropped) = match self.new_series_labels(&parser)? {
+                        Some(labels) => (labels, false),
+                        None => (Labels::empty(), true),
+                    };
+                    stats.series_added += usize::from(!dropped);
+                    self.entries.push(CacheEntry { labels, dropped, ..CacheEntry::default() });
                     self.index.insert(Box::from(sample.series), self.entries.len() - 1);
                     self.entries.len() - 1
                 }
             };
             let entry = &mut self.entries[index];
+            if entry.dropped {
+                // Kept in the cache so that it is not relabelled again, and seen so it is not evicted.
+                entry.seen = iter;
+                continue;
+            }
+            stats.samples_post_relabel += 1;
             let ts = match sample.timestamp {
                 Some(ts) if self.options.honor_timestamps => {
                     entry.explicit_ts = true;
@@ -300,14 +333,15 @@ impl ScrapeLoop {
                 }
             }
         }
-        if limit > 0 && stats.samples > limit {
-            return Err(ScrapeError::SampleLimit { scraped: stats.samples, limit });
+        if limit > 0 && stats.samples_post_relabel > limit {
+            return Err(ScrapeError::SampleLimit { scraped: stats.samples_post_relabel, limit });
         }
         Ok(stats)
     }
 
-    /// Materialises, checks and merges the labels of the parser's current sample.
-    fn new_series_labels(&mut self, parser: &Parser<'_>) -> Result<Labels, ScrapeError> {
+    /// Materialises, checks, merges and relabels the labels of the parser's current sample; `None` when
+    /// `metric_relabel_configs` drop it.
+    fn new_series_labels(&mut self, parser: &Parser<'_>) -> Result<Option<Labels>, ScrapeError> {
         self.scratch.clear();
         parser.labels(&mut self.scratch)?;
         let describe = |scratch: &[Label]| Labels::new(scratch.to_vec()).to_string();
@@ -332,11 +366,17 @@ impl ScrapeLoop {
             }
         }
         let labels = merge_target_labels(&mut self.scratch, &self.target, self.options.honor_labels);
+        let Some(labels) = relabel::process(&labels, &self.options.metric_relabel) else {
+            return Ok(None);
+        };
+        if labels.metric_name().is_none_or(str::is_empty) {
+            return Err(ScrapeError::NoMetricName { series: labels.to_string() });
+        }
         let limit = self.options.label_limit;
         if limit > 0 && labels.len() > limit {
             return Err(ScrapeError::LabelLimit { series: labels.to_string(), count: labels.len(), limit });
         }
-        Ok(labels)
+        Ok(Some(labels))
     }
 
     /// Appends a staleness marker for each entry `pick(entry, live, iter)` selects; returns how many.
@@ -352,7 +392,7 @@ impl ScrapeLoop {
         }
         let mut count = 0;
         for entry in &mut self.entries {
-            if entry.explicit_ts || entry.seen == 0 || !pick(entry, live, iter) {
+            if entry.explicit_ts || entry.dropped || entry.seen == 0 || !pick(entry, live, iter) {
                 continue;
             }
             // The same rule as for samples: a refused marker is not worth failing the scrape over.
@@ -599,6 +639,46 @@ mod tests {
         let stats =
             lp.append_scrape(&store, 2000, Ok((b"b 1\n", Format::Prometheus)), Duration::ZERO).expect("up");
         assert_eq!(stats.stale_markers, 0);
+    }
+
+    #[test]
+    fn metric_relabelling_drops_and_rewrites_series() {
+        let store = MemStorage::new();
+        let rules: Vec<RelabelConfig> = serde_yaml_ng::from_str(
+            "- source_labels: [__name__]\n  regex: 'go_.*'\n  action: drop\n\
+             - source_labels: [path]\n  regex: '/api/(.*)'\n  target_label: route\n\
+             - regex: path\n  action: labeldrop\n",
+        )
+        .expect("rules");
+        let options = LoopOptions { metric_relabel: rules, sample_limit: 2, ..LoopOptions::default() };
+        let mut lp = ScrapeLoop::new(target(), options);
+        let body = b"go_goroutines 7\ngo_threads 3\nreq{path=\"/api/users\"} 1\nreq{path=\"/api/items\"} 2\n";
+        for t in [1000, 2000] {
+            let stats =
+                lp.append_scrape(&store, t, Ok((body, Format::Prometheus)), Duration::ZERO).expect("up");
+            assert_eq!(
+                (stats.samples, stats.samples_post_relabel),
+                (4, 2),
+                "dropped series are not over the limit"
+            );
+        }
+        assert!(samples(&store, r#"go_goroutines{instance="i:1", job="j"}"#).is_empty());
+        assert_eq!(
+            samples(&store, r#"req{instance="i:1", job="j", route="users"}"#),
+            vec![(1000, 1.0), (2000, 1.0)]
+        );
+        let post = samples(&store, r#"scrape_samples_post_metric_relabeling{instance="i:1", job="j"}"#);
+        assert_eq!(post, vec![(1000, 2.0), (2000, 2.0)]);
+        assert_eq!(samples(&store, r#"scrape_samples_scraped{instance="i:1", job="j"}"#)[0], (1000, 4.0));
+
+        let nameless: Vec<RelabelConfig> =
+            serde_yaml_ng::from_str("- regex: __name__\n  action: labeldrop\n").expect("rules");
+        let mut lp =
+            ScrapeLoop::new(target(), LoopOptions { metric_relabel: nameless, ..LoopOptions::default() });
+        let e = lp
+            .append_scrape(&store, 1000, Ok((b"m 1\n", Format::Prometheus)), Duration::ZERO)
+            .expect_err("no name");
+        assert!(matches!(e, ScrapeError::NoMetricName { .. }), "{e}");
     }
 
     #[test]
