@@ -666,7 +666,7 @@ impl ScrapeConfig {
                 let (url, relabelled) = if self.relabel_configs.is_empty() {
                     (target_url(self, address)?, discovered.clone())
                 } else {
-                    let Some(relabelled) = relabel::process(&discovered, &self.relabel_configs) else {
+                    let Some(relabelled) = relabel::process(discovered.clone(), &self.relabel_configs) else {
                         continue;
                     };
                     (relabelled_url(self, address, &relabelled)?, relabelled)

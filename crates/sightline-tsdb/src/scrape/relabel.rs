@@ -215,11 +215,11 @@ fn set(labels: &mut Vec<Label>, name: &str, value: String) {
 }
 
 /// Applies `rules` in order; `None` when one drops the set or nothing is left.
-pub(crate) fn process(labels: &Labels, rules: &[RelabelConfig]) -> Option<Labels> {
+pub(crate) fn process(labels: Labels, rules: &[RelabelConfig]) -> Option<Labels> {
     if rules.is_empty() {
-        return Some(labels.clone());
+        return Some(labels);
     }
-    let mut list: Vec<Label> = labels.iter().cloned().collect();
+    let mut list: Vec<Label> = labels.into_vec();
     for rule in rules {
         if !rule.apply(&mut list) {
             return None;
@@ -251,44 +251,44 @@ mod tests {
             "- source_labels: [__name__, code]\n  regex: 'http_(.*)_total;(\\d)\\d\\d'\n  target_label: kind\n  replacement: '${1}_${2}xx'\n\
              - source_labels: [path]\n  target_label: copy\n",
         );
-        let out = process(&labels(), &r).expect("kept");
+        let out = process(labels(), &r).expect("kept");
         assert_eq!(out.get("kind"), Some("requests_2xx"));
         assert_eq!(out.get("copy"), Some("/api/v1"));
         // The regex is anchored: a partial match does nothing.
         let partial = rules("- source_labels: [path]\n  regex: api\n  target_label: x\n");
-        assert_eq!(process(&labels(), &partial).expect("kept").get("x"), None);
+        assert_eq!(process(labels(), &partial).expect("kept").get("x"), None);
     }
 
     #[test]
     fn keep_drop_and_equality() {
         assert!(
-            process(&labels(), &rules("- source_labels: [code]\n  regex: '5..'\n  action: keep\n")).is_none()
+            process(labels(), &rules("- source_labels: [code]\n  regex: '5..'\n  action: keep\n")).is_none()
         );
         assert!(
-            process(&labels(), &rules("- source_labels: [code]\n  regex: '2..'\n  action: drop\n")).is_none()
+            process(labels(), &rules("- source_labels: [code]\n  regex: '2..'\n  action: drop\n")).is_none()
         );
         assert!(
-            process(&labels(), &rules("- source_labels: [code]\n  regex: '5..'\n  action: drop\n")).is_some()
+            process(labels(), &rules("- source_labels: [code]\n  regex: '5..'\n  action: drop\n")).is_some()
         );
         let eq = rules("- source_labels: [code]\n  target_label: code\n  action: keepequal\n");
-        assert!(process(&labels(), &eq).is_some());
+        assert!(process(labels(), &eq).is_some());
         let ne = rules("- source_labels: [path]\n  target_label: code\n  action: keepequal\n");
-        assert!(process(&labels(), &ne).is_none());
+        assert!(process(labels(), &ne).is_none());
     }
 
     #[test]
     fn label_actions() {
         let map = rules("- regex: 'p(.*)'\n  replacement: 'renamed_p$1'\n  action: labelmap\n");
-        assert_eq!(process(&labels(), &map).expect("kept").get("renamed_path"), Some("/api/v1"));
+        assert_eq!(process(labels(), &map).expect("kept").get("renamed_path"), Some("/api/v1"));
         let drop = rules("- regex: code\n  action: labeldrop\n");
-        assert_eq!(process(&labels(), &drop).expect("kept").get("code"), None);
+        assert_eq!(process(labels(), &drop).expect("kept").get("code"), None);
         let keep = rules("- regex: '__name__|code'\n  action: labelkeep\n");
-        assert_eq!(process(&labels(), &keep).expect("kept").len(), 2);
+        assert_eq!(process(labels(), &keep).expect("kept").len(), 2);
         let upper = rules("- source_labels: [path]\n  target_label: loud\n  action: uppercase\n");
-        assert_eq!(process(&labels(), &upper).expect("kept").get("loud"), Some("/API/V1"));
+        assert_eq!(process(labels(), &upper).expect("kept").get("loud"), Some("/API/V1"));
         // An empty replacement removes the target label.
         let remove = rules("- target_label: code\n  replacement: ''\n");
-        assert_eq!(process(&labels(), &remove).expect("kept").get("code"), None);
+        assert_eq!(process(labels(), &remove).expect("kept").get("code"), None);
     }
 
     #[test]

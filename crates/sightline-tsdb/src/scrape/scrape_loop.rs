@@ -366,7 +366,7 @@ impl ScrapeLoop {
             }
         }
         let labels = merge_target_labels(&mut self.scratch, &self.target, self.options.honor_labels);
-        let Some(labels) = relabel::process(&labels, &self.options.metric_relabel) else {
+        let Some(labels) = relabel::process(labels, &self.options.metric_relabel) else {
             return Ok(None);
         };
         if labels.metric_name().is_none_or(str::is_empty) {
