@@ -9,9 +9,8 @@ use serde::{Deserialize, Deserializer};
 use crate::labels::{Label, Labels};
 use crate::scrape::config::is_valid_label_name;
 
-/// What a relabel rule does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// What a relabel rule does. Names are read in any case (`Replace`, `labelmap`), as Prometheus reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Action {
     /// Sets `target_label` to `replacement` (with capture groups) when `regex` matches the source value.
     #[default]
@@ -36,6 +35,33 @@ pub enum Action {
     LabelKeep,
     /// Prometheus's sharding action; refused by validation (it needs MD5, which Sightline does not build).
     HashMod,
+}
+
+// === impl Action ===
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(match name.to_ascii_lowercase().as_str() {
+            "replace" => Action::Replace,
+            "keep" => Action::Keep,
+            "drop" => Action::Drop,
+            "keepequal" => Action::KeepEqual,
+            "dropequal" => Action::DropEqual,
+            "lowercase" => Action::Lowercase,
+            "uppercase" => Action::Uppercase,
+            "labelmap" => Action::LabelMap,
+            "labeldrop" => Action::LabelDrop,
+            "labelkeep" => Action::LabelKeep,
+            "hashmod" => Action::HashMod,
+            _ => {
+                return Err(serde::de::Error::custom(format!(
+                    "unknown relabel action {name:?}; use replace, keep, drop, keepequal, dropequal, lowercase, \
+                     uppercase, labelmap, labeldrop or labelkeep"
+                )));
+            }
+        })
+    }
 }
 
 /// A regex anchored at both ends, as Prometheus compiles `regex` fields.
@@ -305,6 +331,10 @@ mod tests {
             assert!(e.contains(needle), "{yaml}: {e}");
         }
         assert!(serde_yaml_ng::from_str::<Vec<RelabelConfig>>("- regex: '('\n").is_err());
-        assert!(serde_yaml_ng::from_str::<Vec<RelabelConfig>>("- action: explode\n").is_err());
+        let e = serde_yaml_ng::from_str::<Vec<RelabelConfig>>("- action: explode\n").expect_err("unknown");
+        assert!(e.to_string().contains("unknown relabel action \"explode\""), "{e}");
+        let upper: Vec<RelabelConfig> =
+            serde_yaml_ng::from_str("- action: LabelDrop\n  regex: x\n").expect("any case");
+        assert_eq!(upper[0].action, Action::LabelDrop);
     }
 }
