@@ -47,7 +47,7 @@
 //!
 //! `relabel_configs` (on each target's discovered labels, which can move its URL or drop it) and
 //! `metric_relabel_configs` (on each new series; the result is cached with the series) follow Prometheus's
-//! rules for every action but `hashmod`, which is refused by name.
+//! rules and actions.
 //!
 //! OpenMetrics `_created` series are stored as ordinary series, as Prometheus 3 does by default (without
 //! its created-timestamp feature flag); exemplars are ignored.

@@ -33,7 +33,7 @@ pub enum Action {
     LabelDrop,
     /// Removes labels whose names do not match `regex`.
     LabelKeep,
-    /// Prometheus's sharding action; refused by validation (it needs MD5, which Sightline does not build).
+    /// Sets `target_label` to the MD5 of the source value modulo `modulus`, for sharding targets.
     HashMod,
 }
 
@@ -146,21 +146,32 @@ pub struct RelabelConfig {
 impl RelabelConfig {
     /// Checks the rule as Prometheus does; the error says what to change.
     pub fn validate(&self) -> Result<(), String> {
-        let needs_target = matches!(self.action, Action::Replace | Action::Lowercase | Action::Uppercase)
-            || matches!(self.action, Action::KeepEqual | Action::DropEqual);
+        let needs_target = matches!(
+            self.action,
+            Action::Replace
+                | Action::Lowercase
+                | Action::Uppercase
+                | Action::KeepEqual
+                | Action::DropEqual
+                | Action::HashMod
+        );
         if needs_target && self.target_label.is_empty() {
             return Err(format!("the {:?} action needs a target_label", self.action));
         }
         match self.action {
-            Action::HashMod => {
-                return Err("the hashmod action is not supported; shard targets outside Sightline".into());
+            Action::HashMod if self.modulus == 0 => {
+                return Err("the hashmod action needs a modulus greater than zero".into());
             }
             Action::Replace
                 if !self.target_label.contains('$') && !is_valid_label_name(&self.target_label) =>
             {
                 return Err(format!("target_label {:?} is not a valid label name", self.target_label));
             }
-            Action::Lowercase | Action::Uppercase | Action::KeepEqual | Action::DropEqual
+            Action::Lowercase
+            | Action::Uppercase
+            | Action::KeepEqual
+            | Action::DropEqual
+            | Action::HashMod
                 if !is_valid_label_name(&self.target_label) =>
             {
                 return Err(format!("target_label {:?} is not a valid label name", self.target_label));
@@ -225,8 +236,15 @@ impl RelabelConfig {
             }
             Action::LabelDrop => labels.retain(|l| !self.regex.regex.is_match(&l.name)),
             Action::LabelKeep => labels.retain(|l| self.regex.regex.is_match(&l.name)),
-            // Refused by validation; a rule that slipped through leaves the labels alone.
-            Action::HashMod => {}
+            Action::HashMod => {
+                use md5::Digest;
+                // The last 8 bytes of the MD5, big-endian, as Prometheus computes it, so that shards agree.
+                let hash = md5::Md5::digest(value.as_bytes());
+                let mut tail = [0u8; 8];
+                tail.copy_from_slice(&hash[8..]);
+                let modulus = self.modulus.max(1);
+                set(labels, &self.target_label, (u64::from_be_bytes(tail) % modulus).to_string());
+            }
         }
         true
     }
@@ -318,13 +336,26 @@ mod tests {
     }
 
     #[test]
+    fn hashmod_matches_prometheus() {
+        // Expected values from Python's hashlib: int.from_bytes(md5(v).digest()[8:], "big") % 1000.
+        let r = rules("- source_labels: [a, b]\n  target_label: shard\n  modulus: 1000\n  action: hashmod\n");
+        let out = process(Labels::from_pairs(&[("a", "a"), ("b", "b")]), &r).expect("kept");
+        assert_eq!(out.get("shard"), Some("74"));
+        let r = rules(
+            "- source_labels: [__address__]\n  target_label: shard\n  modulus: 1000\n  action: hashmod\n",
+        );
+        let out = process(Labels::from_pairs(&[("__address__", "example.org:443")]), &r).expect("kept");
+        assert_eq!(out.get("shard"), Some("503"));
+    }
+
+    #[test]
     fn bad_rules_are_refused() {
         for (yaml, needle) in [
             ("- action: replace\n", "needs a target_label"),
             ("- target_label: '1bad'\n", "not a valid label name"),
             ("- target_label: x\n  action: lowercase\n  replacement: y\n", "takes no replacement"),
             ("- source_labels: [a]\n  action: labeldrop\n", "takes only a regex"),
-            ("- target_label: x\n  modulus: 4\n  action: hashmod\n", "hashmod"),
+            ("- target_label: x\n  action: hashmod\n", "modulus greater than zero"),
         ] {
             let rule: Vec<RelabelConfig> = serde_yaml_ng::from_str(yaml).expect("parses");
             let e = rule[0].validate().expect_err(yaml);
