@@ -609,3 +609,51 @@ async fn a_reload_restarts_targets_whose_global_settings_changed() {
     assert_eq!(target.health, Health::Unknown, "restarted");
     manager.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relabelling_from_a_pasted_config() {
+    let server =
+        TestServer::start(serve("go_goroutines 7\nhttp_requests_total{path=\"/api/users\"} 3\n")).await;
+    let yaml = format!(
+        r#"
+- job_name: app
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  static_configs:
+    - targets: ["{target}", "ignored.invalid:1"]
+  relabel_configs:
+    - source_labels: [__address__]
+      regex: 'ignored\..*'
+      action: drop
+    - target_label: team
+      replacement: payments
+  metric_relabel_configs:
+    - source_labels: [__name__]
+      regex: 'go_.*'
+      action: drop
+    - source_labels: [path]
+      regex: '/api/(.*)'
+      target_label: route
+      replacement: '$1'
+"#,
+        target = server.target()
+    );
+    let configs: Vec<ScrapeConfig> = serde_yaml_ng::from_str(&yaml).expect("pasted config");
+    let store = Arc::new(MemStorage::new());
+    let manager = start(&store, configs);
+    assert_eq!(manager.targets().len(), 1, "the ignored target was dropped");
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
+    assert!(select(&store, &[("__name__", "go_goroutines")]).is_empty());
+    let requests = select(&store, &[("__name__", "http_requests_total")]);
+    assert_eq!(
+        requests[0].labels.to_string(),
+        format!(
+            r#"http_requests_total{{instance="{}", job="app", path="/api/users", route="users", team="payments"}}"#,
+            server.target()
+        )
+    );
+    let post = select(&store, &[("__name__", "scrape_samples_post_metric_relabeling")]);
+    assert_eq!(post[0].samples[0].v, 1.0);
+    assert_eq!(post[0].labels.get("team"), Some("payments"));
+    manager.shutdown();
+}
