@@ -8,7 +8,9 @@
 //!   scrape does; `openmetrics_parser/prometheus` and `openmetrics_parser/openmetrics` are the anchor on
 //!   the same series in both formats.
 //! - `scrape_append_10k`: parse and append into a `MemStorage`: `first` with an empty scrape cache and an
-//!   empty store, `steady` with a warm cache and a store that already holds the series.
+//!   empty store, `steady` with a warm cache and a store that already holds the series. The
+//!   `*/null_store` cases append into a store that drops everything, to show the scraper's own share
+//!   (`MemStorage` is a test store: a `BTreeMap` keyed by label sets, one lock per committed sample).
 
 // Benches opt back in to unwrapping: a failed setup should stop the bench loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -18,10 +20,13 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use sightline_tsdb::Labels;
+use promql_parser::label::Matcher;
 use sightline_tsdb::mem::MemStorage;
 use sightline_tsdb::scrape::parse::{Entry, Parser};
 use sightline_tsdb::scrape::{Format, LoopOptions, ScrapeLoop};
+use sightline_tsdb::{
+    AppendError, Appender, Labels, Querier, SelectHints, Series, SeriesRef, Storage, StorageError,
+};
 
 /// 10,000 series in 100 families of 100, each with three labels, like a busy service's HTTP metrics.
 fn exposition(format: Format) -> String {
@@ -64,6 +69,49 @@ fn parse_only(body: &[u8], with_labels: bool) -> usize {
     count
 }
 
+/// A store that accepts and drops every sample, handing out references as a real store does.
+struct NullStorage;
+
+struct NullAppender;
+
+impl Querier for NullStorage {
+    fn select(&self, _: &[Matcher], _: &SelectHints) -> Result<Vec<Series>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn series(&self, _: &[Matcher], _: i64, _: i64) -> Result<Vec<Labels>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn label_names(&self, _: &[Matcher], _: i64, _: i64) -> Result<Vec<String>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn label_values(&self, _: &str, _: &[Matcher], _: i64, _: i64) -> Result<Vec<String>, StorageError> {
+        Ok(Vec::new())
+    }
+}
+
+impl Storage for NullStorage {
+    fn appender(&self) -> Box<dyn Appender + '_> {
+        Box::new(NullAppender)
+    }
+}
+
+impl Appender for NullAppender {
+    fn append(
+        &mut self,
+        series: SeriesRef,
+        labels: &Labels,
+        _: i64,
+        v: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        black_box(v);
+        Ok(if series == 0 { labels.len() as u64 } else { series })
+    }
+    fn commit(self: Box<Self>) -> Result<(), StorageError> {
+        Ok(())
+    }
+    fn rollback(self: Box<Self>) {}
+}
+
 fn target() -> Labels {
     Labels::from_pairs(&[("job", "app"), ("instance", "app:8080")])
 }
@@ -102,6 +150,40 @@ fn bench(c: &mut Criterion) {
             },
             BatchSize::PerIteration,
         )
+    });
+    group.bench_function("first/null_store", |b| {
+        b.iter_batched(
+            || ScrapeLoop::new(target(), LoopOptions::default()),
+            |mut scrape_loop| {
+                let stats = scrape_loop
+                    .append_scrape(
+                        &NullStorage,
+                        1_000,
+                        Ok((text.as_bytes(), Format::Prometheus)),
+                        Duration::ZERO,
+                    )
+                    .unwrap();
+                assert_eq!(stats.series_added, 10_000);
+                scrape_loop
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    let mut warm = ScrapeLoop::new(target(), LoopOptions::default());
+    let mut t_null = 0;
+    group.bench_function("steady/null_store", |b| {
+        b.iter(|| {
+            t_null += 15_000;
+            let stats = warm
+                .append_scrape(
+                    &NullStorage,
+                    t_null,
+                    Ok((text.as_bytes(), Format::Prometheus)),
+                    Duration::ZERO,
+                )
+                .unwrap();
+            assert_eq!(stats.series_added, usize::from(t_null == 15_000) * 10_000);
+        })
     });
     // Shared by the set-up (which warms the store) and the timed routine.
     let scrape_loop = RefCell::new(ScrapeLoop::new(target(), LoopOptions::default()));

@@ -15,8 +15,8 @@ use sightline_testkit::{ChildGuard, TempDir, free_port, require_peer, wait_for_p
 use sightline_tsdb::mem::MemStorage;
 use sightline_tsdb::sample::is_stale;
 use sightline_tsdb::scrape::{
-    Authorization, BasicAuth, ByteSize, GlobalConfig, Health, PromDuration, ScrapeConfig, ScrapeManager,
-    Secret, TargetStatus,
+    Authorization, BasicAuth, ByteSize, GlobalConfig, Health, PromDuration, Scheme, ScrapeConfig,
+    ScrapeManager, ScrapeProtocol, Secret, TargetStatus,
 };
 use sightline_tsdb::{Querier, SelectHints, Series, Storage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,33 +32,27 @@ struct TestServer {
 
 impl TestServer {
     async fn start(handler: Handler) -> Self {
+        Self::start_with(handler, None).await
+    }
+
+    /// With `tls`, the server speaks HTTPS.
+    async fn start_with(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut socket, _)) = listener.accept().await else { return };
-                let handler = handler.clone();
-                let seen = seen.clone();
+                let Ok((socket, _)) = listener.accept().await else { return };
+                let (handler, seen, tls) = (handler.clone(), seen.clone(), tls.clone());
                 tokio::spawn(async move {
-                    // One request per connection is enough: every response closes it.
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(socket).await {
+                                answer(stream, handler, seen).await;
+                            }
                         }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    seen.lock().unwrap().push(head.clone());
-                    match handler(&head) {
-                        Some(response) => {
-                            let _ = socket.write_all(&response).await;
-                            let _ = socket.shutdown().await;
-                        }
-                        None => tokio::time::sleep(Duration::from_secs(3600)).await,
+                        None => answer(socket, handler, seen).await,
                     }
                 });
             }
@@ -68,6 +62,30 @@ impl TestServer {
 
     fn target(&self) -> String {
         self.addr.to_string()
+    }
+}
+
+/// Reads one request head and answers it (one request per connection: every response closes it).
+async fn answer<S>(mut socket: S, handler: Handler, seen: Arc<Mutex<Vec<String>>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    seen.lock().unwrap().push(head.clone());
+    match handler(&head) {
+        Some(response) => {
+            let _ = socket.write_all(&response).await;
+            let _ = socket.shutdown().await;
+        }
+        None => tokio::time::sleep(Duration::from_secs(3600)).await,
     }
 }
 
@@ -177,6 +195,15 @@ async fn failing_targets_report_up_0_with_the_reason() {
     limited_job.sample_limit = 3;
     let mut big_job = job("big", &big.target(), 1_000);
     big_job.body_size_limit = ByteSize(1024);
+    // Without a Content-Length the limit is applied while reading.
+    let stream = TestServer::start(Arc::new(|_| {
+        let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n".to_vec();
+        out.extend(std::iter::repeat_n(b"x 1\n".iter().copied(), 1000).flatten());
+        Some(out)
+    }))
+    .await;
+    let mut stream_job = job("stream", &stream.target(), 1_000);
+    stream_job.body_size_limit = ByteSize(1024);
     let refused = job("refused", &format!("127.0.0.1:{}", free_port()), 1_000);
     let manager = start(
         &store,
@@ -186,10 +213,11 @@ async fn failing_targets_report_up_0_with_the_reason() {
             limited_job,
             job("html", &html.target(), 1_000),
             big_job,
+            stream_job,
             refused,
         ],
     );
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
 
     let expect_down = |name: &str, needle: &str| {
         let target = status(&manager, name);
@@ -203,6 +231,7 @@ async fn failing_targets_report_up_0_with_the_reason() {
     expect_down("limited", "sample_limit exceeded: 4 samples, limit 3");
     expect_down("html", "unsupported Content-Type \"text/html\"");
     expect_down("big", "body_size_limit");
+    expect_down("stream", "body_size_limit");
     expect_down("refused", "request failed");
     // Nothing from a failed body is stored, but the report says how many samples it had.
     assert!(select(&store, &[("__name__", "ok_metric")]).is_empty());
@@ -219,11 +248,18 @@ async fn a_hanging_target_does_not_delay_others() {
     let hang = TestServer::start(Arc::new(|_| None)).await;
     let good = TestServer::start(serve("fine 1\n")).await;
     let store = Arc::new(MemStorage::new());
-    let mut hang_job = job("hang", &hang.target(), 5_000);
-    hang_job.scrape_timeout = Some(PromDuration(Duration::from_secs(5)));
+    let mut hang_job = job("hang", &hang.target(), 6_000);
+    hang_job.scrape_timeout = Some(PromDuration(Duration::from_secs(6)));
     let manager = start(&store, vec![hang_job, job("good", &good.target(), 100)]);
-    // Within two seconds the good target is scraped many times, while the other hangs for five.
-    eventually("ten good scrapes", Duration::from_secs(3), || up(&store, "good").len() >= 10).await;
+    // Once the hanging scrape is under way, the good target goes on being scraped every 100 ms.
+    eventually("the hanging scrape to start", Duration::from_secs(8), || {
+        !hang.requests.lock().unwrap().is_empty()
+    })
+    .await;
+    let before = up(&store, "good").len();
+    eventually("ten more good scrapes", Duration::from_secs(5), || up(&store, "good").len() >= before + 10)
+        .await;
+    assert!(status(&manager, "hang").last_scrape.is_none(), "the hanging scrape was still going on");
     assert!(up(&store, "good").iter().all(|v| *v == 1.0));
     manager.shutdown();
 }
@@ -261,10 +297,13 @@ async fn sends_prometheus_headers_and_credentials() {
     let mut wrong = job("wrong", &server.target(), 1_000);
     wrong.bearer_token = Some(Secret("nope".into()));
     let anonymous = job("anonymous", &server.target(), 1_000);
+    let mut empty = job("empty", &server.target(), 1_000);
+    empty.authorization =
+        Some(Authorization { kind: "Bearer".into(), credentials: None, credentials_file: None });
 
     let store = Arc::new(MemStorage::new());
-    let manager = start(&store, vec![basic, bearer, wrong, anonymous]);
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    let manager = start(&store, vec![basic, bearer, wrong, anonymous, empty]);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     for name in ["basic", "bearer"] {
         assert_eq!(
             status(&manager, name).health,
@@ -274,7 +313,7 @@ async fn sends_prometheus_headers_and_credentials() {
         );
         assert_eq!(select(&store, &[("__name__", "secret_metric"), ("job", name)]).len(), 1, "{name}");
     }
-    for name in ["wrong", "anonymous"] {
+    for name in ["wrong", "anonymous", "empty"] {
         assert_eq!(
             status(&manager, name).last_error,
             "server returned HTTP status 401 Unauthorized",
@@ -282,6 +321,13 @@ async fn sends_prometheus_headers_and_credentials() {
         );
     }
     let requests = server.requests.lock().unwrap().clone();
+    assert!(
+        !requests
+            .iter()
+            .flat_map(|r| r.lines())
+            .any(|l| l.trim().eq_ignore_ascii_case("authorization: bearer")),
+        "no bare Bearer header without credentials"
+    );
     let head = requests[0].to_ascii_lowercase();
     assert!(head.starts_with("get /metrics http/1.1"), "{head}");
     assert!(head.contains(&format!("accept: {}", sightline_tsdb::scrape::ACCEPT_HEADER)), "{head}");
@@ -304,7 +350,7 @@ async fn reads_openmetrics_with_timestamps_created_and_exemplars() {
     let server = TestServer::start(handler).await;
     let store = Arc::new(MemStorage::new());
     let manager = start(&store, vec![job("om", &server.target(), 1_000)]);
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     assert_eq!(status(&manager, "om").health, Health::Up, "{}", status(&manager, "om").last_error);
     let total = select(&store, &[("__name__", "requests_total")]);
     assert_eq!(total[0].samples[0].t, 1_700_000_000_500, "the exposed timestamp is honoured");
@@ -323,10 +369,10 @@ async fn staleness_when_a_series_or_a_target_goes_away() {
     let store = Arc::new(MemStorage::new());
     let configs = vec![job("changing", &server.target(), 100), job("removed", &other.target(), 100)];
     let manager = start(&store, configs.clone());
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
 
     *body.lock().unwrap() = "kept 1\n";
-    eventually("a staleness marker for `leaving`", Duration::from_secs(3), || {
+    eventually("a staleness marker for `leaving`", Duration::from_secs(10), || {
         select(&store, &[("__name__", "leaving")])
             .first()
             .is_some_and(|s| s.samples.last().is_some_and(|x| is_stale(x.v)))
@@ -337,7 +383,7 @@ async fn staleness_when_a_series_or_a_target_goes_away() {
 
     // Removing a job marks its series and its report series stale.
     manager.apply_config(GlobalConfig::default(), vec![configs[0].clone()]).expect("reload");
-    eventually("staleness markers for the removed target", Duration::from_secs(3), || {
+    eventually("staleness markers for the removed target", Duration::from_secs(10), || {
         ["other", "up", "scrape_duration_seconds"].iter().all(|name| {
             select(&store, &[("__name__", name), ("job", "removed")])
                 .first()
@@ -348,7 +394,7 @@ async fn staleness_when_a_series_or_a_target_goes_away() {
     assert_eq!(manager.targets().len(), 1);
     // The unchanged job kept running through the reload.
     let before = up(&store, "changing").len();
-    eventually("more scrapes of the kept job", Duration::from_secs(3), || {
+    eventually("more scrapes of the kept job", Duration::from_secs(10), || {
         up(&store, "changing").len() > before + 2
     })
     .await;
@@ -365,7 +411,7 @@ async fn honor_labels_both_ways() {
     plain.static_configs[0].labels = BTreeMap::from([("zone".to_owned(), "static".to_owned())]);
     let store = Arc::new(MemStorage::new());
     let manager = start(&store, vec![honored, plain]);
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     let all: Vec<String> =
         select(&store, &[("__name__", "m")]).iter().map(|s| s.labels.to_string()).collect();
     let target = server.target();
@@ -386,7 +432,7 @@ async fn target_status_serialises_like_prometheus() {
     let server = TestServer::start(serve("x 1\n")).await;
     let store = Arc::new(MemStorage::new());
     let manager = start(&store, vec![job("api", &server.target(), 1_000)]);
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     let json = serde_json::to_value(manager.targets()).expect("json");
     let target = &json[0];
     assert_eq!(target["scrapePool"], "api");
@@ -416,7 +462,7 @@ async fn shutdown_stops_every_target() {
         .expect("config");
     let running = manager.clone();
     let task = tokio::spawn(async move { running.run().await });
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     manager.shutdown();
     tokio::time::timeout(Duration::from_secs(5), task).await.expect("run returns").expect("no panic");
     let count = up(&store, "a").len();
@@ -466,10 +512,148 @@ async fn decodes_gzip_bodies() {
     });
     let server = TestServer::start(handler).await;
     let store = Arc::new(MemStorage::new());
-    let manager = start(&store, vec![job("gzip", &server.target(), 1_000)]);
-    assert!(manager.wait_first_scrapes(Duration::from_secs(5)).await);
+    let mut plain = job("plain", &server.target(), 1_000);
+    plain.enable_compression = false;
+    let manager = start(&store, vec![job("gzip", &server.target(), 1_000), plain]);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
     assert_eq!(status(&manager, "gzip").health, Health::Up, "{}", status(&manager, "gzip").last_error);
     let zipped = select(&store, &[("__name__", "zipped_metric"), ("a", "b")]);
     assert_eq!(zipped[0].samples[0].v, 3.0);
+    assert_eq!(status(&manager, "plain").last_error, "server returned HTTP status 406 Not Acceptable");
+    manager.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_and_without_certificate_checks() {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("self-signed");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let server = TestServer::start_with(serve("tls_metric 1\n"), Some(acceptor)).await;
+
+    let mut trusting = job("insecure", &server.target(), 1_000);
+    trusting.scheme = Scheme::Https;
+    trusting.tls_config.insecure_skip_verify = true;
+    let mut checking = job("checked", &server.target(), 1_000);
+    checking.scheme = Scheme::Https;
+    let store = Arc::new(MemStorage::new());
+    let manager = start(&store, vec![trusting, checking]);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
+    let insecure = status(&manager, "insecure");
+    assert_eq!(insecure.health, Health::Up, "{}", insecure.last_error);
+    assert!(insecure.scrape_url.starts_with("https://"));
+    assert_eq!(select(&store, &[("__name__", "tls_metric"), ("job", "insecure")]).len(), 1);
+    let checked = status(&manager, "checked");
+    assert_eq!(checked.health, Health::Down);
+    assert!(checked.last_error.contains("certificate"), "{}", checked.last_error);
+    manager.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_scrape_protocol_reads_an_unknown_content_type() {
+    let server = TestServer::start(Arc::new(|_| {
+        Some(response("200 OK", "application/octet-stream", "fallback_metric 1\n"))
+    }))
+    .await;
+    let mut fallback = job("fallback", &server.target(), 1_000);
+    fallback.fallback_scrape_protocol = Some(ScrapeProtocol::PrometheusText004);
+    let store = Arc::new(MemStorage::new());
+    let manager = start(&store, vec![fallback, job("strict", &server.target(), 1_000)]);
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
+    assert_eq!(
+        status(&manager, "fallback").health,
+        Health::Up,
+        "{}",
+        status(&manager, "fallback").last_error
+    );
+    assert_eq!(select(&store, &[("__name__", "fallback_metric")]).len(), 1);
+    assert!(status(&manager, "strict").last_error.contains("unsupported Content-Type"));
+    manager.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_restarts_targets_whose_global_settings_changed() {
+    let server = TestServer::start(serve("x 1\n")).await;
+    let store = Arc::new(MemStorage::new());
+    let storage: Arc<dyn Storage> = store.clone();
+    let second = |ms| GlobalConfig {
+        scrape_interval: PromDuration(Duration::from_millis(ms)),
+        scrape_timeout: PromDuration(Duration::from_millis(500)),
+        ..GlobalConfig::default()
+    };
+    let inheriting = ScrapeConfig::new("inheriting", &[&server.target()]);
+    let manager = ScrapeManager::new(storage, second(500), vec![inheriting.clone()]).expect("config");
+    let running = manager.clone();
+    tokio::spawn(async move { running.run().await });
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
+
+    // The same job under the same global settings keeps its running target and status.
+    manager.apply_config(second(500), vec![inheriting.clone()]).expect("reload");
+    assert!(manager.targets()[0].last_scrape.is_some(), "unchanged target kept");
+    // A new global interval is a new target for the job that inherits it.
+    manager.apply_config(second(60_000), vec![inheriting]).expect("reload");
+    let target = &manager.targets()[0];
+    assert_eq!(target.scrape_interval.to_string(), "1m");
+    assert_eq!(target.health, Health::Unknown, "restarted");
+    manager.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relabelling_from_a_pasted_config() {
+    let server =
+        TestServer::start(serve("go_goroutines 7\nhttp_requests_total{path=\"/api/users\"} 3\n")).await;
+    let yaml = format!(
+        r#"
+- job_name: app
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  static_configs:
+    - targets: ["{target}", "ignored.invalid:1"]
+  relabel_configs:
+    - source_labels: [__address__]
+      regex: 'ignored\..*'
+      action: drop
+    - target_label: team
+      replacement: payments
+  metric_relabel_configs:
+    - source_labels: [__name__]
+      regex: 'go_.*'
+      action: drop
+    - source_labels: [path]
+      regex: '/api/(.*)'
+      target_label: route
+      replacement: '$1'
+"#,
+        target = server.target()
+    );
+    let configs: Vec<ScrapeConfig> = serde_yaml_ng::from_str(&yaml).expect("pasted config");
+    let store = Arc::new(MemStorage::new());
+    let manager = start(&store, configs);
+    assert_eq!(manager.targets().len(), 1, "the ignored target was dropped");
+    assert!(manager.wait_first_scrapes(Duration::from_secs(10)).await);
+    assert!(select(&store, &[("__name__", "go_goroutines")]).is_empty());
+    let requests = select(&store, &[("__name__", "http_requests_total")]);
+    assert_eq!(
+        requests[0].labels.to_string(),
+        format!(
+            r#"http_requests_total{{instance="{}", job="app", path="/api/users", route="users", team="payments"}}"#,
+            server.target()
+        )
+    );
+    let post = select(&store, &[("__name__", "scrape_samples_post_metric_relabeling")]);
+    assert_eq!(post[0].samples[0].v, 1.0);
+    assert_eq!(post[0].labels.get("team"), Some("payments"));
     manager.shutdown();
 }

@@ -9,7 +9,9 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use crate::scrape::config::{ConfigError, DEFAULT_BODY_SIZE_LIMIT, GlobalConfig, PromDuration, ScrapeConfig};
+use crate::scrape::config::{
+    ConfigError, DEFAULT_BODY_SIZE_LIMIT, GlobalConfig, PromDuration, ScrapeConfig, ScrapeProtocol,
+};
 use crate::scrape::parse::Format;
 use crate::scrape::scrape_loop::ScrapeError;
 
@@ -41,19 +43,20 @@ pub(crate) struct HttpScraper {
     auth: Auth,
     timeout: Duration,
     timeout_header: HeaderValue,
+    accept: HeaderValue,
     body_limit: u64,
+    fallback: Option<Format>,
 }
 
 // === impl HttpScraper ===
 
 impl HttpScraper {
     pub(crate) fn new(job: &ScrapeConfig, global: &GlobalConfig) -> Result<Self, ConfigError> {
-        let client =
-            build_client(job.tls_config.insecure_skip_verify).map_err(|reason| ConfigError::Field {
-                context: format!("job {:?}", job.job_name),
-                field: "tls_config",
-                reason: format!("cannot build the HTTP client: {reason}"),
-            })?;
+        let client = build_client(job).map_err(|reason| ConfigError::Field {
+            context: format!("job {:?}", job.job_name),
+            field: "tls_config",
+            reason: format!("cannot build the HTTP client: {reason}"),
+        })?;
         let auth = if let Some(basic) = &job.basic_auth {
             Auth::Basic {
                 username: basic.username.clone(),
@@ -85,7 +88,12 @@ impl HttpScraper {
             })?;
         let body_limit =
             if job.body_size_limit.0 == 0 { DEFAULT_BODY_SIZE_LIMIT } else { job.body_size_limit.0 };
-        Ok(Self { client, auth, timeout, timeout_header, body_limit })
+        let fallback = job.fallback_scrape_protocol.and_then(ScrapeProtocol::format);
+        let accept = match &job.scrape_protocols {
+            None => HeaderValue::from_static(ACCEPT_HEADER),
+            Some(protocols) => accept_header(protocols),
+        };
+        Ok(Self { client, auth, timeout, timeout_header, accept, body_limit, fallback })
     }
 
     /// Fetches `url` into `body` (cleared first) within the scrape timeout; returns the body's format.
@@ -101,7 +109,7 @@ impl HttpScraper {
         let mut request = self
             .client
             .get(url.clone())
-            .header(ACCEPT, ACCEPT_HEADER)
+            .header(ACCEPT, self.accept.clone())
             .header(USER_AGENT, concat!("Sightline/", env!("CARGO_PKG_VERSION")))
             .header("X-Prometheus-Scrape-Timeout-Seconds", self.timeout_header.clone());
         match &self.auth {
@@ -124,6 +132,10 @@ impl HttpScraper {
                     (Some(c), None) => c.clone(),
                     (None, None) => String::new(),
                 };
+                // As Prometheus: no credentials, no header (rather than a bare "Bearer ").
+                if credentials.is_empty() {
+                    return self.send(request, body).await;
+                }
                 let mut value = HeaderValue::from_str(&format!("{kind} {credentials}")).map_err(|_| {
                     ScrapeError::Credentials {
                         field: "authorization",
@@ -135,6 +147,14 @@ impl HttpScraper {
                 request = request.header(AUTHORIZATION, value);
             }
         }
+        self.send(request, body).await
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        body: &mut Vec<u8>,
+    ) -> Result<Format, ScrapeError> {
         let mut response =
             request.send().await.map_err(|e| ScrapeError::Request { message: describe(&e) })?;
         let status = response.status();
@@ -142,9 +162,12 @@ impl HttpScraper {
             return Err(ScrapeError::Status { status: status.to_string() });
         }
         let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let Some(format) = Format::from_content_type(content_type) else {
+        let Some(format) = Format::from_content_type(content_type).or(self.fallback) else {
             return Err(ScrapeError::ContentType { content_type: content_type.to_owned() });
         };
+        if response.content_length().is_some_and(|len| len > self.body_limit) {
+            return Err(ScrapeError::BodyTooLarge { limit: self.body_limit });
+        }
         // Read chunk by chunk so that an oversized (or endlessly streaming) body is cut off at the limit
         // instead of being buffered whole; with gzip the limit applies to the decompressed bytes.
         while let Some(chunk) =
@@ -157,6 +180,20 @@ impl HttpScraper {
         }
         Ok(format)
     }
+}
+
+/// An `Accept` header asking for `protocols` in order, as Prometheus builds it: falling q-values, then
+/// anything at the lowest.
+fn accept_header(protocols: &[ScrapeProtocol]) -> HeaderValue {
+    let mut weight = protocols.len() + 1;
+    let mut parts = Vec::with_capacity(protocols.len() + 1);
+    for protocol in protocols {
+        parts.push(format!("{};q=0.{weight}", protocol.media_type()));
+        weight = weight.saturating_sub(1);
+    }
+    parts.push(format!("*/*;q=0.{weight}"));
+    // Built from fixed ASCII media types and digits, so always a valid header value.
+    HeaderValue::from_str(&parts.join(",")).unwrap_or_else(|_| HeaderValue::from_static(ACCEPT_HEADER))
 }
 
 /// Reads a password or token file, as Prometheus does at each request (so rotations need no reload).
@@ -190,7 +227,8 @@ fn provider() -> Arc<CryptoProvider> {
     PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
 }
 
-fn build_client(insecure_skip_verify: bool) -> Result<reqwest::Client, String> {
+fn build_client(job: &ScrapeConfig) -> Result<reqwest::Client, String> {
+    let insecure_skip_verify = job.tls_config.insecure_skip_verify;
     let provider = provider();
     let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -198,9 +236,17 @@ fn build_client(insecure_skip_verify: bool) -> Result<reqwest::Client, String> {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Verifier { provider, verify: !insecure_skip_verify }))
         .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .no_proxy()
+    let mut builder = reqwest::Client::builder().tls_backend_preconfigured(tls).no_proxy().redirect(
+        if job.follow_redirects {
+            reqwest::redirect::Policy::limited(10)
+        } else {
+            reqwest::redirect::Policy::none()
+        },
+    );
+    if !job.enable_compression {
+        builder = builder.no_gzip();
+    }
+    builder
         // Scrapes are periodic; keeping the connection saves a handshake per scrape.
         .pool_max_idle_per_host(1)
         .build()
@@ -215,6 +261,8 @@ struct Verifier {
     provider: Arc<CryptoProvider>,
     verify: bool,
 }
+
+// === impl Verifier ===
 
 impl Verifier {
     fn platform(&self) -> Result<Arc<rustls_platform_verifier::Verifier>, rustls::Error> {
@@ -273,5 +321,19 @@ impl ServerCertVerifier for Verifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_headers_follow_the_protocol_order() {
+        let header = accept_header(&[ScrapeProtocol::PrometheusText004, ScrapeProtocol::OpenMetricsText100]);
+        assert_eq!(
+            header.to_str().expect("ascii"),
+            "text/plain;version=0.0.4;q=0.3,application/openmetrics-text;version=1.0.0;q=0.2,*/*;q=0.1"
+        );
     }
 }

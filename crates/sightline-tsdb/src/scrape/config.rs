@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::labels::{Label, Labels};
+use crate::scrape::relabel::{self, RelabelConfig};
 
 /// Sightline's default scrape interval. Prometheus's is one minute; Sightline samples its own registry on
 /// the same clock, and 15 s is what most Prometheus set-ups configure anyway.
@@ -24,8 +25,6 @@ pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 64 << 20;
 /// and line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{context}: invalid duration {value:?} for `{field}`: {reason}")]
-    Duration { context: String, field: &'static str, value: String, reason: String },
     #[error(
         "{context}: scrape_timeout {timeout} is greater than scrape_interval {interval}; \
          lower scrape_timeout or raise scrape_interval"
@@ -196,6 +195,8 @@ impl<'de> Deserialize<'de> for ByteSize {
 #[serde(transparent)]
 pub struct Secret(pub String);
 
+// === impl Secret ===
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<secret>")
@@ -214,6 +215,8 @@ pub struct GlobalConfig {
     /// samples are stored without them, as in Prometheus.
     pub external_labels: BTreeMap<String, String>,
 }
+
+// === impl GlobalConfig ===
 
 impl Default for GlobalConfig {
     fn default() -> Self {
@@ -264,6 +267,8 @@ pub enum Scheme {
     Http,
     Https,
 }
+
+// === impl Scheme ===
 
 impl Scheme {
     pub const fn as_str(self) -> &'static str {
@@ -388,7 +393,76 @@ pub struct ScrapeConfig {
     /// A larger (uncompressed) body fails the scrape; 0 means Sightline's default of 64 MiB.
     #[serde(default)]
     pub body_size_limit: ByteSize,
+    /// Ask for gzip bodies (`true`, the default).
+    #[serde(default = "default_true")]
+    pub enable_compression: bool,
+    /// Follow HTTP redirects (`true`, the default).
+    #[serde(default = "default_true")]
+    pub follow_redirects: bool,
+    /// The format of a body whose `Content-Type` is neither format's. Without it such a scrape fails, as
+    /// in Prometheus 3 (a missing `Content-Type` is read as the text format, which Prometheus 3 refuses).
+    #[serde(default)]
+    pub fallback_scrape_protocol: Option<ScrapeProtocol>,
+    /// The formats asked for, most wanted first (they make the `Accept` header). Unset: OpenMetrics 1.0,
+    /// then the text format 0.0.4.
+    #[serde(default)]
+    pub scrape_protocols: Option<Vec<ScrapeProtocol>>,
+    /// Rules applied to each target's discovered labels (`__address__`, `__scheme__`,
+    /// `__metrics_path__`, `__param_<name>`, static labels, `job`) before it is scraped; a dropped
+    /// target is not scraped. `__scrape_interval__` and `__scrape_timeout__` changes are not honoured.
+    #[serde(default)]
+    pub relabel_configs: Vec<RelabelConfig>,
+    /// Rules applied to each scraped series' labels (after `job`, `instance` and static labels); a
+    /// dropped series is not stored.
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<RelabelConfig>,
 }
+
+/// A `scrape_protocols` or `fallback_scrape_protocol` value, with Prometheus's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ScrapeProtocol {
+    #[serde(rename = "PrometheusText0.0.4")]
+    PrometheusText004,
+    #[serde(rename = "PrometheusText1.0.0")]
+    PrometheusText100,
+    #[serde(rename = "OpenMetricsText0.0.1")]
+    OpenMetricsText001,
+    #[serde(rename = "OpenMetricsText1.0.0")]
+    OpenMetricsText100,
+    /// Prometheus's protobuf format: accepted in the YAML so that a pasted config gets a clear error,
+    /// which validation gives (Sightline reads the text formats only).
+    #[serde(rename = "PrometheusProto")]
+    PrometheusProto,
+}
+
+// === impl ScrapeProtocol ===
+
+impl ScrapeProtocol {
+    /// The media type asked for in `Accept`.
+    pub const fn media_type(self) -> &'static str {
+        match self {
+            ScrapeProtocol::PrometheusText004 => "text/plain;version=0.0.4",
+            ScrapeProtocol::PrometheusText100 => "text/plain;version=1.0.0",
+            ScrapeProtocol::OpenMetricsText001 => "application/openmetrics-text;version=0.0.1",
+            ScrapeProtocol::OpenMetricsText100 => "application/openmetrics-text;version=1.0.0",
+            ScrapeProtocol::PrometheusProto => "application/vnd.google.protobuf",
+        }
+    }
+
+    /// The format a body of this protocol is read as (`None` for protobuf).
+    pub const fn format(self) -> Option<crate::scrape::parse::Format> {
+        use crate::scrape::parse::Format;
+        match self {
+            ScrapeProtocol::PrometheusText004 | ScrapeProtocol::PrometheusText100 => Some(Format::Prometheus),
+            ScrapeProtocol::OpenMetricsText001 | ScrapeProtocol::OpenMetricsText100 => {
+                Some(Format::OpenMetrics)
+            }
+            ScrapeProtocol::PrometheusProto => None,
+        }
+    }
+}
+
+// === impl ScrapeConfig ===
 
 impl ScrapeConfig {
     /// A job with defaults for everything but its name and targets.
@@ -416,6 +490,12 @@ impl ScrapeConfig {
             label_name_length_limit: 0,
             label_value_length_limit: 0,
             body_size_limit: ByteSize(0),
+            enable_compression: true,
+            follow_redirects: true,
+            fallback_scrape_protocol: None,
+            scrape_protocols: None,
+            relabel_configs: Vec::new(),
+            metric_relabel_configs: Vec::new(),
         }
     }
 
@@ -501,6 +581,34 @@ impl ScrapeConfig {
                 return Err(field("authorization", "set credentials or credentials_file, not both".into()));
             }
         }
+        if self.fallback_scrape_protocol == Some(ScrapeProtocol::PrometheusProto) {
+            return Err(field(
+                "fallback_scrape_protocol",
+                "PrometheusProto is not supported; Sightline reads the text formats".into(),
+            ));
+        }
+        if let Some(protocols) = &self.scrape_protocols {
+            if protocols.is_empty() {
+                return Err(field("scrape_protocols", "must list at least one protocol".into()));
+            }
+            if protocols.contains(&ScrapeProtocol::PrometheusProto) {
+                return Err(field(
+                    "scrape_protocols",
+                    "PrometheusProto is not supported; Sightline reads the text formats".into(),
+                ));
+            }
+            if let Some(dup) = protocols.iter().enumerate().find(|(i, p)| protocols[..*i].contains(p)) {
+                return Err(field("scrape_protocols", format!("{:?} is listed twice", dup.1)));
+            }
+        }
+        for (field_name, rules) in [
+            ("relabel_configs", &self.relabel_configs),
+            ("metric_relabel_configs", &self.metric_relabel_configs),
+        ] {
+            for (i, rule) in rules.iter().enumerate() {
+                rule.validate().map_err(|reason| field(field_name, format!("rule {}: {reason}", i + 1)))?;
+            }
+        }
         for config in &self.static_configs {
             for name in config.labels.keys() {
                 if !is_valid_label_name(name) {
@@ -510,9 +618,16 @@ impl ScrapeConfig {
                     ));
                 }
             }
-            for target in &config.targets {
-                target_url(self, target)?;
+            // With relabel_configs an address may be anything (a URL for a blackbox probe, say) until the
+            // rules move it; what they give is checked below.
+            if self.relabel_configs.is_empty() {
+                for target in &config.targets {
+                    target_url(self, target)?;
+                }
             }
+        }
+        if !self.relabel_configs.is_empty() {
+            self.targets(global)?;
         }
         Ok(())
     }
@@ -524,7 +639,6 @@ impl ScrapeConfig {
         let mut out = Vec::new();
         for config in &self.static_configs {
             for address in &config.targets {
-                let url = target_url(self, address)?;
                 // The discovered labels, as Prometheus shows them before relabelling. Static labels come
                 // last and win (a static `job` label overrides job_name, as in Prometheus), except the `__`
                 // meta labels, which describe the URL actually scraped.
@@ -549,12 +663,21 @@ impl ScrapeConfig {
                         .map(|(name, value)| Label::new(name.as_str(), value.as_str())),
                 );
                 let discovered = Labels::new(discovered);
-                // The target's labels: the discovered ones without the `__` meta labels, and `instance`
+                let (url, relabelled) = if self.relabel_configs.is_empty() {
+                    (target_url(self, address)?, discovered.clone())
+                } else {
+                    let Some(relabelled) = relabel::process(discovered.clone(), &self.relabel_configs) else {
+                        continue;
+                    };
+                    (relabelled_url(self, address, &relabelled)?, relabelled)
+                };
+                // The target's labels: the relabelled ones without the `__` meta labels, and `instance`
                 // defaulting to the address.
                 let mut labels: Vec<Label> =
-                    discovered.iter().filter(|l| !l.name.starts_with("__")).cloned().collect();
+                    relabelled.iter().filter(|l| !l.name.starts_with("__")).cloned().collect();
                 if !labels.iter().any(|l| l.name == "instance") {
-                    labels.push(Label::new("instance", address.as_str()));
+                    let address = relabelled.get("__address__").unwrap_or(address);
+                    labels.push(Label::new("instance", address));
                 }
                 out.push(TargetSpec { url, labels: Labels::new(labels), discovered });
             }
@@ -602,6 +725,51 @@ fn target_url(job: &ScrapeConfig, address: &str) -> Result<reqwest::Url, ConfigE
         }
     }
     Ok(url)
+}
+
+/// The URL of a target after `relabel_configs`, from its `__scheme__`, `__address__`, `__metrics_path__`
+/// and `__param_<name>` labels.
+fn relabelled_url(job: &ScrapeConfig, original: &str, labels: &Labels) -> Result<reqwest::Url, ConfigError> {
+    let bad = |reason: String| ConfigError::Target {
+        job: job.job_name.clone(),
+        target: original.to_owned(),
+        reason,
+    };
+    let scheme = match labels.get("__scheme__") {
+        Some("http") => Scheme::Http,
+        Some("https") => Scheme::Https,
+        other => {
+            return Err(bad(format!("relabel_configs left __scheme__ {other:?}; it must be http or https")));
+        }
+    };
+    let Some(address) = labels.get("__address__") else {
+        return Err(bad("relabel_configs removed __address__; keep it or drop the target".into()));
+    };
+    let mut params = BTreeMap::new();
+    for label in labels {
+        if let Some(name) = label.name.strip_prefix("__param_") {
+            params.insert(name.to_owned(), vec![label.value.clone()]);
+        }
+    }
+    // Parameters with more than one value keep them all unless relabelling set a single one.
+    for (name, values) in &job.params {
+        if values.len() > 1 && labels.get(&format!("__param_{name}")) == values.first().map(String::as_str) {
+            params.insert(name.clone(), values.clone());
+        }
+    }
+    let shaped = ScrapeConfig {
+        scheme,
+        metrics_path: labels.get("__metrics_path__").unwrap_or("/metrics").to_owned(),
+        params,
+        ..ScrapeConfig::new(job.job_name.clone(), &[])
+    };
+    if !shaped.metrics_path.starts_with('/') {
+        return Err(bad(format!(
+            "relabel_configs left __metrics_path__ {:?}; it must start with '/'",
+            shaped.metrics_path
+        )));
+    }
+    target_url(&shaped, address)
 }
 
 /// Checks a whole `scrape_configs` list: each job, and that job names are unique.
@@ -680,6 +848,9 @@ mod tests {
   tls_config:
     insecure_skip_verify: true
   sample_limit: 5000
+  enable_compression: false
+  fallback_scrape_protocol: PrometheusText0.0.4
+  scrape_protocols: [PrometheusText0.0.4, OpenMetricsText1.0.0]
 - job_name: api
   authorization:
     credentials_file: /etc/token
@@ -708,6 +879,51 @@ mod tests {
         let target = &job.targets(&global).expect("targets")[0];
         assert_eq!(target.labels.to_string(), r#"{instance="h:1", job="other"}"#);
         assert_eq!(target.url.as_str(), "http://h:1/metrics");
+    }
+
+    #[test]
+    fn target_relabelling_moves_urls_and_drops_targets() {
+        let yaml = r#"
+- job_name: blackbox
+  metrics_path: /probe
+  params:
+    module: [http_2xx]
+  static_configs:
+    - targets: ["https://example.org", "skip.example.org"]
+  relabel_configs:
+    - source_labels: [__address__]
+      regex: 'skip\..*'
+      action: drop
+    - source_labels: [__address__]
+      target_label: __param_target
+    - source_labels: [__param_target]
+      target_label: instance
+    - target_label: __address__
+      replacement: 127.0.0.1:9115
+"#;
+        // A blackbox-style job: its "targets" are URLs until relabelling moves them to a parameter.
+        let configs: Vec<ScrapeConfig> = serde_yaml_ng::from_str(yaml).expect("parses");
+        let global = GlobalConfig::default();
+        let job = configs[0].clone();
+        job.validate(&global).expect("valid");
+        let targets = job.targets(&global).expect("targets");
+        assert_eq!(targets.len(), 1, "skip.example.org was dropped");
+        assert_eq!(
+            targets[0].url.as_str(),
+            "http://127.0.0.1:9115/probe?module=http_2xx&target=https%3A%2F%2Fexample.org"
+        );
+        assert_eq!(targets[0].labels.to_string(), r#"{instance="https://example.org", job="blackbox"}"#);
+        assert_eq!(targets[0].discovered.get("__address__"), Some("https://example.org"));
+
+        let mut broken = job.clone();
+        broken.relabel_configs =
+            serde_yaml_ng::from_str("- target_label: __scheme__\n  replacement: ftp\n").expect("rule");
+        let e = broken.validate(&global).expect_err("bad scheme");
+        assert!(e.to_string().contains("__scheme__"), "{e}");
+        broken.relabel_configs =
+            serde_yaml_ng::from_str("- target_label: x\n  action: hashmod\n").expect("rule");
+        let e = broken.validate(&global).expect_err("hashmod");
+        assert!(e.to_string().contains("relabel_configs") && e.to_string().contains("rule 1"), "{e}");
     }
 
     #[test]
@@ -748,5 +964,10 @@ mod tests {
             password_file: None,
         });
         assert!(both.validate(&global).is_err());
+        let mut proto = ScrapeConfig::new("j", &["x:1"]);
+        proto.scrape_protocols = Some(vec![ScrapeProtocol::PrometheusProto]);
+        assert!(
+            proto.validate(&global).unwrap_err().to_string().contains("PrometheusProto is not supported")
+        );
     }
 }

@@ -161,7 +161,7 @@ impl LocalCollector {
                     if let Some((name, v)) = extra {
                         labels.push(Label::new(name, v));
                     }
-                    out.push((merge_target_labels(labels, &self.target, false), value));
+                    out.push((merge_target_labels(&mut labels, &self.target, false), value));
                 };
                 match &series.value {
                     Value::Counter(v) => push("", None, *v as f64),
@@ -252,6 +252,31 @@ mod tests {
         assert_eq!(bucket.samples[0].v, 1.0);
         let jobs = all.iter().find(|s| s.labels.metric_name() == Some("jobs_total")).expect("jobs");
         assert_eq!(jobs.samples[0].v, 3.0);
+    }
+
+    #[tokio::test]
+    async fn run_collects_every_interval_until_shutdown() {
+        let registry = Registry::new();
+        registry.gauge("g", &[]).expect("gauge").set(1.0);
+        let store = Arc::new(MemStorage::new());
+        let collector = LocalCollector::new(registry, store.clone()).with_interval(Duration::from_millis(20));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let stop = async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let _ = tx.send(());
+        };
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        tokio::join!(collector.run(shutdown), stop);
+        let all = store.select(&[], &SelectHints::range(0, i64::MAX)).expect("select");
+        let g = all.iter().find(|s| s.labels.metric_name() == Some("g")).expect("g stored");
+        assert!(g.samples.len() >= 3, "only {} collections", g.samples.len());
+        let count = g.samples.len();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let all = store.select(&[], &SelectHints::range(0, i64::MAX)).expect("select");
+        let g = all.iter().find(|s| s.labels.metric_name() == Some("g")).expect("g stored");
+        assert_eq!(g.samples.len(), count, "nothing after shutdown");
     }
 
     #[test]

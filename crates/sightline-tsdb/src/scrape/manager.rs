@@ -94,7 +94,9 @@ enum Stop {
 #[derive(Debug)]
 struct Job {
     config: ScrapeConfig,
+    /// The interval and timeout in force, which also depend on the global config.
     interval: Duration,
+    timeout: Duration,
     options: LoopOptions,
     scraper: HttpScraper,
 }
@@ -133,13 +135,13 @@ pub struct ScrapeManager {
     shared: Arc<Shared>,
 }
 
+// === impl ScrapeManager ===
+
 impl std::fmt::Debug for ScrapeManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScrapeManager").field("targets", &self.state().targets.len()).finish()
     }
 }
-
-// === impl ScrapeManager ===
 
 impl ScrapeManager {
     /// A manager for these jobs; nothing is scraped until [`ScrapeManager::run`]. Fails on an invalid
@@ -162,6 +164,7 @@ impl ScrapeManager {
 
     /// Starts a task per target on the current tokio runtime and waits until [`ScrapeManager::shutdown`];
     /// then stops every target (without staleness markers, so a restart shows no gap) and returns.
+    /// Polled outside a tokio runtime, it logs an error and returns at once.
     pub async fn run(&self) {
         let mut shutdown = self.shared.shutdown.subscribe();
         {
@@ -169,7 +172,14 @@ impl ScrapeManager {
             if state.shut_down {
                 return;
             }
-            state.runtime = Some(tokio::runtime::Handle::current());
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                tracing::error!(
+                    target: "sightline_tsdb::scrape",
+                    "ScrapeManager::run must be polled on a tokio runtime; nothing is scraped"
+                );
+                return;
+            };
+            state.runtime = Some(runtime);
             let storage = self.shared.storage.clone();
             for target in state.targets.values_mut() {
                 if target.task.is_none() {
@@ -214,7 +224,9 @@ impl ScrapeManager {
             let targets = config.targets(&global)?;
             let job = Arc::new(Job {
                 interval: config.interval(&global),
+                timeout: config.timeout(&global),
                 options: LoopOptions {
+                    metric_relabel: config.metric_relabel_configs.clone(),
                     honor_labels: config.honor_labels,
                     honor_timestamps: config.honor_timestamps,
                     sample_limit: config.sample_limit,
@@ -236,7 +248,11 @@ impl ScrapeManager {
         let mut retired = Vec::new();
         for (key, mut target) in old {
             let mode = match wanted.get(&key) {
-                Some((job, spec)) if job.config == target.job.config && *spec == target.spec => {
+                Some((job, spec))
+                    if job.config == target.job.config
+                        && (job.interval, job.timeout) == (target.job.interval, target.job.timeout)
+                        && *spec == target.spec =>
+                {
                     wanted.remove(&key);
                     state.targets.insert(key, target);
                     continue;
@@ -262,7 +278,7 @@ impl ScrapeManager {
                 last_scrape_duration: Duration::ZERO,
                 health: Health::Unknown,
                 scrape_interval: PromDuration(job.interval),
-                scrape_timeout: PromDuration(job.config.timeout(&global)),
+                scrape_timeout: PromDuration(job.timeout),
                 last_samples: 0,
             };
             let (stop, _) = watch::channel(None);

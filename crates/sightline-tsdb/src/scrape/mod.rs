@@ -6,6 +6,28 @@
 //!   Prometheus's `/api/v1/targets`, and [`ScrapeManager::apply_config`] replaces the jobs on a reload.
 //! - [`LocalCollector`] samples the process's own [`sightline_core::Registry`] every 15 s.
 //!
+//! ```
+//! use std::sync::Arc;
+//! use sightline_tsdb::mem::MemStorage;
+//! use sightline_tsdb::scrape::{GlobalConfig, ScrapeConfig, ScrapeManager};
+//!
+//! let configs: Vec<ScrapeConfig> = serde_yaml_ng::from_str(
+//!     r#"
+//! - job_name: node
+//!   scrape_interval: 30s
+//!   static_configs:
+//!     - targets: ["localhost:9100"]
+//!       labels: { env: prod }
+//! "#,
+//! )?;
+//! let manager = ScrapeManager::new(Arc::new(MemStorage::new()), GlobalConfig::default(), configs)?;
+//! let targets = manager.targets();
+//! assert_eq!(targets[0].scrape_url, "http://localhost:9100/metrics");
+//! assert_eq!(targets[0].labels.to_string(), r#"{env="prod", instance="localhost:9100", job="node"}"#);
+//! // In the server: `tokio::spawn(async move { manager.run().await })`, and `manager.shutdown()` to stop.
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # One scrape
 //!
 //! The body is fetched with `Accept` preferring OpenMetrics, gzip, the `X-Prometheus-Scrape-Timeout-Seconds`
@@ -23,29 +45,37 @@
 //! scrape's series, and keeps the error in the target's status. A removed target's series get staleness
 //! markers; on shutdown none are written, so a restart shows no gap.
 //!
+//! `relabel_configs` (on each target's discovered labels, which can move its URL or drop it) and
+//! `metric_relabel_configs` (on each new series; the result is cached with the series) follow Prometheus's
+//! rules and actions.
+//!
 //! OpenMetrics `_created` series are stored as ordinary series, as Prometheus 3 does by default (without
 //! its created-timestamp feature flag); exemplars are ignored.
 //!
 //! # Why a hand-written parser
 //!
 //! See [`parse`]: the scrape cache needs each sample's raw series text and no allocation per known series.
-//! A 10,000-series scrape is parsed and appended within the 20 ms budget; `benches/scrape.rs` measures it
-//! next to `openmetrics-parser` on the same text.
+//! `benches/scrape.rs` measures a 10,000-series scrape next to `openmetrics-parser` on the same text. On a
+//! 2-core machine shared with other builds (load 2.4 to 5), parse and append into a store that costs
+//! nothing took 8 to 17 ms for a first scrape and 3.3 to 7.3 ms in the steady state (warm scrape cache),
+//! against a 20 ms budget; the store's own append cost comes on top.
 
 mod client;
 mod config;
 mod local;
 mod manager;
 pub mod parse;
+mod relabel;
 mod scrape_loop;
 
 pub use client::ACCEPT_HEADER;
 pub use config::{
     Authorization, BasicAuth, ByteSize, ConfigError, DEFAULT_BODY_SIZE_LIMIT, DEFAULT_SCRAPE_INTERVAL,
-    DEFAULT_SCRAPE_TIMEOUT, GlobalConfig, PromDuration, Scheme, ScrapeConfig, Secret, StaticConfig,
-    TlsConfig, validate_configs,
+    DEFAULT_SCRAPE_TIMEOUT, GlobalConfig, PromDuration, Scheme, ScrapeConfig, ScrapeProtocol, Secret,
+    StaticConfig, TlsConfig, validate_configs,
 };
 pub use local::{CollectStats, LocalCollector};
 pub use manager::{Health, ScrapeManager, TargetStatus};
 pub use parse::Format;
+pub use relabel::{Action as RelabelAction, AnchoredRegex, RelabelConfig};
 pub use scrape_loop::{LoopOptions, ScrapeError, ScrapeLoop, ScrapeStats};

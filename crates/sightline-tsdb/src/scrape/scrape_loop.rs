@@ -8,6 +8,7 @@ use crate::labels::{Label, Labels, METRIC_NAME};
 use crate::sample::stale_nan;
 use crate::scrape::config::PromDuration;
 use crate::scrape::parse::{Entry, Format, ParseError, Parser};
+use crate::scrape::relabel::{self, RelabelConfig};
 use crate::traits::{AppendError, Appender, SeriesRef, Storage, StorageError};
 
 /// Cache entries not seen for this many scrapes are dropped.
@@ -41,11 +42,15 @@ pub enum ScrapeError {
     LabelLimit { series: String, count: usize, limit: usize },
     #[error("{what} length limit exceeded: {series} has a label {what} of {length} bytes, limit {limit}")]
     LabelLength { series: String, what: &'static str, length: usize, limit: usize },
+    #[error("metric_relabel_configs left {series} without a metric name; keep __name__ or drop the series")]
+    NoMetricName { series: String },
     #[error("cannot read {field} file {path}: {reason}")]
     Credentials { field: &'static str, path: String, reason: String },
     #[error("the store refused the scrape: {message}")]
     Storage { message: String },
 }
+
+// === impl ScrapeError ===
 
 impl From<StorageError> for ScrapeError {
     fn from(e: StorageError) -> Self {
@@ -56,6 +61,9 @@ impl From<StorageError> for ScrapeError {
 /// Limits and label handling of one target's scrapes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoopOptions {
+    /// `metric_relabel_configs`: applied to each new series' labels; a dropped series is cached as
+    /// dropped and never appended.
+    pub metric_relabel: Vec<RelabelConfig>,
     /// Scraped labels win over target labels (`true`), or are kept as `exported_<name>`.
     pub honor_labels: bool,
     /// Use the target's timestamps rather than the scrape time.
@@ -64,7 +72,9 @@ pub struct LoopOptions {
     pub sample_limit: usize,
     /// More labels (including `__name__`, `job`, `instance`) than this on one series fails the scrape.
     pub label_limit: usize,
+    /// A longer label name fails the scrape (0: no limit).
     pub label_name_length_limit: usize,
+    /// A longer label value fails the scrape (0: no limit).
     pub label_value_length_limit: usize,
 }
 
@@ -75,6 +85,8 @@ pub struct ScrapeStats {
     pub samples: usize,
     /// Series new to the cache.
     pub series_added: usize,
+    /// Samples kept after `metric_relabel_configs`.
+    pub samples_post_relabel: usize,
     /// Staleness markers written for series that disappeared.
     pub stale_markers: usize,
     /// Samples the store turned down (out of order, duplicate, too old); the rest were kept.
@@ -90,6 +102,8 @@ struct CacheEntry {
     prev_seen: u64,
     /// The series' last sample carried its own timestamp: no staleness markers for it, as in Prometheus.
     explicit_ts: bool,
+    /// `metric_relabel_configs` dropped the series: its samples are skipped.
+    dropped: bool,
 }
 
 /// The report series of a target.
@@ -111,7 +125,7 @@ const REPORT_NAMES: [&str; 5] = [
 pub struct ScrapeLoop {
     target: Labels,
     options: LoopOptions,
-    index: HashMap<Box<[u8]>, usize>,
+    index: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
     entries: Vec<CacheEntry>,
     iter: u64,
     /// The iteration whose series are live (written and not yet marked stale), 0 for none.
@@ -137,7 +151,7 @@ impl ScrapeLoop {
         Self {
             target,
             options,
-            index: HashMap::new(),
+            index: HashMap::default(),
             entries: Vec::new(),
             iter: 0,
             live: 0,
@@ -188,13 +202,35 @@ impl ScrapeLoop {
                 });
                 self.undo_iteration();
                 self.live = 0;
-                (0.0, ScrapeStats { samples, stale_markers: stale, ..ScrapeStats::default() }, Some(e))
+                let stats = ScrapeStats {
+                    samples,
+                    samples_post_relabel: samples,
+                    stale_markers: stale,
+                    ..ScrapeStats::default()
+                };
+                (0.0, stats, Some(e))
             }
         };
         let duration = (elapsed + started.elapsed()).as_secs_f64();
-        let values = [up, duration, stats.samples as f64, stats.samples as f64, stats.series_added as f64];
+        let values = [
+            up,
+            duration,
+            stats.samples as f64,
+            stats.samples_post_relabel as f64,
+            stats.series_added as f64,
+        ];
         let report_errors = self.append_report(&mut *app, t, values);
-        app.commit()?;
+        if let Err(e) = app.commit() {
+            // Nothing of this batch is stored: references it handed out are void, and no series is live.
+            for entry in &mut self.entries {
+                entry.sref = 0;
+            }
+            for (_, sref) in &mut self.report {
+                *sref = 0;
+            }
+            self.live = 0;
+            return Err(e.into());
+        }
         self.evict();
         match error {
             Some(e) => Err(e),
@@ -232,6 +268,13 @@ impl ScrapeLoop {
         samples: &mut usize,
     ) -> Result<ScrapeStats, ScrapeError> {
         let mut parser = Parser::new(body, format)?;
+        if self.entries.is_empty() {
+            // A first scrape: size the cache from the body (series lines run at 50-100 bytes) rather than
+            // growing and rehashing it a dozen times.
+            let estimate = body.len() / 80;
+            self.index.reserve(estimate);
+            self.entries.reserve(estimate);
+        }
         let mut stats = ScrapeStats::default();
         let iter = self.iter;
         let limit = self.options.sample_limit;
@@ -239,21 +282,32 @@ impl ScrapeLoop {
             let Entry::Sample(sample) = entry else { continue };
             *samples += 1;
             stats.samples += 1;
-            if limit > 0 && stats.samples > limit {
-                // Keep parsing to count (and check) the whole body; nothing more is appended.
+            if limit > 0 && stats.samples_post_relabel >= limit {
+                // Over the limit: keep parsing to count (and check) the whole body; nothing more is
+                // appended and the scrape fails below.
+                stats.samples_post_relabel += 1;
                 continue;
             }
             let index = match self.index.get(sample.series) {
                 Some(index) => *index,
                 None => {
-                    let labels = self.new_series_labels(&parser)?;
-                    stats.series_added += 1;
-                    self.entries.push(CacheEntry { labels, ..CacheEntry::default() });
+                    let (labels, dropped) = match self.new_series_labels(&parser)? {
+                        Some(labels) => (labels, false),
+                        None => (Labels::empty(), true),
+                    };
+                    stats.series_added += usize::from(!dropped);
+                    self.entries.push(CacheEntry { labels, dropped, ..CacheEntry::default() });
                     self.index.insert(Box::from(sample.series), self.entries.len() - 1);
                     self.entries.len() - 1
                 }
             };
             let entry = &mut self.entries[index];
+            if entry.dropped {
+                // Kept in the cache so that it is not relabelled again, and seen so it is not evicted.
+                entry.seen = iter;
+                continue;
+            }
+            stats.samples_post_relabel += 1;
             let ts = match sample.timestamp {
                 Some(ts) if self.options.honor_timestamps => {
                     entry.explicit_ts = true;
@@ -279,14 +333,15 @@ impl ScrapeLoop {
                 }
             }
         }
-        if limit > 0 && stats.samples > limit {
-            return Err(ScrapeError::SampleLimit { scraped: stats.samples, limit });
+        if limit > 0 && stats.samples_post_relabel > limit {
+            return Err(ScrapeError::SampleLimit { scraped: stats.samples_post_relabel, limit });
         }
         Ok(stats)
     }
 
-    /// Materialises, checks and merges the labels of the parser's current sample.
-    fn new_series_labels(&mut self, parser: &Parser<'_>) -> Result<Labels, ScrapeError> {
+    /// Materialises, checks, merges and relabels the labels of the parser's current sample; `None` when
+    /// `metric_relabel_configs` drop it.
+    fn new_series_labels(&mut self, parser: &Parser<'_>) -> Result<Option<Labels>, ScrapeError> {
         self.scratch.clear();
         parser.labels(&mut self.scratch)?;
         let describe = |scratch: &[Label]| Labels::new(scratch.to_vec()).to_string();
@@ -310,13 +365,18 @@ impl ScrapeLoop {
                 });
             }
         }
-        let labels =
-            merge_target_labels(std::mem::take(&mut self.scratch), &self.target, self.options.honor_labels);
+        let labels = merge_target_labels(&mut self.scratch, &self.target, self.options.honor_labels);
+        let Some(labels) = relabel::process(labels, &self.options.metric_relabel) else {
+            return Ok(None);
+        };
+        if labels.metric_name().is_none_or(str::is_empty) {
+            return Err(ScrapeError::NoMetricName { series: labels.to_string() });
+        }
         let limit = self.options.label_limit;
         if limit > 0 && labels.len() > limit {
             return Err(ScrapeError::LabelLimit { series: labels.to_string(), count: labels.len(), limit });
         }
-        Ok(labels)
+        Ok(Some(labels))
     }
 
     /// Appends a staleness marker for each entry `pick(entry, live, iter)` selects; returns how many.
@@ -332,7 +392,7 @@ impl ScrapeLoop {
         }
         let mut count = 0;
         for entry in &mut self.entries {
-            if entry.explicit_ts || entry.seen == 0 || !pick(entry, live, iter) {
+            if entry.explicit_ts || entry.dropped || entry.seen == 0 || !pick(entry, live, iter) {
                 continue;
             }
             // The same rule as for samples: a refused marker is not worth failing the scrape over.
@@ -401,30 +461,32 @@ impl ScrapeLoop {
 /// A sample's labels from its scraped labels (with `__name__`) and its target's labels, as Prometheus
 /// merges them: with `honor` the scraped value of a name wins; without it the target's wins and the
 /// scraped one is kept as `exported_<name>` (`exported_exported_<name>` if that is taken too).
-pub(crate) fn merge_target_labels(mut scraped: Vec<Label>, target: &Labels, honor: bool) -> Labels {
+///
+/// `scraped` is drained; its capacity is kept for the next series.
+pub(crate) fn merge_target_labels(scraped: &mut Vec<Label>, target: &Labels, honor: bool) -> Labels {
     if honor {
         for label in target {
             if !scraped.iter().any(|l| l.name == label.name && !l.value.is_empty()) {
                 scraped.push(label.clone());
             }
         }
-        return Labels::new(scraped);
-    }
-    let conflicts: Vec<usize> = scraped
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| !l.value.is_empty() && target.get(&l.name).is_some())
-        .map(|(i, _)| i)
-        .collect();
-    for i in conflicts {
-        let mut name = format!("exported_{}", scraped[i].name);
-        while target.get(&name).is_some() || scraped.iter().any(|l| l.name == name) {
-            name.insert_str(0, "exported_");
+    } else {
+        for i in 0..scraped.len() {
+            if scraped[i].value.is_empty() || target.get(&scraped[i].name).is_none() {
+                continue;
+            }
+            let mut name = format!("exported_{}", scraped[i].name);
+            while target.get(&name).is_some() || scraped.iter().any(|l| l.name == name) {
+                name.insert_str(0, "exported_");
+            }
+            scraped[i].name = name;
         }
-        scraped[i].name = name;
+        scraped.extend(target.iter().cloned());
     }
-    scraped.extend(target.iter().cloned());
-    Labels::new(scraped)
+    // One exact allocation for the set; Labels::new sorts it and drops empty values.
+    let mut labels = Vec::with_capacity(scraped.len());
+    labels.append(scraped);
+    Labels::new(labels)
 }
 
 #[cfg(test)]
@@ -450,12 +512,12 @@ mod tests {
     fn merges_labels_like_prometheus() {
         let scraped =
             vec![Label::new("__name__", "m"), Label::new("job", "inner"), Label::new("exported_job", "x")];
-        let merged = merge_target_labels(scraped.clone(), &target(), false);
+        let merged = merge_target_labels(&mut scraped.clone(), &target(), false);
         assert_eq!(
             merged.to_string(),
             r#"m{exported_exported_job="inner", exported_job="x", instance="i:1", job="j"}"#
         );
-        let honored = merge_target_labels(scraped, &target(), true);
+        let honored = merge_target_labels(&mut scraped.clone(), &target(), true);
         assert_eq!(honored.to_string(), r#"m{exported_job="x", instance="i:1", job="inner"}"#);
     }
 
@@ -493,6 +555,130 @@ mod tests {
         assert_eq!(a[3], (4000, 5.0));
         assert!(is_stale(a[4].1) && a[4].0 == 5000);
         assert!(is_stale(samples(&store, r#"up{instance="i:1", job="j"}"#)[4].1));
+    }
+
+    #[test]
+    fn exposed_timestamps_are_ignored_unless_honoured() {
+        let store = MemStorage::new();
+        let mut lp =
+            ScrapeLoop::new(target(), LoopOptions { honor_timestamps: false, ..LoopOptions::default() });
+        lp.append_scrape(&store, 9000, Ok((b"a 1 500\n", Format::Prometheus)), Duration::ZERO).expect("up");
+        assert_eq!(samples(&store, r#"a{instance="i:1", job="j"}"#), vec![(9000, 1.0)]);
+        // Without its own timestamp the series is tracked for staleness again.
+        lp.append_scrape(&store, 10_000, Ok((b"b 1\n", Format::Prometheus)), Duration::ZERO).expect("up");
+        assert!(is_stale(samples(&store, r#"a{instance="i:1", job="j"}"#)[1].1));
+    }
+
+    /// A store whose batches never commit.
+    struct ClosedStorage(MemStorage);
+
+    struct ClosedAppender;
+
+    impl Querier for ClosedStorage {
+        fn select(
+            &self,
+            m: &[promql_parser::label::Matcher],
+            h: &SelectHints,
+        ) -> Result<Vec<crate::traits::Series>, StorageError> {
+            self.0.select(m, h)
+        }
+        fn series(
+            &self,
+            m: &[promql_parser::label::Matcher],
+            s: i64,
+            e: i64,
+        ) -> Result<Vec<Labels>, StorageError> {
+            self.0.series(m, s, e)
+        }
+        fn label_names(
+            &self,
+            m: &[promql_parser::label::Matcher],
+            s: i64,
+            e: i64,
+        ) -> Result<Vec<String>, StorageError> {
+            self.0.label_names(m, s, e)
+        }
+        fn label_values(
+            &self,
+            n: &str,
+            m: &[promql_parser::label::Matcher],
+            s: i64,
+            e: i64,
+        ) -> Result<Vec<String>, StorageError> {
+            self.0.label_values(n, m, s, e)
+        }
+    }
+
+    impl Storage for ClosedStorage {
+        fn appender(&self) -> Box<dyn Appender + '_> {
+            Box::new(ClosedAppender)
+        }
+    }
+
+    impl Appender for ClosedAppender {
+        fn append(&mut self, _: SeriesRef, _: &Labels, _: i64, _: f64) -> Result<SeriesRef, AppendError> {
+            Ok(7)
+        }
+        fn commit(self: Box<Self>) -> Result<(), StorageError> {
+            Err(StorageError::Closed)
+        }
+        fn rollback(self: Box<Self>) {}
+    }
+
+    #[test]
+    fn a_failed_commit_is_a_failed_scrape_and_leaves_nothing_live() {
+        let closed = ClosedStorage(MemStorage::new());
+        let mut lp = ScrapeLoop::new(target(), LoopOptions::default());
+        let e = lp
+            .append_scrape(&closed, 1000, Ok((b"a 1\n", Format::Prometheus)), Duration::ZERO)
+            .expect_err("closed");
+        assert_eq!(e, ScrapeError::Storage { message: "the store is closed".into() });
+        assert!(lp.entries.iter().all(|e| e.sref == 0), "references from the lost batch are dropped");
+        // The next scrape into a working store marks nothing stale: nothing was live.
+        let store = MemStorage::new();
+        let stats =
+            lp.append_scrape(&store, 2000, Ok((b"b 1\n", Format::Prometheus)), Duration::ZERO).expect("up");
+        assert_eq!(stats.stale_markers, 0);
+    }
+
+    #[test]
+    fn metric_relabelling_drops_and_rewrites_series() {
+        let store = MemStorage::new();
+        let rules: Vec<RelabelConfig> = serde_yaml_ng::from_str(
+            "- source_labels: [__name__]\n  regex: 'go_.*'\n  action: drop\n\
+             - source_labels: [path]\n  regex: '/api/(.*)'\n  target_label: route\n\
+             - regex: path\n  action: labeldrop\n",
+        )
+        .expect("rules");
+        let options = LoopOptions { metric_relabel: rules, sample_limit: 2, ..LoopOptions::default() };
+        let mut lp = ScrapeLoop::new(target(), options);
+        let body = b"go_goroutines 7\ngo_threads 3\nreq{path=\"/api/users\"} 1\nreq{path=\"/api/items\"} 2\n";
+        for t in [1000, 2000] {
+            let stats =
+                lp.append_scrape(&store, t, Ok((body, Format::Prometheus)), Duration::ZERO).expect("up");
+            assert_eq!(
+                (stats.samples, stats.samples_post_relabel),
+                (4, 2),
+                "dropped series are not over the limit"
+            );
+        }
+        assert!(samples(&store, r#"go_goroutines{instance="i:1", job="j"}"#).is_empty());
+        assert_eq!(
+            samples(&store, r#"req{instance="i:1", job="j", route="users"}"#),
+            vec![(1000, 1.0), (2000, 1.0)]
+        );
+        let post = samples(&store, r#"scrape_samples_post_metric_relabeling{instance="i:1", job="j"}"#);
+        assert_eq!(post, vec![(1000, 2.0), (2000, 2.0)]);
+        assert_eq!(samples(&store, r#"scrape_samples_scraped{instance="i:1", job="j"}"#)[0], (1000, 4.0));
+
+        let nameless: Vec<RelabelConfig> =
+            serde_yaml_ng::from_str("- regex: __name__\n  action: labeldrop\n").expect("rules");
+        let mut lp =
+            ScrapeLoop::new(target(), LoopOptions { metric_relabel: nameless, ..LoopOptions::default() });
+        let e = lp
+            .append_scrape(&store, 1000, Ok((b"m 1\n", Format::Prometheus)), Duration::ZERO)
+            .expect_err("no name");
+        assert!(matches!(e, ScrapeError::NoMetricName { .. }), "{e}");
     }
 
     #[test]
