@@ -2,6 +2,7 @@
 //! sets are computed once per group; accumulators run per group and step.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM,
@@ -41,6 +42,27 @@ fn group_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     }
 }
 
+/// A hash of the labels [`group_labels`] keeps, computed without building them.
+fn group_hash(labels: &Labels, modifier: &Option<LabelModifier>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match modifier {
+        None => {}
+        Some(LabelModifier::Include(by)) => {
+            for l in labels.iter().filter(|l| by.labels.contains(&l.name)) {
+                l.name.hash(&mut h);
+                l.value.hash(&mut h);
+            }
+        }
+        Some(LabelModifier::Exclude(without)) => {
+            for l in labels.iter().filter(|l| l.name != METRIC_NAME && !without.labels.contains(&l.name)) {
+                l.name.hash(&mut h);
+                l.value.hash(&mut h);
+            }
+        }
+    }
+    h.finish()
+}
+
 /// Per-step accumulator of the simple aggregations.
 #[derive(Clone, Copy, Debug, Default)]
 struct Acc {
@@ -74,16 +96,17 @@ impl Evaluator<'_> {
         let rows = self.eval_vector(&agg.expr, grid)?;
         self.check_deadline("aggregation")?;
 
-        // Group the input once; the group's labels are built once.
+        // Group the input once by a hash of the grouping labels (as Prometheus does); a group's labels are
+        // built only when the group is first seen.
         let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
-        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut index: HashMap<u64, usize> = HashMap::new();
         for (ri, r) in rows.iter().enumerate() {
-            let key = group_labels(&r.labels, &agg.modifier);
+            let key = group_hash(&r.labels, &agg.modifier);
             match index.get(&key) {
                 Some(&gi) => groups[gi].1.push(ri),
                 None => {
-                    index.insert(key.clone(), groups.len());
-                    groups.push((key, vec![ri]));
+                    index.insert(key, groups.len());
+                    groups.push((group_labels(&r.labels, &agg.modifier), vec![ri]));
                 }
             }
         }
@@ -214,11 +237,15 @@ fn top_k(
     let mut cand: Vec<(f64, usize)> = Vec::new();
     for i in 0..steps {
         let ki = k[i];
+        // The messages are Prometheus's.
         if ki.is_nan() {
-            return Err(exec_err("Parameter value is NaN; topk and bottomk need a number"));
+            return Err(exec_err("Parameter value is NaN"));
         }
-        if ki >= 9.223_372_036_854_775e18 {
-            return Err(exec_err(format!("Scalar value {ki} overflows int64")));
+        if ki <= i64::MIN as f64 {
+            return Err(exec_err(format!("Scalar value {ki:e} underflows int64")));
+        }
+        if ki >= i64::MAX as f64 {
+            return Err(exec_err(format!("Scalar value {ki:e} overflows int64")));
         }
         if ki < 1.0 {
             continue;

@@ -15,7 +15,7 @@ use promql_parser::parser::token::{
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use crate::labels::{Labels, METRIC_NAME};
-use crate::promql::eval::{Evaluator, Grid, Row, Val, bad_type, dedupe_rows, exec_err};
+use crate::promql::eval::{Evaluator, Grid, Row, Val, bad_type, dedupe_rows, drop_metric_names, exec_err};
 use crate::promql::value::QueryError;
 
 fn is_comparison(op: u16) -> bool {
@@ -175,10 +175,14 @@ fn vector_scalar(
                 None
             });
         }
-        let labels = if drop_name { r.labels.without_metric_name() } else { r.labels };
-        out.push(Row { labels, vals });
+        out.push(Row { labels: r.labels, vals });
     }
-    Ok(Val::Vector(dedupe_rows(out)?))
+    if drop_name {
+        Ok(Val::Vector(drop_metric_names(out)?))
+    } else {
+        out.retain(|r| r.vals.iter().any(Option::is_some));
+        Ok(Val::Vector(out))
+    }
 }
 
 /// Per signature, whether any row with it is present at each step.

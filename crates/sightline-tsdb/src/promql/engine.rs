@@ -74,7 +74,17 @@ impl Engine {
     pub fn parse(query: &str) -> Result<Expr, QueryError> {
         promql_parser::parser::parse(query).map_err(|message| {
             let position = error_position(query, &message);
-            QueryError::BadData { message: format!("invalid parameter \"query\": {message}"), position }
+            let message = match position {
+                // Prometheus's form: `line:column: parse error: ...`, both 1-based.
+                Some(pos) => {
+                    let before = &query[..pos];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    format!("{line}:{column}: parse error: {message}")
+                }
+                None => format!("parse error: {message}"),
+            };
+            QueryError::BadData { message, position }
         })
     }
 
@@ -144,7 +154,7 @@ impl Engine {
         if end < start {
             return Err(bad("invalid parameter \"end\": end timestamp must not be before start time"));
         }
-        if (end - start) / step >= MAX_POINTS_PER_SERIES {
+        if end.saturating_sub(start) / step >= MAX_POINTS_PER_SERIES {
             return Err(bad(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
             ));

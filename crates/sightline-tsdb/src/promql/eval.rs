@@ -31,12 +31,14 @@ impl Grid {
     /// A grid from `start` to `end` inclusive.
     pub fn new(start: i64, end: i64, step: i64) -> Self {
         let step = step.max(1);
-        let len = if end < start { 0 } else { usize::try_from((end - start) / step).unwrap_or(0) + 1 };
+        let len =
+            if end < start { 0 } else { usize::try_from(end.saturating_sub(start) / step).unwrap_or(0) + 1 };
         Self { start, step, len }
     }
 
     pub fn t(&self, i: usize) -> i64 {
-        self.start + self.step * i as i64
+        // Timestamps come from the query, so the arithmetic saturates instead of overflowing.
+        self.start.saturating_add(self.step.saturating_mul(i as i64))
     }
 
     /// Whether this grid has one step (an instant evaluation).
@@ -72,12 +74,12 @@ pub(crate) struct MatrixVal {
 // === impl MatrixVal ===
 
 impl MatrixVal {
-    /// Calls `f(series index, step, window)` for every step whose window is not empty, sliding two
-    /// pointers over each series' samples (the window ends never decrease).
+    /// Calls `f(series index, step, window start index, window)` for every step whose window is not
+    /// empty, sliding two pointers over each series' samples (the window ends never decrease).
     pub fn for_each_window(
         &self,
         deadline: Instant,
-        mut f: impl FnMut(usize, usize, &[Sample]),
+        mut f: impl FnMut(usize, usize, usize, &[Sample]),
     ) -> Result<(), QueryError> {
         for (si, s) in self.series.iter().enumerate() {
             if si % 256 == 0 && Instant::now() >= deadline {
@@ -85,7 +87,7 @@ impl MatrixVal {
             }
             let (mut lo, mut hi) = (0usize, 0usize);
             for (i, &end) in self.ends.iter().enumerate() {
-                let start = end - self.range;
+                let start = end.saturating_sub(self.range);
                 while lo < s.samples.len() && s.samples[lo].t <= start {
                     lo += 1;
                 }
@@ -96,7 +98,7 @@ impl MatrixVal {
                     hi += 1;
                 }
                 if hi > lo {
-                    f(si, i, &s.samples[lo..hi]);
+                    f(si, i, lo, &s.samples[lo..hi]);
                 }
             }
         }
@@ -219,6 +221,22 @@ pub(crate) fn dedupe_rows(rows: Vec<Row>) -> Result<Vec<Row>, QueryError> {
     Ok(out)
 }
 
+/// Removes the metric name from rows that have unique label sets. When every row has the same name (or
+/// none) the rows stay unique, so the duplicate check, which hashes every label set, is skipped.
+pub(crate) fn drop_metric_names(mut rows: Vec<Row>) -> Result<Vec<Row>, QueryError> {
+    let first = rows.first().and_then(|r| r.labels.metric_name().map(str::to_owned));
+    let uniform = rows.iter().all(|r| r.labels.metric_name() == first.as_deref());
+    for r in &mut rows {
+        r.labels.remove(METRIC_NAME);
+    }
+    if uniform {
+        rows.retain(|r| r.vals.iter().any(Option::is_some));
+        Ok(rows)
+    } else {
+        dedupe_rows(rows)
+    }
+}
+
 // === impl Evaluator ===
 
 impl Evaluator<'_> {
@@ -234,6 +252,14 @@ impl Evaluator<'_> {
     pub fn hold(&mut self, n: usize, stage: &'static str) -> Result<(), QueryError> {
         self.current_samples = self.current_samples.saturating_add(n);
         if self.current_samples > self.max_samples {
+            return Err(QueryError::TooManySamples { stage, limit: self.max_samples });
+        }
+        Ok(())
+    }
+
+    /// Fails before allocating a dense `rows x steps` result that could never fit the limit.
+    pub fn check_dense(&self, rows: usize, steps: usize, stage: &'static str) -> Result<(), QueryError> {
+        if rows.saturating_mul(steps) > self.max_samples {
             return Err(QueryError::TooManySamples { stage, limit: self.max_samples });
         }
         Ok(())
@@ -263,15 +289,13 @@ impl Evaluator<'_> {
             Expr::Paren(p) => self.eval(&p.expr, grid)?,
             Expr::Unary(u) => match self.eval(&u.expr, grid)? {
                 Val::Scalar(v) => Val::Scalar(v.into_iter().map(|x| -x).collect()),
-                Val::Vector(rows) => {
-                    let rows = rows
-                        .into_iter()
-                        .map(|r| Row {
-                            labels: r.labels.without_metric_name(),
-                            vals: r.vals.into_iter().map(|v| v.map(|x| -x)).collect(),
-                        })
-                        .collect();
-                    Val::Vector(dedupe_rows(rows)?)
+                Val::Vector(mut rows) => {
+                    for r in &mut rows {
+                        for v in r.vals.iter_mut().flatten() {
+                            *v = -*v;
+                        }
+                    }
+                    Val::Vector(drop_metric_names(rows)?)
                 }
                 other => {
                     return Err(bad_type(format!(
@@ -337,8 +361,8 @@ impl Evaluator<'_> {
     pub fn effective_times(&self, grid: Grid, at: &Option<AtModifier>, offset: &Option<Offset>) -> Vec<i64> {
         let off = offset_ms(offset);
         match self.at_time(at) {
-            Some(t) => vec![t - off; grid.len],
-            None => (0..grid.len).map(|i| grid.t(i) - off).collect(),
+            Some(t) => vec![t.saturating_sub(off); grid.len],
+            None => (0..grid.len).map(|i| grid.t(i).saturating_sub(off)).collect(),
         }
     }
 
@@ -391,16 +415,20 @@ impl Evaluator<'_> {
             return Ok(Vec::new());
         };
         let hints = SelectHints {
-            start: first - self.lookback + 1,
+            start: first.saturating_sub(self.lookback).saturating_add(1),
             end: last,
             step: if grid.is_instant() { 0 } else { grid.step },
             func: func.map(str::to_owned),
             range: 0,
         };
         let series = self.select(vs, &hints)?;
+        self.check_dense(series.len(), ends.len(), "instant vector selection")?;
         let held: usize = series.iter().map(|s| s.samples.len()).sum();
         let mut rows = Vec::with_capacity(series.len());
-        for s in series {
+        for (n, s) in series.into_iter().enumerate() {
+            if n % 1024 == 1023 {
+                self.check_deadline("instant vector selection")?;
+            }
             let mut vals = vec![None; ends.len()];
             let mut j = 0usize;
             let mut any = false;
@@ -412,7 +440,7 @@ impl Evaluator<'_> {
                     continue;
                 }
                 let smp = s.samples[j - 1];
-                if smp.t > end - self.lookback && !is_stale(smp.v) {
+                if smp.t > end.saturating_sub(self.lookback) && !is_stale(smp.v) {
                     vals[i] = Some(if timestamps { smp.t as f64 / 1000.0 } else { smp.v });
                     any = true;
                 }
@@ -441,7 +469,7 @@ impl Evaluator<'_> {
             return Ok(MatrixVal { series: Vec::new(), range, ends });
         };
         let hints = SelectHints {
-            start: first - range + 1,
+            start: first.saturating_sub(range).saturating_add(1),
             end: last,
             step: if grid.is_instant() { 0 } else { grid.step },
             func: func.map(str::to_owned),
@@ -467,12 +495,13 @@ impl Evaluator<'_> {
             return Ok(MatrixVal { series: Vec::new(), range, ends });
         };
         // The first multiple of the step inside the first window, which is left-open.
-        let lower = first - range;
-        let mut start = lower.div_euclid(step) * step;
+        let lower = first.saturating_sub(range);
+        let mut start = lower.div_euclid(step).saturating_mul(step);
         if start <= lower {
-            start += step;
+            start = start.saturating_add(step);
         }
         let inner_grid = Grid::new(start, last, step);
+        self.check_dense(1, inner_grid.len, "subquery evaluation")?;
         let rows = if inner_grid.len == 0 {
             Vec::new()
         } else {

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use promql_parser::parser::{Call, Expr};
 
 use crate::labels::{Labels, METRIC_NAME};
-use crate::promql::eval::{Evaluator, Grid, MatrixVal, Row, Val, bad_type, dedupe_rows, exec_err, unparen};
+use crate::promql::eval::{
+    Evaluator, Grid, MatrixVal, Row, Val, bad_type, dedupe_rows, drop_metric_names, exec_err, unparen,
+};
 use crate::promql::value::QueryError;
 use crate::sample::Sample;
 
@@ -39,23 +41,23 @@ impl Evaluator<'_> {
             | "last_over_time" | "first_over_time" | "present_over_time" | "stddev_over_time"
             | "stdvar_over_time" => {
                 let m = self.eval_matrix(arg(0)?, grid, Some(name))?;
-                self.range_function(name, &m, &[])
+                self.range_function(name, m, &[])
             }
             "predict_linear" => {
                 let m = self.eval_matrix(arg(0)?, grid, Some(name))?;
                 let s = self.eval_scalar(arg(1)?, grid)?;
-                self.range_function(name, &m, &s)
+                self.range_function(name, m, &s)
             }
             "quantile_over_time" => {
                 let q = self.eval_scalar(arg(0)?, grid)?;
                 let m = self.eval_matrix(arg(1)?, grid, Some(name))?;
-                self.range_function(name, &m, &q)
+                self.range_function(name, m, &q)
             }
             "absent_over_time" => {
                 let e = arg(0)?;
                 let m = self.eval_matrix(e, grid, Some(name))?;
                 let mut present = vec![false; grid.len];
-                m.for_each_window(self.deadline, |_, i, _| present[i] = true)?;
+                m.for_each_window(self.deadline, |_, i, _, _| present[i] = true)?;
                 Ok(absent_rows(absent_labels(e), &present))
             }
             "absent" => {
@@ -237,61 +239,128 @@ impl Evaluator<'_> {
 
     /// Applies a range function to every window of `m`. `param` is the scalar argument of
     /// `predict_linear` and `quantile_over_time`.
-    fn range_function(&mut self, name: &str, m: &MatrixVal, param: &[f64]) -> Result<Val, QueryError> {
+    fn range_function(&mut self, name: &str, m: MatrixVal, param: &[f64]) -> Result<Val, QueryError> {
         let steps = m.ends.len();
+        self.check_dense(m.series.len(), steps, "range function evaluation")?;
         let mut out: Vec<Vec<Option<f64>>> = vec![vec![None; steps]; m.series.len()];
+        // Resolved once: matching the name per window would cost more than most functions.
+        let func =
+            RangeFn::from_name(name).ok_or_else(|| bad_type(format!("unknown range function {name}")))?;
         let range = m.range;
-        m.for_each_window(self.deadline, |si, i, w| {
+        // For counters, a prefix count of resets per series lets windows without a reset skip the
+        // correction loop (the loop itself still runs where there are resets, so sums stay bit-exact).
+        let resets: Vec<Vec<u32>> = if matches!(func, RangeFn::Rate | RangeFn::Increase) {
+            m.series.iter().map(|s| reset_prefix(&s.samples)).collect()
+        } else {
+            Vec::new()
+        };
+        m.for_each_window(self.deadline, |si, i, lo, w| {
             let end = m.ends[i];
-            out[si][i] = match name {
-                "rate" => extrapolated_rate(w, end - range, end, true, true),
-                "increase" => extrapolated_rate(w, end - range, end, true, false),
-                "delta" => extrapolated_rate(w, end - range, end, false, false),
-                "irate" => instant_delta(w, true),
-                "idelta" => instant_delta(w, false),
-                "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
-                "predict_linear" => (w.len() >= 2).then(|| {
+            let counter = match resets.get(si) {
+                Some(p) => p[lo + w.len() - 1] != p[lo],
+                None => true,
+            };
+            out[si][i] = match func {
+                RangeFn::Rate => extrapolated_rate(w, end.saturating_sub(range), end, true, counter, true),
+                RangeFn::Increase => {
+                    extrapolated_rate(w, end.saturating_sub(range), end, true, counter, false)
+                }
+                RangeFn::Delta => extrapolated_rate(w, end.saturating_sub(range), end, false, false, false),
+                RangeFn::Irate => instant_delta(w, true),
+                RangeFn::Idelta => instant_delta(w, false),
+                RangeFn::Deriv => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
+                RangeFn::PredictLinear => (w.len() >= 2).then(|| {
                     let (slope, intercept) = linear_regression(w, end);
                     slope * param[i] + intercept
                 }),
-                "changes" => Some(
+                RangeFn::Changes => Some(
                     w.windows(2)
                         .filter(|p| !(p[1].v == p[0].v || (p[1].v.is_nan() && p[0].v.is_nan())))
                         .count() as f64,
                 ),
-                "resets" => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
-                "avg_over_time" => Some(mean(w.iter().map(|s| s.v))),
-                "sum_over_time" => Some(kahan_sum(w.iter().map(|s| s.v))),
-                "count_over_time" => Some(w.len() as f64),
-                "present_over_time" => Some(1.0),
-                "last_over_time" => w.last().map(|s| s.v),
-                "first_over_time" => w.first().map(|s| s.v),
-                "min_over_time" => w
+                RangeFn::Resets => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
+                RangeFn::AvgOverTime => Some(mean(w.iter().map(|s| s.v))),
+                RangeFn::SumOverTime => Some(kahan_sum(w.iter().map(|s| s.v))),
+                RangeFn::CountOverTime => Some(w.len() as f64),
+                RangeFn::PresentOverTime => Some(1.0),
+                RangeFn::LastOverTime => w.last().map(|s| s.v),
+                RangeFn::FirstOverTime => w.first().map(|s| s.v),
+                RangeFn::MinOverTime => w
                     .first()
                     .map(|f| w.iter().fold(f.v, |acc, s| if s.v < acc || acc.is_nan() { s.v } else { acc })),
-                "max_over_time" => w
+                RangeFn::MaxOverTime => w
                     .first()
                     .map(|f| w.iter().fold(f.v, |acc, s| if s.v > acc || acc.is_nan() { s.v } else { acc })),
-                "stdvar_over_time" => Some(variance(w)),
-                "stddev_over_time" => Some(variance(w).sqrt()),
-                "quantile_over_time" => {
+                RangeFn::StdvarOverTime => Some(variance(w)),
+                RangeFn::StddevOverTime => Some(variance(w).sqrt()),
+                RangeFn::QuantileOverTime => {
                     let mut vals: Vec<f64> = w.iter().map(|s| s.v).collect();
                     Some(quantile(param[i], &mut vals))
                 }
-                _ => None,
             };
         })?;
-        let keep = keeps_metric_name(name);
-        let rows = m
-            .series
-            .iter()
-            .zip(out)
-            .map(|(s, vals)| Row {
-                labels: if keep { s.labels.clone() } else { s.labels.without_metric_name() },
-                vals,
-            })
-            .collect();
-        Ok(Val::Vector(dedupe_rows(rows)?))
+        let rows: Vec<Row> =
+            m.series.into_iter().zip(out).map(|(s, vals)| Row { labels: s.labels, vals }).collect();
+        if keeps_metric_name(name) {
+            Ok(Val::Vector(rows.into_iter().filter(|r| r.vals.iter().any(Option::is_some)).collect()))
+        } else {
+            Ok(Val::Vector(drop_metric_names(rows)?))
+        }
+    }
+}
+
+/// The range functions, resolved from their name once per call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RangeFn {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    Changes,
+    Resets,
+    AvgOverTime,
+    SumOverTime,
+    CountOverTime,
+    PresentOverTime,
+    LastOverTime,
+    FirstOverTime,
+    MinOverTime,
+    MaxOverTime,
+    StdvarOverTime,
+    StddevOverTime,
+    QuantileOverTime,
+}
+
+// === impl RangeFn ===
+
+impl RangeFn {
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "rate" => Self::Rate,
+            "increase" => Self::Increase,
+            "delta" => Self::Delta,
+            "irate" => Self::Irate,
+            "idelta" => Self::Idelta,
+            "deriv" => Self::Deriv,
+            "predict_linear" => Self::PredictLinear,
+            "changes" => Self::Changes,
+            "resets" => Self::Resets,
+            "avg_over_time" => Self::AvgOverTime,
+            "sum_over_time" => Self::SumOverTime,
+            "count_over_time" => Self::CountOverTime,
+            "present_over_time" => Self::PresentOverTime,
+            "last_over_time" => Self::LastOverTime,
+            "first_over_time" => Self::FirstOverTime,
+            "min_over_time" => Self::MinOverTime,
+            "max_over_time" => Self::MaxOverTime,
+            "stdvar_over_time" => Self::StdvarOverTime,
+            "stddev_over_time" => Self::StddevOverTime,
+            "quantile_over_time" => Self::QuantileOverTime,
+            _ => return None,
+        })
     }
 }
 
@@ -301,14 +370,18 @@ fn map_rows(
     keep_name: bool,
     f: impl Fn(f64, usize) -> Option<f64>,
 ) -> Result<Val, QueryError> {
-    let rows = rows
-        .into_iter()
-        .map(|r| Row {
-            labels: if keep_name { r.labels } else { r.labels.without_metric_name() },
-            vals: r.vals.iter().enumerate().map(|(i, v)| v.and_then(|v| f(v, i))).collect(),
-        })
-        .collect();
-    Ok(Val::Vector(dedupe_rows(rows)?))
+    let mut rows = rows;
+    for r in &mut rows {
+        for (i, v) in r.vals.iter_mut().enumerate() {
+            *v = v.and_then(|v| f(v, i));
+        }
+    }
+    if keep_name {
+        rows.retain(|r| r.vals.iter().any(Option::is_some));
+        Ok(Val::Vector(rows))
+    } else {
+        Ok(Val::Vector(drop_metric_names(rows)?))
+    }
 }
 
 fn string_arg(e: &Expr) -> Result<&str, QueryError> {
@@ -389,19 +462,20 @@ fn absent_labels(e: &Expr) -> Labels {
         Expr::MatrixSelector(ms) => &ms.vs.matchers,
         _ => return Labels::empty(),
     };
+    // As Prometheus: the first equality matcher of a name sets it, any other matcher of that name unsets
+    // it, and a later equality matcher of a name only a non-equality matcher had unset sets it again.
     let mut out = Labels::empty();
-    let mut seen: Vec<&str> = Vec::new();
+    let mut has: Vec<&str> = Vec::new();
     for m in &matchers.matchers {
         if m.name == METRIC_NAME {
             continue;
         }
-        let first = !seen.contains(&m.name.as_str());
-        if matches!(m.op, promql_parser::label::MatchOp::Equal) && first {
+        if matches!(m.op, promql_parser::label::MatchOp::Equal) && !has.contains(&m.name.as_str()) {
             out.set(&m.name, m.value.clone());
+            has.push(m.name.as_str());
         } else {
             out.remove(&m.name);
         }
-        seen.push(m.name.as_str());
     }
     out
 }
@@ -528,11 +602,14 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
 /// Prometheus's `extrapolatedRate`: the increase over the window, corrected for counter resets and
 /// extrapolated towards the window's edges (at most 1.1 average intervals, and for counters never past
 /// the point where the counter would have been zero).
+///
+/// `check_resets` is false when the caller knows the window has no counter reset.
 fn extrapolated_rate(
     w: &[Sample],
     range_start: i64,
     range_end: i64,
     counter: bool,
+    check_resets: bool,
     rate: bool,
 ) -> Option<f64> {
     if w.len() < 2 {
@@ -541,7 +618,7 @@ fn extrapolated_rate(
     let first = w[0];
     let last = w[w.len() - 1];
     let mut result = last.v - first.v;
-    if counter {
+    if counter && check_resets {
         let mut prev = first.v;
         for s in &w[1..] {
             if s.v < prev {
@@ -572,6 +649,22 @@ fn extrapolated_rate(
         factor /= (range_end - range_start) as f64 / 1000.0;
     }
     Some(result * factor)
+}
+
+/// `p[k]` is the number of counter resets among `samples[..=k]` (a reset at `k` is `samples[k] <
+/// samples[k - 1]`), so a window `lo..=hi` has a reset exactly when `p[hi] != p[lo]`.
+fn reset_prefix(samples: &[Sample]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(samples.len());
+    let mut count = 0u32;
+    let mut prev = f64::NAN;
+    for s in samples {
+        if s.v < prev {
+            count = count.saturating_add(1);
+        }
+        out.push(count);
+        prev = s.v;
+    }
+    out
 }
 
 /// `irate` and `idelta`: the last two samples of the window.

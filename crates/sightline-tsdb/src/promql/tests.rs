@@ -247,6 +247,7 @@ fn instant_functions() {
     assert_eq!(instant(&store, "vector(2)", t), ["{} => 2"]);
     assert_eq!(instant(&store, "absent(m)", t), Vec::<String>::new());
     assert_eq!(instant(&store, r#"absent(nope{a="1", b=~"x", c="2", c="3"})"#, t), [r#"{a="1"} => 1"#]);
+    assert_eq!(instant(&store, r#"absent(nope{d=~"x", d="y"})"#, t), [r#"{d="y"} => 1"#]);
     assert_eq!(instant(&store, "year(t)", t), [r#"{k="a"} => 2024"#]);
     assert_eq!(instant(&store, "month(t)", t), [r#"{k="a"} => 2"#]);
     assert_eq!(instant(&store, "day_of_month(t)", t), [r#"{k="a"} => 29"#]);
@@ -466,6 +467,9 @@ fn nan_and_infinities() {
     assert_eq!(instant(&store, "sum(v)", 0), ["{} => NaN"]);
     assert_eq!(instant(&store, "v == v", 0), [r#"v{k="inf"} => inf"#, r#"v{k="one"} => 1"#]);
     assert_eq!(instant(&store, "topk(1, v)", 0), [r#"v{k="inf"} => inf"#]);
+    assert_eq!(instant_err(&store, "topk(scalar(v{k=\"nan\"}), v)", 0).to_string(), "Parameter value is NaN");
+    assert!(instant_err(&store, "topk(1e300, v)", 0).to_string().ends_with("overflows int64"));
+    assert_eq!(instant(&store, "topk(0, v)", 0), Vec::<String>::new());
     assert_eq!(instant(&store, "bottomk(1, v)", 0), [r#"v{k="one"} => 1"#]);
     assert_eq!(
         instant(&store, r#"count_values("x", v)"#, 0),
@@ -549,8 +553,9 @@ fn parse_errors_are_bad_data() {
     let err = instant_err(&store, "sum(", 0);
     assert_eq!(err.error_type(), "bad_data");
     let err = instant_err(&store, "foo{a=\"b\"} $ 2", 0);
-    let QueryError::BadData { position, .. } = err else { panic!("bad data expected") };
+    let QueryError::BadData { position, message } = err else { panic!("bad data expected") };
     assert_eq!(position, Some(11));
+    assert!(message.starts_with("1:12: parse error: "), "{message}");
     assert!(Engine::parse("rate(x[5m])").is_ok());
     let err = instant_err(&store, "rate(x)", 0);
     assert_eq!(err.error_type(), "bad_data");
@@ -562,6 +567,10 @@ fn limits_stop_queries() {
     let tight = Engine::new(EngineOptions { max_samples: 5, ..EngineOptions::default() });
     let err = tight.instant_query(&store, "http_requests[10m]", 10 * MIN).expect_err("too many samples");
     assert!(matches!(err, QueryError::TooManySamples { .. }), "{err}");
+    // A subquery whose grid alone exceeds the limit fails before anything is allocated for it.
+    let err =
+        tight.instant_query(&store, "max_over_time(vector(1)[1h:1s])", 10 * MIN).expect_err("subquery grid");
+    assert!(matches!(err, QueryError::TooManySamples { stage: "subquery evaluation", .. }), "{err}");
     let timed_out = Engine::new(EngineOptions { timeout: Duration::ZERO, ..EngineOptions::default() });
     let err = timed_out.instant_query(&store, "http_requests", 0).expect_err("timeout");
     assert_eq!(err.error_type(), "timeout");
@@ -588,4 +597,316 @@ fn instant_query_expr_evaluates_parsed_expressions() {
     let got = engine().instant_query_expr(&store, &expr, 10 * MIN).expect("eval");
     let Value::Vector(v) = got else { panic!("vector expected") };
     assert_eq!(v[0].v, 600.0);
+}
+
+/// The cross-check data: 1 m samples from t = 0, read at `XmYYs` times so that no sample lies on a
+/// window boundary (Prometheus 2.42's boundaries are closed, 3.x's are left-open; off the boundaries
+/// they agree).
+const CROSS_INPUT: &[(&str, &str)] = &[
+    (r#"http_requests{job="api", instance="0"}"#, "0+10x30"),
+    (r#"http_requests{job="api", instance="1"}"#, "0+20x30"),
+    (r#"http_requests{job="db", instance="0"}"#, "0+30x30"),
+    (
+        r#"resetting{job="api"}"#,
+        "0 10 20 5 15 25 2 12 30 4 8 16 32 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18",
+    ),
+    (r#"gauge{job="api"}"#, "5 3 8 1 9 2 7 4 6 0 5 3 8 1 9 2 7 4 6 0 5 3 8 1 9 2 7 4 6 0 1"),
+    (r#"gauge{job="db"}"#, "1+0.5x30"),
+    (r#"req_bucket{job="api", le="0.1"}"#, "0+1x30"),
+    (r#"req_bucket{job="api", le="0.5"}"#, "0+3x30"),
+    (r#"req_bucket{job="api", le="1"}"#, "0+4x30"),
+    (r#"req_bucket{job="api", le="+Inf"}"#, "0+5x30"),
+    (r#"owner{job="api", team="web"}"#, "1x30"),
+    (r#"owner{job="db", team="storage"}"#, "1x30"),
+    (r#"flappy{job="api"}"#, "1 2 3 stale _ _ 4 5 stale 6 7 8 9 10 11 12"),
+];
+
+/// Queries cross-checked against promtool, each at 10m30s, 15m30s and 20m30s. Transcendental functions
+/// are rounded to 9 decimals: Go's `math` and Rust's libm may differ in the last bit.
+const CROSS_QUERIES: &[&str] = &[
+    "http_requests",
+    "http_requests offset 3m",
+    "http_requests @ 300",
+    r#"http_requests{job=~"a.*", instance!="1"}"#,
+    "flappy",
+    "rate(http_requests[5m])",
+    "rate(http_requests[2m])",
+    "increase(resetting[5m])",
+    "rate(resetting[7m])",
+    "delta(gauge[5m])",
+    "irate(resetting[5m])",
+    "idelta(gauge[5m])",
+    "deriv(gauge[5m])",
+    "predict_linear(gauge[5m], 120)",
+    "changes(gauge[10m])",
+    "resets(resetting[10m])",
+    "avg_over_time(gauge[5m])",
+    "min_over_time(gauge[5m])",
+    "max_over_time(gauge[5m])",
+    "sum_over_time(gauge[5m])",
+    "count_over_time(flappy[10m])",
+    "last_over_time(flappy[10m])",
+    "present_over_time(gauge[5m])",
+    "absent_over_time(nothing[5m])",
+    "stddev_over_time(gauge[5m])",
+    "stdvar_over_time(gauge[5m])",
+    "quantile_over_time(0.3, gauge[5m])",
+    "abs(gauge - 5)",
+    "ceil(gauge / 4)",
+    "floor(gauge / 4)",
+    "round(gauge / 4)",
+    "round(gauge, 4)",
+    "clamp(gauge, 2, 6)",
+    "clamp_min(gauge, 4)",
+    "clamp_max(gauge, 4)",
+    "exp(gauge{job=\"api\"} / 10)",
+    "round(ln(gauge + 1) * 1e9)",
+    "round(log2(gauge + 1) * 1e9)",
+    "round(log10(gauge + 1) * 1e9)",
+    "sqrt(gauge)",
+    "sgn(gauge - 4)",
+    "timestamp(gauge)",
+    "time()",
+    "vector(time())",
+    "scalar(gauge{job=\"db\"})",
+    "absent(nothing{job=\"x\"})",
+    r#"label_replace(gauge, "j", "$1-x", "job", "(a|d).*")"#,
+    r#"label_join(gauge, "both", "/", "job", "__name__")"#,
+    "sort_desc(gauge)",
+    "histogram_quantile(0.5, req_bucket)",
+    "histogram_quantile(0.9, rate(req_bucket[5m]))",
+    "histogram_quantile(0.99, sum by (le) (req_bucket))",
+    "hour(vector(7200))",
+    "day_of_week(vector(1709210096))",
+    "days_in_month(vector(1709210096))",
+    "year(vector(1709210096))",
+    "round(sin(gauge) * 1e9)",
+    "round(cos(gauge) * 1e9)",
+    "round(atan(gauge) * 1e9)",
+    "sum(http_requests)",
+    "sum by (job) (rate(http_requests[5m]))",
+    "sum without (instance) (http_requests)",
+    "avg by (job) (gauge)",
+    "min(gauge)",
+    "max by (job) (http_requests)",
+    "count(http_requests)",
+    "group by (job) (http_requests)",
+    "stddev(http_requests)",
+    "stdvar(http_requests)",
+    "topk(2, http_requests)",
+    "bottomk by (job) (1, http_requests)",
+    "quantile(0.3, http_requests)",
+    r#"count_values("value", gauge)"#,
+    "http_requests + http_requests",
+    "http_requests / on (job, instance) gauge",
+    "http_requests * on (job) group_left (team) owner",
+    "owner * on (job) group_right (team) http_requests",
+    "http_requests > 100",
+    "http_requests > bool 100",
+    "100 < http_requests",
+    "http_requests == ignoring (instance) group_left http_requests{instance=\"0\"}",
+    "http_requests and gauge",
+    "http_requests and on (job) gauge",
+    "http_requests or gauge",
+    "http_requests unless on (job) owner{team=\"web\"}",
+    "2 ^ 3 - 1",
+    "-gauge",
+    "gauge % 3",
+    "max_over_time(rate(http_requests[2m])[5m:1m])",
+    "sum_over_time(gauge[5m:2m])",
+    // 2.42 averages incrementally, 3.x divides the sum: they may differ in the last bit.
+    "round(avg_over_time(gauge[6m:2m] offset 1m) * 1e9)",
+];
+
+/// Writes `f` as a YAML double-quoted string.
+fn yaml_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[test]
+fn cross_check_against_promtool() {
+    let Some(promtool) = sightline_testkit::require_peer("promtool", "prometheus") else {
+        return;
+    };
+    let store = load(CROSS_INPUT, MIN);
+    let mut yaml = String::from(
+        "rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n",
+    );
+    for (series, values) in CROSS_INPUT {
+        yaml.push_str(&format!(
+            "      - series: {}\n        values: {}\n",
+            yaml_str(series),
+            yaml_str(values)
+        ));
+    }
+    yaml.push_str("    promql_expr_test:\n");
+    let mut checked = 0;
+    for query in CROSS_QUERIES {
+        for (t, label) in
+            [(10 * MIN + 30_000, "10m30s"), (15 * MIN + 30_000, "15m30s"), (20 * MIN + 30_000, "20m30s")]
+        {
+            let samples: Vec<(String, f64)> = match engine().instant_query(&store, query, t) {
+                Ok(Value::Vector(v)) => v.into_iter().map(|s| (s.labels.to_string(), s.v)).collect(),
+                Ok(Value::Scalar { v, .. }) => vec![("{}".to_owned(), v)],
+                Ok(other) => panic!("{query}: unexpected {other:?}"),
+                Err(e) => panic!("{query}: {e}"),
+            };
+            assert!(samples.iter().all(|(_, v)| v.is_finite()), "{query} at {label}: {samples:?}");
+            yaml.push_str(&format!("      - expr: {}\n        eval_time: {label}\n", yaml_str(query)));
+            if samples.is_empty() {
+                yaml.push_str("        exp_samples: []\n");
+            } else {
+                yaml.push_str("        exp_samples:\n");
+                for (labels, v) in samples {
+                    yaml.push_str(&format!(
+                        "          - labels: {}\n            value: {v:?}\n",
+                        yaml_str(&labels)
+                    ));
+                }
+            }
+            checked += 1;
+        }
+    }
+    let dir = sightline_testkit::TempDir::new("promql-cross");
+    let file = dir.path().join("cross.yml");
+    std::fs::write(&file, &yaml).expect("write test file");
+    let out = std::process::Command::new(promtool)
+        .arg("test")
+        .arg("rules")
+        .arg(&file)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "promtool disagrees with the engine ({checked} cases):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A range query must give, at every step, exactly what an instant query at that time gives: this checks
+/// the whole-grid evaluation (sliding windows, per-step matching, subquery grids) against the one-step
+/// path for every cross-check query, on a step that does not divide the sample interval.
+#[test]
+fn range_queries_agree_with_instant_queries() {
+    let store = load(CROSS_INPUT, MIN);
+    let e = engine();
+    let (start, end, step) = (4 * MIN + 10_000, 29 * MIN, 70_000);
+    for query in CROSS_QUERIES {
+        let Value::Matrix(matrix) =
+            e.range_query(&store, query, start, end, step).unwrap_or_else(|err| panic!("{query}: {err}"))
+        else {
+            panic!("{query}: matrix expected");
+        };
+        let mut t = start;
+        while t <= end {
+            let mut want: Vec<(String, u64)> = match e.instant_query(&store, query, t).expect("instant") {
+                Value::Vector(v) => v.into_iter().map(|s| (s.labels.to_string(), s.v.to_bits())).collect(),
+                Value::Scalar { v, .. } => vec![("{}".to_owned(), v.to_bits())],
+                other => panic!("{query}: unexpected {other:?}"),
+            };
+            let mut got: Vec<(String, u64)> = matrix
+                .iter()
+                .filter_map(|s| {
+                    s.samples.iter().find(|p| p.t == t).map(|p| (s.labels.to_string(), p.v.to_bits()))
+                })
+                .collect();
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "{query} at {t}");
+            t += step;
+        }
+    }
+}
+
+#[test]
+fn staleness_in_range_selectors_and_negative_offsets() {
+    let store = load(&[("c", "0 10 20 stale 30 40")], MIN);
+    // The marker is dropped from the window: the five real samples remain.
+    assert_eq!(instant(&store, "count_over_time(c[10m])", 5 * MIN + 30_000), ["{} => 5"]);
+    assert_eq!(instant(&store, "c[10m]", 5 * MIN), ["c => [0@0 10@60000 20@120000 30@240000 40@300000]"]);
+    assert_eq!(instant(&store, "c offset -2m", 2 * MIN + 30_000), ["c => 30"]);
+    // Right after the marker the series is gone for instant selectors.
+    assert_eq!(instant(&store, "c", 3 * MIN + 30_000), Vec::<String>::new());
+}
+
+#[test]
+fn more_matching_and_set_cases() {
+    let store = load(
+        &[
+            (r#"a{job="x", i="1"}"#, "1"),
+            (r#"a{job="x", i="2"}"#, "2"),
+            (r#"b{job="x"}"#, "10"),
+            (r#"b{job="y"}"#, "20"),
+        ],
+        MIN,
+    );
+    // group_right puts the "one" side on the left; duplicates there are reported as such.
+    let e = instant_err(&store, "a + on (job) group_right b", 0);
+    assert!(e.to_string().contains("on the left hand-side of the operation"), "{e}");
+    assert_eq!(instant(&store, "b or on (job) a", 0), [r#"b{job="x"} => 10"#, r#"b{job="y"} => 20"#]);
+    assert_eq!(
+        instant(&store, "a or on (job) b", 0),
+        [r#"a{i="1", job="x"} => 1"#, r#"a{i="2", job="x"} => 2"#, r#"b{job="y"} => 20"#]
+    );
+    assert_eq!(instant(&store, "b unless on (job) a", 0), [r#"b{job="y"} => 20"#]);
+    assert_eq!(
+        instant(&store, "a - on (job) group_left b", 0),
+        [r#"{i="1", job="x"} => -9"#, r#"{i="2", job="x"} => -8"#]
+    );
+    // Comparisons keep the left side's name; `bool` drops it.
+    assert_eq!(instant(&store, "a >= on (job) group_left b / 5", 0), [r#"a{i="2", job="x"} => 2"#]);
+    assert_eq!(instant(&store, r#""text""#, 0), ["string => text"]);
+}
+
+#[test]
+fn unsupported_and_invalid_calls_are_errors() {
+    let store = counters();
+    let e = instant_err(&store, "double_exponential_smoothing(gauge[5m], 0.5, 0.5)", 0);
+    assert_eq!(e.error_type(), "bad_data");
+    assert!(e.to_string().contains("experimental"), "{e}");
+    let e = instant_err(&store, r#"count_values("", gauge)"#, 0);
+    assert_eq!(e.to_string(), "invalid label name \"\"");
+    let e = instant_err(&store, r#"label_join(gauge, "", "-", "job")"#, 0);
+    assert!(e.to_string().starts_with("invalid destination label name"), "{e}");
+}
+
+#[test]
+fn absent_in_range_queries_fills_gaps() {
+    let store = load(&[(r#"x{job="a"}"#, "1 _ _ _ _ _ _ _ _ _ 1")], MIN);
+    let Value::Matrix(m) =
+        engine().range_query(&store, r#"absent(x{job="a"})"#, 0, 10 * MIN, MIN).expect("range")
+    else {
+        panic!("matrix expected");
+    };
+    // The sample at 0 covers 0..4 m (the lookback is left-open, so 5 m is already absent) and the one at
+    // 10 m covers 10 m.
+    let ts: Vec<i64> = m[0].samples.iter().map(|s| s.t / MIN).collect();
+    assert_eq!(ts, [5, 6, 7, 8, 9]);
+    assert_eq!(m[0].labels.to_string(), r#"{job="a"}"#);
+}
+
+#[test]
+fn nested_subqueries() {
+    let store = load(&[("c", "0+1x60")], MIN);
+    // The inner subquery is evaluated on the outer subquery's grid, each at multiples of its own step.
+    assert_eq!(instant(&store, "max_over_time(sum_over_time(c[3m:1m])[10m:5m])", 30 * MIN), ["{} => 87"]);
+}
+
+#[test]
+fn extreme_timestamps_do_not_panic() {
+    let store = counters();
+    for t in [i64::MIN, i64::MIN + 1, -1, i64::MAX - 1, i64::MAX] {
+        for q in [
+            "rate(http_requests[5m])",
+            "max_over_time(http_requests[5m:1m] offset -1m)",
+            "http_requests @ end()",
+            "time()",
+        ] {
+            // Any result or error is fine; a panic is not.
+            let _ = engine().instant_query(&store, q, t);
+        }
+    }
+    let _ = engine().range_query(&store, "http_requests", i64::MIN, i64::MAX, i64::MAX);
+    let _ = engine().range_query(&store, "http_requests", i64::MAX - 10, i64::MAX, 1);
 }
