@@ -1,4 +1,4 @@
-//! The command line: `sightline serve`, `sightline check-config`.
+//! The command line: `sightline serve`, `check-config`, `health`, `traces`, `audit`, `query` and `rules test`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,9 +36,16 @@ enum Command {
     Traces(TracesArgs),
     /// Search, export, import or verify a running server's audit trail.
     Audit(audit::AuditArgs),
+    /// Evaluate a PromQL expression on a running server and print the result as a table.
+    /// Exit code: 0 answered, 1 the query failed, 3 unreachable.
+    Query(query::QueryArgs),
+    /// Rule files: `sightline rules test FILE...` runs promtool-format unit tests.
+    Rules(rules::RulesArgs),
 }
 
 mod audit;
+mod query;
+mod rules;
 
 #[derive(Debug, clap::Args)]
 struct TracesArgs {
@@ -102,6 +109,8 @@ pub fn main() -> ExitCode {
         Command::Health(args) => health(&args),
         Command::Traces(args) => traces(&args),
         Command::Audit(args) => audit::run(&args),
+        Command::Query(args) => query::run(&args),
+        Command::Rules(args) => rules::run(&args),
     }
 }
 

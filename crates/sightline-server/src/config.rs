@@ -40,6 +40,23 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The audit trail: limits, retention, redaction.
     pub audit: AuditConfig,
+    /// The time-series store, the PromQL engine and the server's own metrics history.
+    pub tsdb: TsdbConfig,
+    /// Prometheus-style scrape jobs, with Prometheus's own keys, so a block from a `prometheus.yml`
+    /// pastes in. Not settable from the environment (see [`Config::with_env`]).
+    #[serde(skip_serializing)]
+    pub scrape_configs: Vec<sightline_tsdb::scrape::ScrapeConfig>,
+}
+
+impl Config {
+    /// The scrape defaults (Prometheus's `global` block) from `tsdb:`.
+    pub fn scrape_global(&self) -> sightline_tsdb::scrape::GlobalConfig {
+        sightline_tsdb::scrape::GlobalConfig {
+            scrape_interval: sightline_tsdb::scrape::PromDuration(self.tsdb.scrape_interval.0),
+            scrape_timeout: sightline_tsdb::scrape::PromDuration(self.tsdb.scrape_timeout.0),
+            ..Default::default()
+        }
+    }
 }
 
 /// `server:` settings.
@@ -976,6 +993,65 @@ fn positive_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     Ok(value)
 }
 
+/// `tsdb:` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TsdbConfig {
+    /// Whether the server keeps time series and serves the query API.
+    pub enabled: bool,
+    /// How often the server's own registry is written into the store (job `sightline`).
+    pub self_scrape_interval: PromDuration,
+    /// How long each tier keeps data.
+    pub retention: RetentionConfig,
+    /// How far back an instant selector looks for a sample.
+    pub lookback_delta: PromDuration,
+    /// A query running longer fails with `timeout`.
+    pub query_timeout: PromDuration,
+    /// The most samples one query may hold in memory.
+    #[serde(deserialize_with = "positive")]
+    pub query_max_samples: usize,
+    /// How often `scrape_configs` jobs are scraped unless they say otherwise (Prometheus's
+    /// `global.scrape_interval`).
+    pub scrape_interval: PromDuration,
+    /// How long a scrape may take unless its job says otherwise (`global.scrape_timeout`).
+    pub scrape_timeout: PromDuration,
+}
+
+impl Default for TsdbConfig {
+    fn default() -> Self {
+        let secs = |s| PromDuration(std::time::Duration::from_secs(s));
+        Self {
+            enabled: true,
+            self_scrape_interval: secs(15),
+            retention: RetentionConfig::default(),
+            lookback_delta: secs(300),
+            query_timeout: secs(120),
+            query_max_samples: 50_000_000,
+            scrape_interval: secs(15),
+            scrape_timeout: secs(10),
+        }
+    }
+}
+
+/// `tsdb.retention:` how long raw samples and downsampled aggregates are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Raw samples.
+    pub raw: PromDuration,
+    /// One-hour aggregates (min, max, sum, count, last, counter).
+    pub hourly: PromDuration,
+    /// One-day aggregates.
+    pub daily: PromDuration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        let hours = |h: u64| PromDuration(std::time::Duration::from_secs(h * 3600));
+        Self { raw: hours(24), hourly: hours(7 * 24), daily: hours(30 * 24) }
+    }
+}
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -1018,9 +1094,11 @@ impl Config {
             return Ok(Config::default());
         }
         let config: Config = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(path, text, &e))?;
-        config.validate().map_err(|message| match locate_value(text, &message, 1) {
-            Some((line, column)) => ConfigError::Invalid { path: path.to_owned(), line, column, message },
-            None => ConfigError::InvalidNoLocation { path: path.to_owned(), message },
+        config.validate().map_err(|message| {
+            match locate_scrape_error(text, &message).or_else(|| locate_value(text, &message, 1)) {
+                Some((line, column)) => ConfigError::Invalid { path: path.to_owned(), line, column, message },
+                None => ConfigError::InvalidNoLocation { path: path.to_owned(), message },
+            }
         })?;
         Ok(config)
     }
@@ -1051,11 +1129,19 @@ impl Config {
                 .map_err(|e| env_err(var, strip_location(&e.to_string())))?;
             config.validate().map_err(|message| env_err(var, message))?;
         }
-        serde_yaml_ng::from_value(tree).map_err(|e| env_err("(all)", e.to_string()))
+        let mut config: Config =
+            serde_yaml_ng::from_value(tree).map_err(|e| env_err("(all)", e.to_string()))?;
+        // Scrape jobs are lists of structures, which variables cannot express; they are not serialised
+        // into the tree above, so carry them over.
+        config.scrape_configs = self.scrape_configs;
+        config.validate().map_err(|message| env_err("(all)", message))?;
+        Ok(config)
     }
 
     /// Checks what the types alone cannot.
     fn validate(&self) -> Result<(), String> {
+        sightline_tsdb::scrape::validate_configs(&self.scrape_global(), &self.scrape_configs)
+            .map_err(|e| format!("scrape_configs: {e}"))?;
         // Names, dependencies (unknown ones, cycles): build the registry once, probing nothing.
         crate::health::build(&self.health, &self.server.data_dir, &sightline_core::Registry::new(), None)?;
         for (i, rule) in self.metrics.buckets.iter().enumerate() {
@@ -1132,6 +1218,42 @@ fn locate_value(text: &str, message: &str, from_line: usize) -> Option<(usize, u
         .enumerate()
         .skip(from_line.saturating_sub(1))
         .find_map(|(i, line)| line.find(&value).map(|column| (i + 1, column + 1)))
+}
+
+/// A `scrape_configs` error names its job (`job "node": ...`) and then the setting or value at fault:
+/// point at that setting within the job's entry, or at the job's name.
+fn locate_scrape_error(text: &str, message: &str) -> Option<(usize, usize)> {
+    let rest = message.strip_prefix("scrape_configs: job \"")?;
+    let job = &rest[..rest.find('"')?];
+    let detail = &rest[job.len() + 1..];
+    let lines: Vec<&str> = text.lines().collect();
+    let is_job_line =
+        |line: &str| line.trim_start().trim_start_matches("- ").trim_start().starts_with("job_name:");
+    let start = lines.iter().position(|line| {
+        is_job_line(line)
+            && line.split_once(':').is_some_and(|(_, v)| v.trim().trim_matches(['"', '\'']) == job)
+    })?;
+    let end = lines
+        .iter()
+        .skip(start + 1)
+        .position(|line| is_job_line(line))
+        .map_or(lines.len(), |i| start + 1 + i);
+    // Quoted values first (a bad target), then setting names the message mentions (`scrape_timeout`).
+    let quoted: Vec<&str> = detail.split('"').skip(1).step_by(2).filter(|v| !v.is_empty()).collect();
+    let words: Vec<String> = detail
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.contains('_') || w.len() > 3)
+        .map(|w| format!("{w}:"))
+        .collect();
+    for needle in quoted.iter().map(|q| q.to_string()).chain(words) {
+        for (i, line) in lines.iter().enumerate().take(end).skip(start) {
+            if let Some(column) = line.find(&needle) {
+                return Some((i + 1, column + 1));
+            }
+        }
+    }
+    let column = lines[start].find("job_name").unwrap_or(0);
+    Some((start + 1, column + 1))
 }
 
 /// serde_yaml appends " at line L column C" to messages; the location is reported separately.

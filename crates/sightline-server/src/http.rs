@@ -31,6 +31,8 @@ pub struct AppState {
     pub audit: Option<crate::audit::AuditState>,
     /// Whether audit reads need a token (`audit.protect_reads`).
     pub protect_audit_reads: bool,
+    /// The time-series store and PromQL engine, when the server keeps one.
+    pub query: Option<crate::query::QueryState>,
     request_metrics: Arc<RequestMetrics>,
 }
 
@@ -58,6 +60,7 @@ impl AppState {
             access_log: true,
             audit: None,
             protect_audit_reads: false,
+            query: None,
             request_metrics: Arc::default(),
         }
     }
@@ -67,6 +70,13 @@ impl AppState {
     pub fn with_audit(mut self, audit: crate::audit::AuditState) -> Self {
         self.tokens = self.tokens.with_audit(audit.writer.clone());
         self.audit = Some(audit);
+        self
+    }
+
+    /// Serves the query API from `query`.
+    #[must_use]
+    pub fn with_query(mut self, query: crate::query::QueryState) -> Self {
+        self.query = Some(query);
         self
     }
 
@@ -123,6 +133,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit/verify", audit_read(get(crate::audit::verify)))
         .route("/api/v1/traces", get(crate::traces::list))
         .route("/api/v1/traces/{trace_id}", get(crate::traces::get))
+        .route("/api/v1/query", get(crate::query::instant).post(crate::query::instant))
+        .route("/api/v1/query_range", get(crate::query::range).post(crate::query::range))
+        .route("/api/v1/series", get(crate::query::series).post(crate::query::series))
+        .route("/api/v1/labels", get(crate::query::labels).post(crate::query::labels))
+        .route("/api/v1/label/{name}/values", get(crate::query::label_values))
+        .route("/api/v1/status/buildinfo", get(crate::query::buildinfo))
+        .route("/api/v1/targets", get(crate::query::targets))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track_requests))
         .with_state(state)

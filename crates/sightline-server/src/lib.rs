@@ -10,7 +10,9 @@ pub mod config;
 pub mod health;
 pub mod http;
 pub mod logging;
+pub mod query;
 pub mod traces;
+pub mod tsdb;
 
 use std::sync::Arc;
 
@@ -54,15 +56,19 @@ pub async fn serve(config: Config, log_env: Option<String>) -> anyhow::Result<()
         .map_err(anyhow::Error::msg)?;
     let checks = health.health.start();
     let writer = audit.writer.clone();
-    let mut state = http::AppState::new(registry, &config.api.tokens, health, traces.reader())
-        .with_access_log(config.log.access_log)
-        .with_audit(audit);
-    state.protect_audit_reads = config.audit.protect_reads;
-    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let local = listener.local_addr().context("cannot read the listening address")?;
+    let tsdb = tsdb::start(&config, &registry, local.to_string()).await?;
+    let mut state = http::AppState::new(registry, &config.api.tokens, health, traces.reader())
+        .with_access_log(config.log.access_log)
+        .with_audit(audit);
+    if let Some(tsdb) = &tsdb {
+        state = state.with_query(tsdb.query.clone());
+    }
+    state.protect_audit_reads = config.audit.protect_reads;
+    let shutdown = shutdown_signal()?;
     tracing::info!(
         listen = %local,
         data_dir = %data_dir.display(),
@@ -76,6 +82,9 @@ pub async fn serve(config: Config, log_env: Option<String>) -> anyhow::Result<()
         .context("the HTTP server failed")?;
     checks.stop();
     collectors.stop();
+    if let Some(tsdb) = tsdb {
+        tsdb.stop().await;
+    }
     if let Some(retention) = retention {
         retention.abort();
     }

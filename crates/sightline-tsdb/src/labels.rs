@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// The label that holds a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -21,13 +22,17 @@ impl Label {
 
 /// A set of labels, sorted by name, with unique names and no empty values (an empty value means "absent",
 /// as in Prometheus).
+///
+/// The pairs are shared behind an `Arc`, so cloning a set (which every selection of a stored series
+/// does) is a reference-count increment rather than one allocation per label; the mutating methods copy
+/// only when the set is shared.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<Label>);
+pub struct Labels(Arc<Vec<Label>>);
 
 impl Labels {
     /// The empty set.
-    pub const fn empty() -> Self {
-        Self(Vec::new())
+    pub fn empty() -> Self {
+        Self::default()
     }
 
     /// Builds a set from pairs in any order. Empty values are dropped; for a repeated name the last pair wins.
@@ -42,7 +47,7 @@ impl Labels {
             }
         }
         out.retain(|l| !l.value.is_empty());
-        Self(out)
+        Self(Arc::new(out))
     }
 
     /// Builds a set from `(name, value)` pairs.
@@ -77,18 +82,18 @@ impl Labels {
         let value = value.into();
         match self.0.binary_search_by(|l| l.name.as_str().cmp(name)) {
             Ok(i) if value.is_empty() => {
-                self.0.remove(i);
+                Arc::make_mut(&mut self.0).remove(i);
             }
-            Ok(i) => self.0[i].value = value,
+            Ok(i) => Arc::make_mut(&mut self.0)[i].value = value,
             Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(i, Label::new(name, value)),
+            Err(i) => Arc::make_mut(&mut self.0).insert(i, Label::new(name, value)),
         }
     }
 
     /// Removes `name`.
     pub fn remove(&mut self, name: &str) {
         if let Ok(i) = self.0.binary_search_by(|l| l.name.as_str().cmp(name)) {
-            self.0.remove(i);
+            Arc::make_mut(&mut self.0).remove(i);
         }
     }
 
@@ -101,19 +106,23 @@ impl Labels {
 
     /// A copy with only the given names.
     pub fn keep(&self, names: &[impl AsRef<str>]) -> Self {
-        Self(self.0.iter().filter(|l| names.iter().any(|n| n.as_ref() == l.name)).cloned().collect())
+        Self(Arc::new(
+            self.0.iter().filter(|l| names.iter().any(|n| n.as_ref() == l.name)).cloned().collect(),
+        ))
     }
 
     /// A copy without the given names.
     pub fn drop_names(&self, names: &[impl AsRef<str>]) -> Self {
-        Self(self.0.iter().filter(|l| !names.iter().any(|n| n.as_ref() == l.name)).cloned().collect())
+        Self(Arc::new(
+            self.0.iter().filter(|l| !names.iter().any(|n| n.as_ref() == l.name)).cloned().collect(),
+        ))
     }
 
     /// A 64-bit hash that is stable across runs and builds (FNV-1a over names and values with separators),
     /// for persistence and fingerprints.
     pub fn stable_hash(&self) -> u64 {
         let mut h = Fnv64::default();
-        for l in &self.0 {
+        for l in self.0.iter() {
             h.write(l.name.as_bytes());
             h.write(&[0xff]);
             h.write(l.value.as_bytes());
@@ -123,7 +132,7 @@ impl Labels {
     }
 
     pub fn into_vec(self) -> Vec<Label> {
-        self.0
+        Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
     }
 }
 

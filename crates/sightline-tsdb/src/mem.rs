@@ -1,5 +1,5 @@
 //! A small in-memory store for tests and for `sightline rules test`: a sorted map of series to samples,
-//! behind a lock. Not for production data; [`crate::storage::Db`] is.
+//! behind a lock. Not for production data; `crate::storage::Db` is.
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;

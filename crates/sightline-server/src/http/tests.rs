@@ -464,3 +464,130 @@ mod traces {
         }
     }
 }
+
+/// An app state serving the query API over an in-memory store with two `up` series and a counter.
+fn query_state() -> AppState {
+    use sightline_tsdb::{Labels, Sample, mem::MemStorage};
+    let store = MemStorage::new();
+    for (job, v) in [("node", 1.0), ("db", 0.0)] {
+        store.add(
+            Labels::from_pairs(&[("__name__", "up"), ("job", job), ("instance", "127.0.0.1:9100")]),
+            (0..10).map(|i| Sample::new(1_700_000_000_000 + i * 15_000, v)),
+        );
+    }
+    store.add(
+        Labels::from_pairs(&[("__name__", "requests_total"), ("job", "node")]),
+        (0..41).map(|i| Sample::new(1_700_000_000_000 + i * 15_000, (i * 30) as f64)),
+    );
+    let query = crate::query::QueryState {
+        storage: std::sync::Arc::new(store),
+        engine: sightline_tsdb::promql::Engine::default(),
+        scrape: None,
+    };
+    state(Registry::new(), &[]).with_query(query)
+}
+
+fn json_of(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).expect("JSON body")
+}
+
+#[tokio::test]
+async fn instant_queries_answer_in_prometheus_shape() {
+    let app = router(query_state());
+    let (status, _, body) = call(app.clone(), get("/api/v1/query?query=up&time=1700000100")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = json_of(&body);
+    assert_eq!(body["status"], "success");
+    assert_eq!(body["data"]["resultType"], "vector");
+    let result = body["data"]["result"].as_array().expect("result");
+    assert_eq!(result.len(), 2);
+    assert_eq!(result[0]["metric"]["__name__"], "up");
+    assert_eq!(result[0]["value"][0], 1_700_000_100);
+
+    // POST with a form body, as Grafana sends it.
+    let request = Request::post("/api/v1/query")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("query=sum%28up%29&time=1700000100.5"))
+        .expect("request");
+    let (status, _, body) = call(app.clone(), request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = json_of(&body);
+    assert_eq!(body["data"]["result"][0]["value"], serde_json::json!([1_700_000_100.5, "1"]));
+
+    let (status, _, body) = call(app.clone(), get("/api/v1/query?query=1%2B1&time=1700000000")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        json_of(&body)["data"],
+        serde_json::json!({"resultType": "scalar", "result": [1_700_000_000, "2"]})
+    );
+}
+
+#[tokio::test]
+async fn range_queries_return_matrices() {
+    let app = router(query_state());
+    let uri =
+        "/api/v1/query_range?query=rate(requests_total%5B1m%5D)&start=1700000300&end=1700000600&step=60";
+    let (status, _, body) = call(app, get(uri)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = json_of(&body);
+    assert_eq!(body["data"]["resultType"], "matrix");
+    let series = &body["data"]["result"][0];
+    assert_eq!(series["metric"], serde_json::json!({"job": "node"}));
+    let values = series["values"].as_array().expect("values");
+    assert_eq!(values.len(), 6);
+    assert_eq!(values[0][0], 1_700_000_300);
+    let rate: f64 = values[0][1].as_str().and_then(|v| v.parse().ok()).expect("a number as a string");
+    assert!((rate - 2.0).abs() < 1e-9, "30 per 15 s is 2/s, got {rate}");
+}
+
+#[tokio::test]
+async fn query_errors_have_prometheus_types_and_statuses() {
+    let app = router(query_state());
+    let cases = [
+        ("/api/v1/query?query=sum(", StatusCode::BAD_REQUEST, "bad_data"),
+        ("/api/v1/query", StatusCode::BAD_REQUEST, "bad_data"),
+        ("/api/v1/query?query=up&time=yesterday", StatusCode::BAD_REQUEST, "bad_data"),
+        ("/api/v1/query_range?query=up&start=10&end=5&step=1", StatusCode::BAD_REQUEST, "bad_data"),
+        ("/api/v1/query_range?query=up&start=0&end=100&step=0", StatusCode::BAD_REQUEST, "bad_data"),
+        ("/api/v1/query_range?query=up&start=0&end=100000&step=1", StatusCode::BAD_REQUEST, "bad_data"),
+        ("/api/v1/series", StatusCode::BAD_REQUEST, "bad_data"),
+        ("/api/v1/series?match[]=sum(up)", StatusCode::BAD_REQUEST, "bad_data"),
+        ("/api/v1/label/1bad/values", StatusCode::BAD_REQUEST, "bad_data"),
+    ];
+    for (uri, want_status, want_type) in cases {
+        let (status, _, body) = call(app.clone(), get(uri)).await;
+        assert_eq!(status, want_status, "{uri}: {body}");
+        let body = json_of(&body);
+        assert_eq!(body["status"], "error", "{uri}");
+        assert_eq!(body["errorType"], want_type, "{uri}");
+        assert!(!body["error"].as_str().unwrap_or("").is_empty(), "{uri}");
+    }
+    let (_, _, body) = call(app.clone(), get("/api/v1/query?query=sum(")).await;
+    let error = json_of(&body)["error"].as_str().unwrap_or("").to_owned();
+    assert!(error.starts_with("invalid parameter \"query\": 1:"), "{error}");
+    // Many-to-many matching is an execution error (422), as in Prometheus.
+    let uri = "/api/v1/query?query=up%20%2B%20on()%20up&time=1700000100";
+    let (status, _, body) = call(app, get(uri)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(json_of(&body)["errorType"], "execution");
+}
+
+#[tokio::test]
+async fn metadata_endpoints_list_series_labels_and_values() {
+    let app = router(query_state());
+    let (status, _, body) = call(app.clone(), get("/api/v1/series?match[]=up%7Bjob%3D%22node%22%7D")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        json_of(&body)["data"],
+        serde_json::json!([{"__name__": "up", "instance": "127.0.0.1:9100", "job": "node"}])
+    );
+    let (_, _, body) = call(app.clone(), get("/api/v1/labels")).await;
+    assert_eq!(json_of(&body)["data"], serde_json::json!(["__name__", "instance", "job"]));
+    let (_, _, body) = call(app.clone(), get("/api/v1/label/__name__/values")).await;
+    assert_eq!(json_of(&body)["data"], serde_json::json!(["requests_total", "up"]));
+    let (_, _, body) = call(app.clone(), get("/api/v1/label/job/values?match[]=up")).await;
+    assert_eq!(json_of(&body)["data"], serde_json::json!(["db", "node"]));
+    let (status, _, body) = call(app, get("/api/v1/status/buildinfo")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_of(&body)["data"]["version"], env!("CARGO_PKG_VERSION"));
+}

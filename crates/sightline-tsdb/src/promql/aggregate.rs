@@ -12,7 +12,7 @@ use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 use crate::labels::{Labels, METRIC_NAME};
 use crate::promql::eval::{Evaluator, Grid, Row, Val, bad_type, exec_err, unparen};
-use crate::promql::functions::{MeanAcc, kahan_inc, quantile};
+use crate::promql::functions::{kahan_inc, quantile};
 use crate::promql::value::QueryError;
 
 /// Formats a float as Go's `strconv.FormatFloat(v, 'f', -1, 64)`, which `count_values` uses for its label.
@@ -69,7 +69,9 @@ struct Acc {
     count: f64,
     value: f64,
     c: f64,
-    mean: MeanAcc,
+    /// For `avg`: the running mean once the sum has overflowed.
+    mean: f64,
+    incremental: bool,
 }
 
 // === impl Evaluator ===
@@ -193,7 +195,7 @@ fn accumulate(op: u16, acc: &mut Acc, v: f64) {
     let first = acc.count == 1.0;
     match op {
         T_SUM => (acc.value, acc.c) = kahan_inc(v, acc.value, acc.c),
-        T_AVG => acc.mean.add(v),
+        T_AVG => avg_add(acc, v, first),
         T_MIN if first || acc.value > v || acc.value.is_nan() => acc.value = v,
         T_MAX if first || acc.value < v || acc.value.is_nan() => acc.value = v,
         T_STDDEV | T_STDVAR => {
@@ -211,10 +213,33 @@ fn accumulate(op: u16, acc: &mut Acc, v: f64) {
     }
 }
 
+/// Prometheus 3's `avg`: a Kahan sum while it stays finite, then an incremental mean weighted by
+/// `(n - 1) / n`, so a sum that would overflow still gives the right mean.
+fn avg_add(acc: &mut Acc, v: f64, first: bool) {
+    if first {
+        acc.value = v;
+        return;
+    }
+    if !acc.incremental {
+        let (nv, nc) = kahan_inc(v, acc.value, acc.c);
+        if !nv.is_infinite() {
+            acc.value = nv;
+            acc.c = nc;
+            return;
+        }
+        acc.incremental = true;
+        acc.mean = acc.value / (acc.count - 1.0);
+        acc.c /= acc.count - 1.0;
+    }
+    let q = (acc.count - 1.0) / acc.count;
+    (acc.mean, acc.c) = kahan_inc(v / acc.count, q * acc.mean, q * acc.c);
+}
+
 fn finish(op: u16, acc: &Acc) -> f64 {
     match op {
         T_SUM => acc.value + acc.c,
-        T_AVG => acc.mean.value(),
+        T_AVG if acc.incremental => acc.mean + acc.c,
+        T_AVG => (acc.value + acc.c) / acc.count,
         T_COUNT => acc.count,
         T_GROUP => 1.0,
         T_STDVAR => acc.value / acc.count,

@@ -11,7 +11,7 @@ use crate::promql::value::{InstantSample, QueryError, Value};
 use crate::sample::Sample;
 use crate::traits::{Querier, Series};
 
-/// Prometheus's cap on the points of one series in a range query.
+/// Prometheus's cap on a range query's resolution: `(end - start) / step` may not exceed it.
 pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
 /// Engine limits and defaults.
@@ -24,6 +24,8 @@ pub struct EngineOptions {
     /// The most samples a query may hold at once (Prometheus: 50,000,000).
     pub max_samples: usize,
 }
+
+// === impl EngineOptions ===
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -43,15 +45,16 @@ pub struct Engine {
     default_subquery_step: Duration,
 }
 
+// === impl Engine ===
+
 impl Default for Engine {
     fn default() -> Self {
         Self::new(EngineOptions::default())
     }
 }
 
-// === impl Engine ===
-
 impl Engine {
+    /// An engine with the given limits; subqueries without a step use 1 m.
     pub fn new(options: EngineOptions) -> Self {
         Self { options, default_subquery_step: Duration::from_secs(60) }
     }
@@ -65,6 +68,7 @@ impl Engine {
         self
     }
 
+    /// The limits this engine enforces.
     pub fn options(&self) -> &EngineOptions {
         &self.options
     }
@@ -72,8 +76,12 @@ impl Engine {
     /// Parses and type-checks a query. Errors are [`QueryError::BadData`] with a byte position when one can
     /// be found.
     pub fn parse(query: &str) -> Result<Expr, QueryError> {
-        promql_parser::parser::parse(query).map_err(|message| {
-            let position = error_position(query, &message);
+        promql_parser::parser::parse(query).map_err(|mut message| {
+            let mut position = error_position(query, &message);
+            if position.is_none() && ends_incomplete(query) {
+                message = "unexpected end of input".to_owned();
+                position = Some(query.len());
+            }
             let message = match position {
                 // Prometheus's form: `line:column: parse error: ...`, both 1-based.
                 Some(pos) => {
@@ -154,7 +162,7 @@ impl Engine {
         if end < start {
             return Err(bad("invalid parameter \"end\": end timestamp must not be before start time"));
         }
-        if end.saturating_sub(start) / step >= MAX_POINTS_PER_SERIES {
+        if end.saturating_sub(start) / step > MAX_POINTS_PER_SERIES {
             return Err(bad(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
             ));
@@ -217,6 +225,7 @@ impl Engine {
             query_start: start,
             query_end: end,
             default_step: dur_ms(&self.default_subquery_step).max(1),
+            func_hint: None,
         }
     }
 }
@@ -257,4 +266,29 @@ fn error_position(query: &str, message: &str) -> Option<usize> {
         return Some(query.len());
     }
     None
+}
+
+/// Whether a query stops where more must follow (after an operator, an opening bracket or a keyword
+/// that takes an argument); the parser reports these only as "invalid promql query".
+fn ends_incomplete(query: &str) -> bool {
+    let q = query.trim_end();
+    if q.ends_with(['+', '-', '*', '/', '%', '^', '=', '<', '>', '(', ',', '{', '[', '@', '~']) {
+        return true;
+    }
+    let last_word = q.rsplit(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or("");
+    matches!(
+        last_word,
+        "and"
+            | "or"
+            | "unless"
+            | "atan2"
+            | "by"
+            | "without"
+            | "on"
+            | "ignoring"
+            | "bool"
+            | "offset"
+            | "group_left"
+            | "group_right"
+    ) && q.len() > last_word.len()
 }

@@ -69,6 +69,9 @@ pub(crate) struct MatrixVal {
     pub series: Vec<Series>,
     pub range: i64,
     pub ends: Vec<i64>,
+    /// Whether an `@` modifier pins the windows (Prometheus then evaluates the call once, at the query
+    /// start, which matters to `predict_linear`).
+    pub pinned: bool,
 }
 
 // === impl MatrixVal ===
@@ -154,6 +157,9 @@ pub(crate) struct Evaluator<'a> {
     pub query_end: i64,
     /// The default subquery step (Prometheus: the global evaluation interval).
     pub default_step: i64,
+    /// The function or aggregation directly around the node being evaluated (a binary operator clears
+    /// it), passed to the store as [`SelectHints::func`] the way Prometheus's `extractFuncFromPath` does.
+    pub func_hint: Option<&'static str>,
 }
 
 /// Wraps a message as an execution error.
@@ -304,14 +310,31 @@ impl Evaluator<'_> {
                     )));
                 }
             },
-            Expr::VectorSelector(vs) => Val::Vector(self.eval_vector_selector(vs, grid, None, false)?),
+            Expr::VectorSelector(vs) => {
+                Val::Vector(self.eval_vector_selector(vs, grid, self.func_hint, false)?)
+            }
             Expr::MatrixSelector(ms) => {
-                Val::Matrix(self.eval_matrix_selector(&ms.vs, dur_ms(&ms.range), grid, None)?)
+                Val::Matrix(self.eval_matrix_selector(&ms.vs, dur_ms(&ms.range), grid, self.func_hint)?)
             }
             Expr::Subquery(sq) => Val::Matrix(self.eval_subquery(sq, grid)?),
-            Expr::Call(call) => self.eval_call(call, grid)?,
-            Expr::Aggregate(agg) => self.eval_aggregate(agg, grid)?,
-            Expr::Binary(bin) => self.eval_binary(bin, grid)?,
+            Expr::Call(call) => {
+                let outer = self.func_hint.replace(call.func.name);
+                let val = self.eval_call(call, grid);
+                self.func_hint = outer;
+                val?
+            }
+            Expr::Aggregate(agg) => {
+                let outer = std::mem::replace(&mut self.func_hint, aggregation_name(agg.op.id()));
+                let val = self.eval_aggregate(agg, grid);
+                self.func_hint = outer;
+                val?
+            }
+            Expr::Binary(bin) => {
+                let outer = self.func_hint.take();
+                let val = self.eval_binary(bin, grid);
+                self.func_hint = outer;
+                val?
+            }
             Expr::Extension(_) => {
                 return Err(bad_type("extension expressions are not supported by this engine"));
             }
@@ -466,7 +489,7 @@ impl Evaluator<'_> {
     ) -> Result<MatrixVal, QueryError> {
         let ends = self.effective_times(grid, &vs.at, &vs.offset);
         let (Some(&first), Some(&last)) = (ends.first(), ends.last()) else {
-            return Ok(MatrixVal { series: Vec::new(), range, ends });
+            return Ok(MatrixVal { series: Vec::new(), range, ends, pinned: vs.at.is_some() });
         };
         let hints = SelectHints {
             start: first.saturating_sub(range).saturating_add(1),
@@ -482,7 +505,7 @@ impl Evaluator<'_> {
             }
         }
         series.retain(|s| !s.samples.is_empty());
-        Ok(MatrixVal { series, range, ends })
+        Ok(MatrixVal { series, range, ends, pinned: vs.at.is_some() })
     }
 
     /// A subquery: the inner expression evaluated at multiples of its step over the whole span the outer
@@ -492,7 +515,7 @@ impl Evaluator<'_> {
         let step = sq.step.as_ref().map(dur_ms).unwrap_or(self.default_step).max(1);
         let ends = self.effective_times(grid, &sq.at, &sq.offset);
         let (Some(&first), Some(&last)) = (ends.first(), ends.last()) else {
-            return Ok(MatrixVal { series: Vec::new(), range, ends });
+            return Ok(MatrixVal { series: Vec::new(), range, ends, pinned: sq.at.is_some() });
         };
         // The first multiple of the step inside the first window, which is left-open.
         let lower = first.saturating_sub(range);
@@ -524,11 +547,34 @@ impl Evaluator<'_> {
                     .collect(),
             })
             .collect();
-        Ok(MatrixVal { series, range, ends })
+        Ok(MatrixVal { series, range, ends, pinned: sq.at.is_some() })
     }
 }
 
 /// A type error found during evaluation (the parser checks most of them first).
 pub(crate) fn bad_type(msg: impl Into<String>) -> QueryError {
     QueryError::BadData { message: msg.into(), position: None }
+}
+
+/// The name of an aggregation operator, for selection hints.
+fn aggregation_name(op: u16) -> Option<&'static str> {
+    use promql_parser::parser::token::{
+        T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV, T_STDVAR,
+        T_SUM, T_TOPK,
+    };
+    Some(match op {
+        T_SUM => "sum",
+        T_AVG => "avg",
+        T_COUNT => "count",
+        T_MIN => "min",
+        T_MAX => "max",
+        T_GROUP => "group",
+        T_STDDEV => "stddev",
+        T_STDVAR => "stdvar",
+        T_TOPK => "topk",
+        T_BOTTOMK => "bottomk",
+        T_COUNT_VALUES => "count_values",
+        T_QUANTILE => "quantile",
+        _ => return None,
+    })
 }

@@ -41,17 +41,17 @@ impl Evaluator<'_> {
             | "last_over_time" | "first_over_time" | "present_over_time" | "stddev_over_time"
             | "stdvar_over_time" => {
                 let m = self.eval_matrix(arg(0)?, grid, Some(name))?;
-                self.range_function(name, m, &[])
+                self.range_function(name, m, grid, &[])
             }
             "predict_linear" => {
                 let m = self.eval_matrix(arg(0)?, grid, Some(name))?;
                 let s = self.eval_scalar(arg(1)?, grid)?;
-                self.range_function(name, m, &s)
+                self.range_function(name, m, grid, &s)
             }
             "quantile_over_time" => {
                 let q = self.eval_scalar(arg(0)?, grid)?;
                 let m = self.eval_matrix(arg(1)?, grid, Some(name))?;
-                self.range_function(name, m, &q)
+                self.range_function(name, m, grid, &q)
             }
             "absent_over_time" => {
                 let e = arg(0)?;
@@ -239,7 +239,17 @@ impl Evaluator<'_> {
 
     /// Applies a range function to every window of `m`. `param` is the scalar argument of
     /// `predict_linear` and `quantile_over_time`.
-    fn range_function(&mut self, name: &str, m: MatrixVal, param: &[f64]) -> Result<Val, QueryError> {
+    fn range_function(
+        &mut self,
+        name: &str,
+        m: MatrixVal,
+        grid: Grid,
+        param: &[f64],
+    ) -> Result<Val, QueryError> {
+        // `predict_linear` predicts from the step's time, not the window's end (they differ by the
+        // offset); with `@` Prometheus evaluates the call once at the query start.
+        let query_start = self.query_start;
+        let predict_at = |i: usize| if m.pinned { query_start } else { grid.t(i) };
         let steps = m.ends.len();
         self.check_dense(m.series.len(), steps, "range function evaluation")?;
         let mut out: Vec<Vec<Option<f64>>> = vec![vec![None; steps]; m.series.len()];
@@ -247,19 +257,17 @@ impl Evaluator<'_> {
         let func =
             RangeFn::from_name(name).ok_or_else(|| bad_type(format!("unknown range function {name}")))?;
         let range = m.range;
-        // For counters, a prefix count of resets per series lets windows without a reset skip the
-        // correction loop (the loop itself still runs where there are resets, so sums stay bit-exact).
-        let resets: Vec<Vec<u32>> = if matches!(func, RangeFn::Rate | RangeFn::Increase) {
-            m.series.iter().map(|s| reset_prefix(&s.samples)).collect()
+        // For counters, the (usually empty) list of reset positions per series lets windows without a
+        // reset skip the correction loop; the loop still runs where there are resets, so sums stay
+        // bit-exact.
+        let resets: Vec<Vec<usize>> = if matches!(func, RangeFn::Rate | RangeFn::Increase) {
+            m.series.iter().map(|s| reset_positions(&s.samples)).collect()
         } else {
             Vec::new()
         };
         m.for_each_window(self.deadline, |si, i, lo, w| {
             let end = m.ends[i];
-            let counter = match resets.get(si) {
-                Some(p) => p[lo + w.len() - 1] != p[lo],
-                None => true,
-            };
+            let counter = resets.get(si).is_none_or(|r| window_has_reset(r, lo, w.len()));
             out[si][i] = match func {
                 RangeFn::Rate => extrapolated_rate(w, end.saturating_sub(range), end, true, counter, true),
                 RangeFn::Increase => {
@@ -270,7 +278,7 @@ impl Evaluator<'_> {
                 RangeFn::Idelta => instant_delta(w, false),
                 RangeFn::Deriv => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
                 RangeFn::PredictLinear => (w.len() >= 2).then(|| {
-                    let (slope, intercept) = linear_regression(w, end);
+                    let (slope, intercept) = linear_regression(w, predict_at(i));
                     slope * param[i] + intercept
                 }),
                 RangeFn::Changes => Some(
@@ -509,8 +517,8 @@ pub(crate) fn kahan_sum(values: impl Iterator<Item = f64>) -> f64 {
     sum + c
 }
 
-/// The mean as Prometheus 3's `avg_over_time` and `avg` compute it: a Kahan sum divided by the count,
-/// switching to an incremental mean once the sum overflows.
+/// The mean as Prometheus 3's `avg_over_time` computes it: a Kahan sum divided by the count, switching
+/// to an incremental mean once the sum overflows.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct MeanAcc {
     sum: f64,
@@ -651,20 +659,16 @@ fn extrapolated_rate(
     Some(result * factor)
 }
 
-/// `p[k]` is the number of counter resets among `samples[..=k]` (a reset at `k` is `samples[k] <
-/// samples[k - 1]`), so a window `lo..=hi` has a reset exactly when `p[hi] != p[lo]`.
-fn reset_prefix(samples: &[Sample]) -> Vec<u32> {
-    let mut out = Vec::with_capacity(samples.len());
-    let mut count = 0u32;
-    let mut prev = f64::NAN;
-    for s in samples {
-        if s.v < prev {
-            count = count.saturating_add(1);
-        }
-        out.push(count);
-        prev = s.v;
-    }
-    out
+/// The positions `k` where a counter resets (`samples[k] < samples[k - 1]`).
+fn reset_positions(samples: &[Sample]) -> Vec<usize> {
+    samples.windows(2).enumerate().filter(|(_, p)| p[1].v < p[0].v).map(|(k, _)| k + 1).collect()
+}
+
+/// Whether the window of `len` samples from `lo` holds a reset: a reset at `r` compares samples `r - 1`
+/// and `r`, so it counts when `lo < r < lo + len`.
+fn window_has_reset(resets: &[usize], lo: usize, len: usize) -> bool {
+    let next = resets.partition_point(|&x| x <= lo);
+    resets.get(next).is_some_and(|&x| x < lo + len)
 }
 
 /// `irate` and `idelta`: the last two samples of the window.
@@ -933,6 +937,24 @@ mod tests {
         assert!(go_min(f64::NAN, 1.0).is_nan());
         assert_eq!(go_max(1.0, 2.0), 2.0);
         assert_eq!(go_min(1.0, 2.0), 1.0);
+    }
+
+    #[test]
+    fn reset_lookup_matches_a_scan() {
+        let values = [5.0, 1.0, 2.0, 2.0, 0.0, 7.0, 3.0, 4.0, 9.0, 1.0];
+        let samples: Vec<Sample> =
+            values.iter().enumerate().map(|(i, v)| Sample::new(i as i64, *v)).collect();
+        let resets = reset_positions(&samples);
+        for lo in 0..samples.len() {
+            for len in 1..=samples.len() - lo {
+                let w = &samples[lo..lo + len];
+                let scan = w.windows(2).any(|p| p[1].v < p[0].v);
+                assert_eq!(window_has_reset(&resets, lo, len), scan, "lo {lo} len {len}");
+                let fast = extrapolated_rate(w, -10, 20, true, window_has_reset(&resets, lo, len), false);
+                let full = extrapolated_rate(w, -10, 20, true, true, false);
+                assert_eq!(fast.map(f64::to_bits), full.map(f64::to_bits));
+            }
+        }
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! [`crate::Querier`], with Prometheus 3.x semantics (left-open range selectors, a 5 minute lookback,
 //! staleness markers).
 //!
-//! Modules: [`engine`](Engine) holds the entry points and limits, `eval` the evaluator and selectors,
-//! `functions`, `aggregate` and `binary` the operators.
+//! Modules: `engine` holds the entry points and limits, `eval` the evaluator and selectors, `functions`,
+//! `aggregate` and `binary` the operators. Every node is evaluated once over the whole grid of query
+//! timestamps, so a range query selects each series once and slides windows over its samples.
 
 mod aggregate;
 mod binary;

@@ -466,6 +466,16 @@ fn nan_and_infinities() {
     assert_eq!(instant(&store, "min(v)", 0), ["{} => 1"]);
     assert_eq!(instant(&store, "sum(v)", 0), ["{} => NaN"]);
     assert_eq!(instant(&store, "v == v", 0), [r#"v{k="inf"} => inf"#, r#"v{k="one"} => 1"#]);
+    assert_eq!(instant(&store, r#"avg(v{k!="nan"})"#, 0), ["{} => inf"]);
+    // A sum that overflows still averages correctly.
+    assert_eq!(
+        instant(
+            &store,
+            r#"avg(v{k="one"} * 1e308 or label_replace(v{k="one"} * 1.5e308, "k", "two", "", "")) / 1e300"#,
+            0
+        ),
+        ["{} => 125000000"]
+    );
     assert_eq!(instant(&store, "topk(1, v)", 0), [r#"v{k="inf"} => inf"#]);
     assert_eq!(instant_err(&store, "topk(scalar(v{k=\"nan\"}), v)", 0).to_string(), "Parameter value is NaN");
     assert!(instant_err(&store, "topk(1e300, v)", 0).to_string().ends_with("overflows int64"));
@@ -538,7 +548,8 @@ fn range_queries() {
 fn range_query_errors() {
     let store = counters();
     let e = engine();
-    let err = e.range_query(&store, "up", 0, 11_000 * 1000, 1000).expect_err("too many points");
+    assert!(e.range_query(&store, "up", 0, 11_000 * 1000, 1000).is_ok());
+    let err = e.range_query(&store, "up", 0, 11_001 * 1000, 1000).expect_err("too many points");
     assert_eq!(err.error_type(), "bad_data");
     assert!(err.to_string().contains("exceeded maximum resolution of 11,000 points per timeseries"));
     assert_eq!(e.range_query(&store, "up", 0, 1000, 0).expect_err("step").error_type(), "bad_data");
@@ -557,6 +568,11 @@ fn parse_errors_are_bad_data() {
     assert_eq!(position, Some(11));
     assert!(message.starts_with("1:12: parse error: "), "{message}");
     assert!(Engine::parse("rate(x[5m])").is_ok());
+    // A query cut short points at its end, as Prometheus's "unexpected end of input" does.
+    let Err(QueryError::BadData { position, message }) = Engine::parse("x +") else {
+        panic!("error expected")
+    };
+    assert_eq!((position, message.as_str()), (Some(3), "1:4: parse error: unexpected end of input"));
     let err = instant_err(&store, "rate(x)", 0);
     assert_eq!(err.error_type(), "bad_data");
 }
@@ -638,6 +654,8 @@ const CROSS_QUERIES: &[&str] = &[
     "idelta(gauge[5m])",
     "deriv(gauge[5m])",
     "predict_linear(gauge[5m], 120)",
+    "predict_linear(gauge[5m] offset 2m, 120)",
+    "predict_linear(gauge[5m:1m] offset 3m, 60)",
     "changes(gauge[10m])",
     "resets(resetting[10m])",
     "avg_over_time(gauge[5m])",
@@ -714,6 +732,26 @@ const CROSS_QUERIES: &[&str] = &[
     "gauge % 3",
     "max_over_time(rate(http_requests[2m])[5m:1m])",
     "sum_over_time(gauge[5m:2m])",
+    "topk by (job) (1, gauge)",
+    "sum_over_time(gauge[5m] @ 630)",
+    "rate(http_requests[5m] offset 2m)",
+    "changes(flappy[10m])",
+    "resets(flappy[10m])",
+    "deriv(http_requests[5m])",
+    "idelta(flappy[5m])",
+    "http_requests % 7 > bool 3",
+    "count by (job) (gauge > 4)",
+    "-http_requests > -200",
+    "http_requests != bool 100",
+    "sum by (job) (http_requests) / on (job) group_left (team) sum by (job, team) (owner)",
+    "owner * on (job) group_left http_requests{instance=\"0\"}",
+    r#"label_replace(gauge{job="api"}, "job", "", "job", ".*")"#,
+    "quantile(0, gauge)",
+    "quantile(1, http_requests)",
+    "bottomk(1, gauge) or topk(1, gauge)",
+    "count_over_time(http_requests[5m:40s])",
+    "max_over_time(deriv(gauge[150s])[6m:2m])",
+    "histogram_quantile(0.75, sum by (le, job) (rate(req_bucket[5m])))",
     // 2.42 averages incrementally, 3.x divides the sum: they may differ in the last bit.
     "round(avg_over_time(gauge[6m:2m] offset 1m) * 1e9)",
 ];
@@ -909,4 +947,93 @@ fn extreme_timestamps_do_not_panic() {
     }
     let _ = engine().range_query(&store, "http_requests", i64::MIN, i64::MAX, i64::MAX);
     let _ = engine().range_query(&store, "http_requests", i64::MAX - 10, i64::MAX, 1);
+}
+
+/// A querier that records the hints of every selection.
+struct Recording {
+    inner: MemStorage,
+    hints: std::sync::Mutex<Vec<crate::SelectHints>>,
+}
+
+impl crate::Querier for Recording {
+    fn select(
+        &self,
+        matchers: &[promql_parser::label::Matcher],
+        hints: &crate::SelectHints,
+    ) -> Result<Vec<crate::Series>, crate::StorageError> {
+        self.hints.lock().expect("lock").push(hints.clone());
+        self.inner.select(matchers, hints)
+    }
+    fn series(
+        &self,
+        matchers: &[promql_parser::label::Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>, crate::StorageError> {
+        self.inner.series(matchers, start, end)
+    }
+    fn label_names(
+        &self,
+        matchers: &[promql_parser::label::Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, crate::StorageError> {
+        self.inner.label_names(matchers, start, end)
+    }
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[promql_parser::label::Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, crate::StorageError> {
+        self.inner.label_values(name, matchers, start, end)
+    }
+}
+
+#[test]
+fn selections_carry_hints() {
+    let rec = Recording { inner: counters(), hints: std::sync::Mutex::new(Vec::new()) };
+    let hints = |q: &str, range: Option<(i64, i64, i64)>| -> Vec<(i64, i64, i64, Option<String>, i64)> {
+        rec.hints.lock().expect("lock").clear();
+        match range {
+            Some((s, e, step)) => engine().range_query(&rec, q, s, e, step).map(|_| ()),
+            None => engine().instant_query(&rec, q, 10 * MIN).map(|_| ()),
+        }
+        .expect("query");
+        rec.hints
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|h| (h.start, h.end, h.step, h.func.clone(), h.range))
+            .collect()
+    };
+    let t = 10 * MIN;
+    assert_eq!(
+        hints("sum(rate(http_requests[5m]))", None),
+        [(t - 5 * MIN + 1, t, 0, Some("rate".into()), 5 * MIN)]
+    );
+    assert_eq!(hints("abs(gauge)", None), [(t - 5 * MIN + 1, t, 0, Some("abs".into()), 0)]);
+    assert_eq!(hints("max by (job) (gauge)", None), [(t - 5 * MIN + 1, t, 0, Some("max".into()), 0)]);
+    assert_eq!(hints("abs(gauge + gauge)", None).iter().filter(|h| h.3.is_none()).count(), 2);
+    // One selection covers the whole range query.
+    assert_eq!(
+        hints("max_over_time(gauge[10m])", Some((MIN, 5 * MIN, MIN))),
+        [(MIN - 10 * MIN + 1, 5 * MIN, MIN, Some("max_over_time".into()), 10 * MIN)]
+    );
+}
+
+#[test]
+fn predict_linear_predicts_from_the_step_time() {
+    let store = load(&[("c", "0+1x60")], MIN);
+    // With an offset the window is 10 m back, but the prediction is for the step's own time.
+    assert_eq!(instant(&store, "predict_linear(c[5m] offset 10m, 0)", 30 * MIN), ["{} => 30"]);
+    // With `@` the call is evaluated once, at the query start, for every step.
+    let Value::Matrix(m) = engine()
+        .range_query(&store, "predict_linear(c[5m] @ 300, 0)", 10 * MIN, 12 * MIN, MIN)
+        .expect("range")
+    else {
+        panic!("matrix expected");
+    };
+    assert_eq!(m[0].samples.iter().map(|s| s.v).collect::<Vec<_>>(), [10.0, 10.0, 10.0]);
 }

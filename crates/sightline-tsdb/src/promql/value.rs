@@ -21,6 +21,8 @@ pub enum Value {
     Matrix(Vec<Series>),
 }
 
+// === impl Value ===
+
 impl Value {
     /// Prometheus's name for the type: `scalar`, `string`, `vector` or `matrix`.
     pub fn type_name(&self) -> &'static str {
@@ -52,6 +54,8 @@ pub enum QueryError {
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
+
+// === impl QueryError ===
 
 impl QueryError {
     /// The `errorType` Prometheus's API returns for this error.
