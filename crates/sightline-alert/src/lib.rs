@@ -1,0 +1,7 @@
+//! Alerting for Rust services and the `sightline` server: Prometheus-format alerting and recording rules
+//! evaluated by `sightline-tsdb`'s PromQL engine, and an Alertmanager-compatible notification pipeline
+//! (routing, grouping, inhibition, silences, acknowledgement, escalation) with its notifiers.
+
+pub mod model;
+
+pub use model::{Alert, AlertSink, AlertStatus, Fingerprint, LabelSet, Notification, Notifier, NotifyError};
