@@ -462,3 +462,19 @@ fn sum_is_compensated() {
     let (summary, report) = run(std::slice::from_ref(&file));
     assert_eq!(summary.failures, 0, "{report}");
 }
+
+/// start_timestamp (Prometheus 3.x) moves time 0 of a test group: samples and eval_time count from it.
+#[test]
+fn start_timestamp_moves_time_zero() {
+    let dir = TempDir::new("promtool-format");
+    let file = |name: &str, start: &str| {
+        let text = format!(
+            "tests:\n  - start_timestamp: {start}\n    interval: 1m\n    input_series:\n      - series: 'x'\n        values: '1+1x10'\n    promql_expr_test:\n      - expr: time()\n        eval_time: 2m\n        exp_samples:\n          - value: 1700000120\n      - expr: x\n        eval_time: 2m30s\n        exp_samples:\n          - labels: x\n            value: 3\n      - expr: timestamp(x)\n        eval_time: 2m30s\n        exp_samples:\n          - value: 1700000120\n"
+        );
+        write(dir.path(), name, &text)
+    };
+    let files = [file("seconds.yml", "1700000000"), file("rfc3339.yml", "'2023-11-14T22:13:20Z'")];
+    let (summary, report) = run(&files);
+    assert_eq!(summary.failures, 0, "{report}");
+    assert_eq!(summary.tests, 6);
+}

@@ -12,6 +12,8 @@ use super::notation::parse_duration;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PromDuration(pub(crate) i64);
 
+// === impl PromDuration ===
+
 impl<'de> Deserialize<'de> for PromDuration {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -80,6 +82,8 @@ pub(crate) enum StartTimestamp {
     Seconds(i64),
     Text(String),
 }
+
+// === impl StartTimestamp ===
 
 impl StartTimestamp {
     /// Milliseconds since the Unix epoch.

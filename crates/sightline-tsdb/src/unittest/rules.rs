@@ -46,6 +46,8 @@ struct RecordingRule {
     previous: HashSet<Labels>,
 }
 
+// === impl LoadedGroup ===
+
 impl LoadedGroup {
     pub(crate) fn has_recording_rules(&self) -> bool {
         self.rules.iter().any(|r| matches!(r, LoadedRule::Recording(_)))
@@ -55,7 +57,7 @@ impl LoadedGroup {
     /// the failures as promtool prints them (`    rule: NAME, time: T, err: ...`).
     pub(crate) fn eval(&mut self, engine: &Engine, store: &MemStorage, ts: i64, mint: i64) -> Vec<String> {
         let mut errors = Vec::new();
-        let t = ts - self.query_offset;
+        let t = ts.saturating_sub(self.query_offset);
         for rule in &mut self.rules {
             let LoadedRule::Recording(rule) = rule else { continue };
             match rule.eval(engine, store, t, self.limit) {
@@ -63,13 +65,15 @@ impl LoadedGroup {
                 Err(e) => errors.push(format!(
                     "    rule: {}, time: {}, err: {e}",
                     rule.name,
-                    super::notation::format_duration(ts - mint)
+                    super::notation::format_duration(ts.saturating_sub(mint))
                 )),
             }
         }
         errors
     }
 }
+
+// === impl RecordingRule ===
 
 impl RecordingRule {
     fn eval(&mut self, engine: &Engine, store: &MemStorage, t: i64, limit: u64) -> Result<(), String> {
