@@ -5,9 +5,9 @@ mod notify_support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use notify_support::SmtpSink;
+use notify_support::{SmtpSink, SmtpTls};
 use sightline_alert::model::{Alert, AlertStatus, LabelSet, Notification, Notifier};
-use sightline_alert::notify::{EmailNotifier, EmailSettings};
+use sightline_alert::notify::{EmailNotifier, EmailSettings, SmtpSecurity, TlsConfig};
 
 fn set(pairs: &[(&str, &str)]) -> LabelSet {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
@@ -94,6 +94,52 @@ async fn resolved_groups_are_sent_only_with_send_resolved() {
     let mails = sink.mails();
     assert_eq!(mails.len(), 1);
     assert!(mails[0].data.contains("Subject: [RESOLVED] DiskFull (sda1 critical)"), "{}", mails[0].data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_upgrades_before_authenticating() {
+    let sink = SmtpSink::start_with(vec![], SmtpTls::StartTls).await;
+    let notifier = EmailNotifier::new(EmailSettings {
+        require_tls: true,
+        auth_username: Some("user".into()),
+        auth_password: Some("pass".into()),
+        // The sink's certificate is self-signed.
+        tls_config: TlsConfig { insecure_skip_verify: true },
+        ..settings(&sink)
+    })
+    .expect("valid settings");
+    assert_eq!(EmailSettings { require_tls: true, ..settings(&sink) }.security(), SmtpSecurity::StartTls);
+    notifier.notify(&notification()).await.expect("delivered over STARTTLS");
+    let mails = sink.mails();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].encrypted, "the message went over TLS");
+    assert_eq!(mails[0].auth.as_deref(), Some("AUTH PLAIN AHVzZXIAcGFzcw=="));
+    assert!(mails[0].data.contains("Subject: [FIRING:1] DiskFull (sda1 critical)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_is_used_with_force_implicit_tls() {
+    let sink = SmtpSink::start_with(vec![], SmtpTls::Implicit).await;
+    let notifier = EmailNotifier::new(EmailSettings {
+        force_implicit_tls: true,
+        tls_config: TlsConfig { insecure_skip_verify: true },
+        ..settings(&sink)
+    })
+    .expect("valid settings");
+    notifier.notify(&notification()).await.expect("delivered over TLS");
+    let mails = sink.mails();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].encrypted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_is_a_permanent_failure() {
+    let sink = SmtpSink::start_with(vec![], SmtpTls::Implicit).await;
+    let notifier = EmailNotifier::new(EmailSettings { force_implicit_tls: true, ..settings(&sink) })
+        .expect("valid settings");
+    let err = notifier.notify(&notification()).await.expect_err("self-signed");
+    assert!(!err.retryable, "{}", err.message);
+    assert!(sink.mails().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
@@ -153,10 +153,23 @@ pub struct Mail {
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub data: String,
+    /// Whether the message came over TLS (implicit or after STARTTLS).
+    pub encrypted: bool,
 }
 
-/// An SMTP server that advertises AUTH PLAIN LOGIN (no STARTTLS) and captures what it is sent.
-/// Recipients in `reject` get a permanent 550.
+/// How the SMTP sink secures its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain text, no STARTTLS offered.
+    None,
+    /// Plain text, STARTTLS offered.
+    StartTls,
+    /// TLS from the first byte.
+    Implicit,
+}
+
+/// An SMTP server that advertises AUTH PLAIN LOGIN (and STARTTLS when asked to) and captures what it
+/// is sent; TLS uses a fresh self-signed certificate. Recipients in `reject` get a permanent 550.
 #[derive(Debug, Clone)]
 pub struct SmtpSink {
     pub addr: SocketAddr,
@@ -165,16 +178,47 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start(reject: Vec<String>) -> Self {
+        Self::start_with(reject, SmtpTls::None).await
+    }
+
+    pub async fn start_with(reject: Vec<String>, tls: SmtpTls) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a local port");
         let addr = listener.local_addr().expect("local address");
         let mails = Arc::new(Mutex::new(Vec::new()));
         let recorded = mails.clone();
+        let acceptor = self_signed_acceptor();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                let (recorded, reject) = (recorded.clone(), reject.clone());
+                let (recorded, reject, acceptor) = (recorded.clone(), reject.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    let _ = smtp_session(stream, recorded, reject).await;
+                    let mut mail = Mail::default();
+                    let _ = match tls {
+                        SmtpTls::Implicit => match acceptor.accept(stream).await {
+                            Ok(stream) => {
+                                mail.encrypted = true;
+                                smtp_session(stream, &mut mail, true, false, &recorded, &reject)
+                                    .await
+                                    .map(drop)
+                            }
+                            Err(e) => Err(e),
+                        },
+                        SmtpTls::None | SmtpTls::StartTls => {
+                            let offer = tls == SmtpTls::StartTls;
+                            match smtp_session(stream, &mut mail, true, offer, &recorded, &reject).await {
+                                Ok(Some(stream)) => match acceptor.accept(stream).await {
+                                    Ok(stream) => {
+                                        mail.encrypted = true;
+                                        smtp_session(stream, &mut mail, false, false, &recorded, &reject)
+                                            .await
+                                            .map(drop)
+                                    }
+                                    Err(e) => Err(e),
+                                },
+                                other => other.map(drop),
+                            }
+                        }
+                    };
                 });
             }
         });
@@ -186,25 +230,56 @@ impl SmtpSink {
     }
 }
 
-async fn smtp_session(
-    stream: TcpStream,
-    mails: Arc<Mutex<Vec<Mail>>>,
-    reject: Vec<String>,
-) -> std::io::Result<()> {
+/// A TLS acceptor with a self-signed certificate for 127.0.0.1 and localhost.
+fn self_signed_acceptor() -> tokio_rustls::TlsAcceptor {
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("certificate params");
+    let cert = params.self_signed(&key).expect("a self-signed certificate");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("a server config");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// Speaks SMTP on `stream` until QUIT; returns the stream when the client asked for STARTTLS.
+async fn smtp_session<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    mail: &mut Mail,
+    greet: bool,
+    offer_starttls: bool,
+    mails: &Mutex<Vec<Mail>>,
+    reject: &[String],
+) -> std::io::Result<Option<S>> {
     let mut stream = BufReader::new(stream);
-    stream.get_mut().write_all(b"220 sink ESMTP ready\r\n").await?;
-    let mut mail = Mail::default();
+    // After STARTTLS the client speaks first (EHLO again), so only a new connection is greeted.
+    if greet {
+        stream.get_mut().write_all(b"220 sink ESMTP ready\r\n").await?;
+        stream.get_mut().flush().await?;
+    }
     loop {
         let mut line = String::new();
         if stream.read_line(&mut line).await? == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let command = line.trim_end().to_owned();
         let verb = command.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
         let reply: String = match verb.as_str() {
             "EHLO" | "HELO" => {
                 mail.ehlo = command[4..].trim().to_owned();
-                "250-sink\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n".into()
+                let starttls = if offer_starttls { "250-STARTTLS\r\n" } else { "" };
+                format!("250-sink\r\n{starttls}250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n")
+            }
+            "STARTTLS" if offer_starttls => {
+                stream.get_mut().write_all(b"220 2.0.0 Ready to start TLS\r\n").await?;
+                return Ok(Some(stream.into_inner()));
             }
             "AUTH" => {
                 mail.auth = Some(command.clone());
@@ -228,7 +303,7 @@ async fn smtp_session(
                 loop {
                     let mut data_line = String::new();
                     if stream.read_line(&mut data_line).await? == 0 {
-                        return Ok(());
+                        return Ok(None);
                     }
                     if data_line == ".\r\n" {
                         break;
@@ -236,16 +311,20 @@ async fn smtp_session(
                     data.push_str(&data_line);
                 }
                 mail.data = data;
-                mails.lock().expect("lock").push(std::mem::take(&mut mail));
+                let encrypted = mail.encrypted;
+                mails.lock().expect("lock").push(std::mem::take(mail));
+                mail.encrypted = encrypted;
                 "250 2.0.0 Ok: queued\r\n".into()
             }
             "RSET" | "NOOP" => "250 2.0.0 Ok\r\n".into(),
             "QUIT" => {
                 stream.get_mut().write_all(b"221 2.0.0 Bye\r\n").await?;
-                return Ok(());
+                stream.get_mut().flush().await?;
+                return Ok(None);
             }
             _ => "502 5.5.2 Command not recognized\r\n".into(),
         };
         stream.get_mut().write_all(reply.as_bytes()).await?;
+        stream.get_mut().flush().await?;
     }
 }
