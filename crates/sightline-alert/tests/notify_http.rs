@@ -335,3 +335,47 @@ async fn the_test_notification_reaches_a_webhook() {
     assert_eq!(body["alerts"][0]["labels"]["alertname"], "SightlineTestAlert");
     assert_eq!(body["alerts"][0]["status"], "firing");
 }
+
+#[test]
+fn retries_are_counted_and_timed_per_receiver() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    // The recorder is thread-local, and a current-thread runtime runs everything on this thread.
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let server =
+                HttpServer::start(vec![Reply::Status(502), Reply::Status(200), Reply::Status(404)]).await;
+            let webhook = WebhookNotifier::new(WebhookSettings {
+                url: server.url("/hook"),
+                ..WebhookSettings::default()
+            })
+            .expect("valid settings");
+            let notifier = Retrying::new(Arc::new(webhook), fast_retries(3, WAIT));
+            notifier.notify(&notification()).await.expect("the retry succeeds");
+            notifier.notify(&notification()).await.expect_err("404 is permanent");
+        });
+    });
+    let mut counts = std::collections::BTreeMap::new();
+    let mut latencies = 0;
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let key = key.key();
+        let label = |name: &str| key.labels().find(|l| l.key() == name).map(|l| l.value().to_owned());
+        assert_eq!(label("receiver").as_deref(), Some("team-api"), "{key:?}");
+        match (key.name(), value) {
+            ("sightline_notifications_total", DebugValue::Counter(n)) => {
+                counts.insert(label("outcome").expect("an outcome label"), n);
+            }
+            ("sightline_notification_latency_seconds", DebugValue::Histogram(samples)) => {
+                latencies += samples.len()
+            }
+            (other, value) => panic!("unexpected metric {other}: {value:?}"),
+        }
+    }
+    let expected: std::collections::BTreeMap<String, u64> =
+        [("retry".to_owned(), 1), ("success".to_owned(), 1), ("failure".to_owned(), 1)].into();
+    assert_eq!(counts, expected);
+    assert_eq!(latencies, 3, "every attempt is timed");
+}

@@ -77,7 +77,80 @@ fn format_set(set: &LabelSet) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Debug;
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
     use super::*;
+    use crate::model::Alert;
+
+    /// Records each event's level and fields (a hand-written subscriber, so that the crate needs no
+    /// tracing-subscriber just for this test).
+    #[derive(Default, Clone)]
+    struct Capture(Arc<Mutex<Vec<(tracing::Level, Vec<(String, String)>)>>>);
+
+    struct Fields<'a>(&'a mut Vec<(String, String)>);
+
+    impl Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+            self.0.push((field.name().to_owned(), format!("{value:?}")));
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.push((field.name().to_owned(), value.to_owned()));
+        }
+    }
+
+    impl Subscriber for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut fields = Vec::new();
+            event.record(&mut Fields(&mut fields));
+            self.0.lock().expect("lock").push((*event.metadata().level(), fields));
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    #[test]
+    fn one_event_per_alert() {
+        let mut notification = crate::notify::test_notification("ops");
+        let resolved = Alert {
+            labels: [("alertname".to_owned(), "Gone".to_owned())].into(),
+            ends_at: Some(std::time::SystemTime::UNIX_EPOCH),
+            ..notification.alerts[0].1.clone()
+        };
+        notification.alerts.push((AlertStatus::Resolved, resolved));
+        let capture = Capture::default();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        tracing::subscriber::with_default(capture.clone(), || {
+            runtime.block_on(LogNotifier::new(LogSettings::default()).notify(&notification)).expect("logged");
+            let quiet = LogNotifier::new(LogSettings { send_resolved: false });
+            runtime.block_on(quiet.notify(&notification)).expect("logged");
+        });
+        let events = capture.0.lock().expect("lock").clone();
+        let field = |i: usize, name: &str| {
+            events[i].1.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+        };
+        assert_eq!(events.len(), 3, "two alerts, then only the firing one without send_resolved");
+        assert_eq!(events[0].0, tracing::Level::WARN);
+        assert_eq!(field(0, "alertname"), "SightlineTestAlert");
+        assert_eq!(field(0, "receiver"), "ops");
+        assert!(field(0, "annotations").contains("summary=\"Test notification for receiver ops\""));
+        assert_eq!(events[1].0, tracing::Level::INFO);
+        assert_eq!(field(1, "alertname"), "Gone");
+        assert_eq!(field(1, "ends_at"), "1970-01-01T00:00:00Z");
+        assert_eq!(field(2, "alertname"), "SightlineTestAlert");
+    }
 
     #[test]
     fn sets_print_like_prometheus() {
