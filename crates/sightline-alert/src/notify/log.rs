@@ -90,7 +90,10 @@ mod tests {
     /// Records each event's level and fields (a hand-written subscriber, so that the crate needs no
     /// tracing-subscriber just for this test).
     #[derive(Default, Clone)]
-    struct Capture(Arc<Mutex<Vec<(tracing::Level, Vec<(String, String)>)>>>);
+    struct Capture(Arc<Mutex<Vec<Captured>>>);
+
+    /// An event's level and its fields by name.
+    type Captured = (tracing::Level, Vec<(String, String)>);
 
     struct Fields<'a>(&'a mut Vec<(String, String)>);
 
