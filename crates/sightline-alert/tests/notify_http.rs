@@ -12,7 +12,7 @@ use sightline_alert::model::{Alert, AlertStatus, LabelSet, Notification, Notifie
 use sightline_alert::notify::pagerduty::dedup_key;
 use sightline_alert::notify::{
     Authorization, BasicAuth, HttpConfig, PagerDutyNotifier, PagerDutySettings, RetrySettings, Retrying,
-    SlackNotifier, SlackSettings, WebhookNotifier, WebhookSettings,
+    SlackNotifier, SlackSettings, TlsConfig, WebhookNotifier, WebhookSettings,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -223,6 +223,33 @@ async fn an_unreachable_server_is_retryable() {
     .expect("valid settings");
     let err = webhook.notify(&notification()).await.expect_err("connection refused");
     assert!(err.retryable, "{}", err.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_receivers_verify_certificates() {
+    let server = HttpServer::start_tls(vec![]).await;
+    // The server's certificate is self-signed: refused, and retrying cannot help.
+    let strict = WebhookNotifier::new(WebhookSettings {
+        url: server.https_url("/hook"),
+        ..WebhookSettings::default()
+    })
+    .expect("valid settings");
+    let err = strict.notify(&notification()).await.expect_err("untrusted certificate");
+    assert!(!err.retryable, "{}", err.message);
+    assert!(err.message.contains("insecure_skip_verify"), "{}", err.message);
+    assert!(server.requests().is_empty());
+    // With verification off, the POST goes through over TLS.
+    let lax = WebhookNotifier::new(WebhookSettings {
+        url: server.https_url("/hook"),
+        http_config: HttpConfig {
+            tls_config: TlsConfig { insecure_skip_verify: true },
+            ..HttpConfig::default()
+        },
+        ..WebhookSettings::default()
+    })
+    .expect("valid settings");
+    lax.notify(&notification()).await.expect("delivered over https");
+    assert_eq!(server.requests()[0].json()["version"], "4");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

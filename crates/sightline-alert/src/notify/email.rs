@@ -119,7 +119,7 @@ impl EmailNotifier {
                 // A 5xx reply (a rejected recipient, failed authentication), a server without the
                 // STARTTLS that `require_tls` asks for, or a failed TLS handshake will fail again; a 4xx
                 // reply, a timeout or a dropped connection may not.
-                if e.is_permanent() || e.is_client() || e.is_tls() || tls_rejected(&e) {
+                if e.is_permanent() || e.is_client() || e.is_tls() || crate::notify::http::tls_rejected(&e) {
                     Err(NotifyError::permanent(format!("{message}; fix the receiver's settings")))
                 } else {
                     Err(NotifyError::retryable(message))
@@ -137,25 +137,6 @@ impl Notifier for EmailNotifier {
     fn notify<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, Result<(), NotifyError>> {
         Box::pin(self.send(notification))
     }
-}
-
-/// Whether a TLS handshake failed (an untrusted or mismatched certificate, no common protocol): lettre
-/// reports those as connection errors, with rustls's error inside an `io::Error` somewhere in the chain.
-fn tls_rejected(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.is::<rustls::Error>() {
-            return true;
-        }
-        // `io::Error::source` skips the error it wraps, so look inside explicitly.
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
-        {
-            return true;
-        }
-        current = e.source();
-    }
-    false
 }
 
 /// The plain-text body: the subject, then the firing and the resolved alerts in Alertmanager's text list

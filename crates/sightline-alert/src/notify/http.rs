@@ -61,9 +61,15 @@ impl HttpClient {
         }
         let response = request.send().await.map_err(|e| {
             let builder_error = e.is_builder();
+            let tls_error = tls_rejected(&e);
             let message = format!("POST {}: {}", redact_url(url), describe(e));
             if builder_error {
                 NotifyError::permanent(format!("{message} (check the receiver's URL)"))
+            } else if tls_error {
+                NotifyError::permanent(format!(
+                    "{message} (the TLS handshake failed: give the server a certificate the system trusts, \
+                     or set tls_config.insecure_skip_verify)"
+                ))
             } else {
                 NotifyError::retryable(message)
             }
@@ -112,6 +118,24 @@ pub(crate) fn redact_url(url: &str) -> String {
         return format!("{scheme}://{host}/<secret>");
     }
     format!("{scheme}://{host}{path}")
+}
+
+/// Whether a TLS handshake failed (an untrusted or mismatched certificate, no common protocol), which
+/// trying again cannot fix: clients report those as connection errors, with rustls's error somewhere
+/// in the chain, often inside an `io::Error`.
+pub(crate) fn tls_rejected(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        // `io::Error::source` skips the error it wraps (and io errors nest), so look inside explicitly.
+        current = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
 }
 
 /// A reqwest error with its causes (reqwest's own message is often just "error sending request"), without

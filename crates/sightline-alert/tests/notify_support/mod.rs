@@ -51,6 +51,16 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub async fn start(script: Vec<Reply>) -> Self {
+        Self::start_with(script, false).await
+    }
+
+    /// An HTTPS server with a fresh self-signed certificate.
+    pub async fn start_tls(script: Vec<Reply>) -> Self {
+        Self::start_with(script, true).await
+    }
+
+    async fn start_with(script: Vec<Reply>, tls: bool) -> Self {
+        let acceptor = self_signed_acceptor();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a local port");
         let addr = listener.local_addr().expect("local address");
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -61,8 +71,13 @@ impl HttpServer {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let (recorded, notify, script) = (recorded.clone(), notify.clone(), script.clone());
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let _ = serve(stream, recorded, notify, script).await;
+                    if !tls {
+                        let _ = serve(stream, recorded, notify, script).await;
+                    } else if let Ok(stream) = acceptor.accept(stream).await {
+                        let _ = serve(stream, recorded, notify, script).await;
+                    }
                 });
             }
         });
@@ -71,6 +86,10 @@ impl HttpServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -91,8 +110,8 @@ impl HttpServer {
     }
 }
 
-async fn serve(
-    stream: TcpStream,
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
     recorded: Arc<Mutex<Vec<Request>>>,
     arrived: Arc<Notify>,
     script: Arc<Mutex<std::vec::IntoIter<Reply>>>,
@@ -139,6 +158,7 @@ async fn serve(
                     body.len()
                 );
                 reader.get_mut().write_all(response.as_bytes()).await?;
+                reader.get_mut().flush().await?;
             }
         }
     }
