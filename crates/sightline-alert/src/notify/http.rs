@@ -28,6 +28,22 @@ pub(crate) struct HttpClient {
 
 impl HttpClient {
     pub(crate) fn new(config: &HttpConfig) -> Result<Self, NotifyError> {
+        // Checked here so that a bad credential is reported as such, not as a failed request.
+        let header_safe = |value: &str| HeaderValue::from_str(value).is_ok();
+        if let Some(auth) = &config.authorization
+            && !header_safe(&format!("{} {}", auth.kind, auth.credentials))
+        {
+            return Err(NotifyError::permanent(
+                "http_config.authorization: the type or credentials hold characters an HTTP header cannot (a newline from a credentials file?)",
+            ));
+        }
+        if let Some(token) = &config.bearer_token
+            && !header_safe(token)
+        {
+            return Err(NotifyError::permanent(
+                "http_config.bearer_token holds characters an HTTP header cannot (a newline from a token file?)",
+            ));
+        }
         let client = build_client(config.tls_config.insecure_skip_verify)
             .map_err(|e| NotifyError::permanent(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self { client, config: config.clone() })
@@ -306,6 +322,22 @@ mod tests {
         assert_eq!(rfc3339(Some(leap)), "2000-02-29T00:00:00Z");
         let before = UNIX_EPOCH - Duration::from_millis(1500);
         assert_eq!(rfc3339(Some(before)), "1969-12-31T23:59:58.5Z");
+    }
+
+    #[test]
+    fn bad_credentials_are_reported_at_construction() {
+        let config = HttpConfig {
+            authorization: Some(crate::notify::config::Authorization {
+                kind: "Bearer".into(),
+                credentials: "tok\n".into(),
+            }),
+            ..HttpConfig::default()
+        };
+        let err = HttpClient::new(&config).expect_err("newline");
+        assert!(err.message.contains("http_config.authorization"), "{}", err.message);
+        let config = HttpConfig { bearer_token: Some("a\r\nb".into()), ..HttpConfig::default() };
+        assert!(HttpClient::new(&config).is_err());
+        assert!(HttpClient::new(&HttpConfig::default()).is_ok());
     }
 
     #[test]

@@ -16,6 +16,9 @@ use crate::notify::{alerts_with, counts, prepare, subject, text_alert_list};
 /// PagerDuty caps a summary at 1024 characters; Alertmanager cuts it there too.
 const MAX_SUMMARY: usize = 1024;
 
+/// The severities the Events API v2 accepts.
+const SEVERITIES: [&str; 4] = ["critical", "error", "warning", "info"];
+
 /// An Events API v2 event, in Alertmanager's field order.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct PagerDutyEvent {
@@ -62,6 +65,14 @@ impl PagerDutyNotifier {
             ));
         }
         check_url("pagerduty", "url", &settings.url)?;
+        if let Some(severity) = &settings.severity
+            && !SEVERITIES.contains(&severity.as_str())
+        {
+            return Err(NotifyError::permanent(format!(
+                "pagerduty receiver: `severity` {severity:?} is not one PagerDuty accepts; use one of {}",
+                SEVERITIES.join(", ")
+            )));
+        }
         let client = HttpClient::new(&settings.http_config)?;
         Ok(Self { settings, client })
     }
@@ -174,5 +185,16 @@ mod tests {
     fn a_routing_key_is_required() {
         let err = PagerDutyNotifier::new(PagerDutySettings::default()).expect_err("no key");
         assert!(err.message.contains("routing_key"), "{}", err.message);
+    }
+
+    #[test]
+    fn severities_are_checked() {
+        let settings = PagerDutySettings { routing_key: "k".into(), ..PagerDutySettings::default() };
+        let bad = PagerDutySettings { severity: Some("page".into()), ..settings.clone() };
+        let err = PagerDutyNotifier::new(bad).expect_err("not a PagerDuty severity");
+        assert!(err.message.contains("critical, error, warning, info"), "{}", err.message);
+        assert!(
+            PagerDutyNotifier::new(PagerDutySettings { severity: Some("info".into()), ..settings }).is_ok()
+        );
     }
 }
