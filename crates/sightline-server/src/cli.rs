@@ -372,3 +372,51 @@ fn check_config(file: &Path) -> ExitCode {
         }
     }
 }
+
+/// A client for the server's JSON API, for the commands that talk to a running server.
+pub(crate) struct ApiClient {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl ApiClient {
+    /// A client for `server` (a base URL), sending `token` as a bearer token when given.
+    pub(crate) fn new(server: &str, token: Option<String>) -> Result<Self, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        let http = http_client(std::time::Duration::from_secs(60))?;
+        Ok(Self { base: server.trim_end_matches('/').to_owned(), token, http, runtime })
+    }
+
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends `request` and parses the JSON answer; `Err((exit code, message))`.
+    pub(crate) fn json(&self, request: reqwest::RequestBuilder) -> Result<serde_json::Value, (u8, String)> {
+        self.runtime.block_on(async {
+            let response = request
+                .send()
+                .await
+                .map_err(|e| (UNREACHABLE, format!("cannot reach {}: {e}", self.base)))?;
+            let status = response.status();
+            let text =
+                response.text().await.map_err(|e| (UNREACHABLE, format!("cannot read the answer: {e}")))?;
+            let body: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| (1, format!("HTTP {status}, not JSON ({e}): {text}")))?;
+            if body["status"] == "success" {
+                Ok(body)
+            } else {
+                Err((1, format!("HTTP {status}: {}", body["error"].as_str().unwrap_or(&text))))
+            }
+        })
+    }
+}

@@ -3,8 +3,6 @@
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-use serde_json::Value;
-
 /// Exit code when the server cannot be reached.
 const UNREACHABLE: u8 = 3;
 
@@ -58,59 +56,8 @@ enum AuditCommand {
     },
 }
 
-struct Client {
-    base: String,
-    token: Option<String>,
-    http: reqwest::Client,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Client {
-    fn new(args: &AuditArgs) -> Result<Self, String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-        let http = super::http_client(std::time::Duration::from_secs(60))?;
-        Ok(Self {
-            base: args.server.trim_end_matches('/').to_owned(),
-            token: args.token.clone(),
-            http,
-            runtime,
-        })
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, format!("{}{path}", self.base));
-        match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
-    }
-
-    /// Sends `request` and parses the JSON answer; `Err((exit code, message))`.
-    fn json(&self, request: reqwest::RequestBuilder) -> Result<Value, (u8, String)> {
-        self.runtime.block_on(async {
-            let response = request
-                .send()
-                .await
-                .map_err(|e| (UNREACHABLE, format!("cannot reach {}: {e}", self.base)))?;
-            let status = response.status();
-            let text =
-                response.text().await.map_err(|e| (UNREACHABLE, format!("cannot read the answer: {e}")))?;
-            let body: Value = serde_json::from_str(&text)
-                .map_err(|e| (1, format!("HTTP {status}, not JSON ({e}): {text}")))?;
-            if body["status"] == "success" {
-                Ok(body)
-            } else {
-                Err((1, format!("HTTP {status}: {}", body["error"].as_str().unwrap_or(&text))))
-            }
-        })
-    }
-}
-
 pub(super) fn run(args: &AuditArgs) -> ExitCode {
-    let client = match Client::new(args) {
+    let client = match super::ApiClient::new(&args.server, args.token.clone()) {
         Ok(client) => client,
         Err(err) => {
             eprintln!("error: {err}");
@@ -135,7 +82,7 @@ pub(super) fn run(args: &AuditArgs) -> ExitCode {
 }
 
 fn search(
-    client: &Client,
+    client: &super::ApiClient,
     query: Option<&str>,
     limit: usize,
     count_by: Option<&str>,
@@ -185,7 +132,7 @@ fn search(
     Ok(0)
 }
 
-fn export(client: &Client, query: Option<&str>) -> Result<u8, (u8, String)> {
+fn export(client: &super::ApiClient, query: Option<&str>) -> Result<u8, (u8, String)> {
     let mut request = client.request(reqwest::Method::GET, "/api/v1/audit/export");
     if let Some(query) = query {
         request = request.query(&[("q", query)]);
@@ -208,7 +155,7 @@ fn export(client: &Client, query: Option<&str>) -> Result<u8, (u8, String)> {
     })
 }
 
-fn import(client: &Client, file: &str, batch: usize) -> Result<u8, (u8, String)> {
+fn import(client: &super::ApiClient, file: &str, batch: usize) -> Result<u8, (u8, String)> {
     let reader: Box<dyn BufRead> = if file == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -254,7 +201,7 @@ fn import(client: &Client, file: &str, batch: usize) -> Result<u8, (u8, String)>
     Ok(0)
 }
 
-fn verify(client: &Client, json: bool) -> Result<u8, (u8, String)> {
+fn verify(client: &super::ApiClient, json: bool) -> Result<u8, (u8, String)> {
     let body = client.json(client.request(reqwest::Method::GET, "/api/v1/audit/verify"))?;
     let data = &body["data"];
     let ok = data["ok"].as_bool().unwrap_or(false);
