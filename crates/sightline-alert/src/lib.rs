@@ -5,3 +5,4 @@
 pub mod model;
 
 pub use model::{Alert, AlertSink, AlertStatus, Fingerprint, LabelSet, Notification, Notifier, NotifyError};
+pub mod pipeline;

@@ -1,0 +1,75 @@
+//! Inhibition: an alert matching a rule's `target_matchers` is muted while an alert matching its
+//! `source_matchers` fires with the same values of the `equal` labels, as in Alertmanager.
+
+use std::collections::HashMap;
+
+use super::config::InhibitRule;
+use super::matchers::Matchers;
+use crate::{Fingerprint, LabelSet};
+
+/// A rule with its matchers resolved.
+#[derive(Clone, Debug)]
+pub struct CompiledInhibitRule {
+    pub source: Matchers,
+    pub target: Matchers,
+    pub equal: Vec<String>,
+}
+
+/// An index of the firing source alerts of every rule, by their `equal` values, built once per flush.
+#[derive(Debug, Default)]
+pub struct Inhibitor {
+    rules: Vec<(CompiledInhibitRule, HashMap<Vec<String>, Vec<Fingerprint>>)>,
+}
+
+// === impl CompiledInhibitRule ===
+
+impl CompiledInhibitRule {
+    pub fn from_config(rule: &InhibitRule) -> Self {
+        Self { source: rule.source_matchers(), target: rule.target_matchers(), equal: rule.equal.clone() }
+    }
+
+    fn key(&self, labels: &LabelSet) -> Vec<String> {
+        self.equal.iter().map(|name| labels.get(name).cloned().unwrap_or_default()).collect()
+    }
+}
+
+// === impl Inhibitor ===
+
+impl Inhibitor {
+    /// Indexes the firing alerts that are sources of each rule.
+    pub fn new<'a>(
+        rules: &[CompiledInhibitRule],
+        firing: impl Iterator<Item = (Fingerprint, &'a LabelSet)> + Clone,
+    ) -> Self {
+        let rules = rules
+            .iter()
+            .map(|rule| {
+                let mut index: HashMap<Vec<String>, Vec<Fingerprint>> = HashMap::new();
+                for (fp, labels) in firing.clone() {
+                    if rule.source.matches(labels) {
+                        index.entry(rule.key(labels)).or_default().push(fp);
+                    }
+                }
+                (rule.clone(), index)
+            })
+            .collect();
+        Self { rules }
+    }
+
+    /// The firing alerts that inhibit `labels` (empty: not inhibited). An alert that matches both sides of
+    /// a rule does not inhibit itself, as in Alertmanager.
+    pub fn inhibited_by(&self, fingerprint: Fingerprint, labels: &LabelSet) -> Vec<Fingerprint> {
+        let mut by = Vec::new();
+        for (rule, index) in &self.rules {
+            if !rule.target.matches(labels) {
+                continue;
+            }
+            if let Some(sources) = index.get(&rule.key(labels)) {
+                by.extend(sources.iter().copied().filter(|fp| *fp != fingerprint));
+            }
+        }
+        by.sort_unstable();
+        by.dedup();
+        by
+    }
+}
