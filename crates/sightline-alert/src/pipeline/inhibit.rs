@@ -15,10 +15,13 @@ pub struct CompiledInhibitRule {
     pub equal: Vec<String>,
 }
 
+/// The firing source alerts of one rule, by their values of the `equal` labels.
+type SourceIndex = HashMap<Vec<String>, Vec<Fingerprint>>;
+
 /// An index of the firing source alerts of every rule, by their `equal` values, built once per flush.
 #[derive(Debug, Default)]
 pub struct Inhibitor {
-    rules: Vec<(CompiledInhibitRule, HashMap<Vec<String>, Vec<Fingerprint>>)>,
+    rules: Vec<(CompiledInhibitRule, SourceIndex)>,
 }
 
 // === impl CompiledInhibitRule ===
@@ -44,7 +47,7 @@ impl Inhibitor {
         let rules = rules
             .iter()
             .map(|rule| {
-                let mut index: HashMap<Vec<String>, Vec<Fingerprint>> = HashMap::new();
+                let mut index = SourceIndex::new();
                 for (fp, labels) in firing.clone() {
                     if rule.source.matches(labels) {
                         index.entry(rule.key(labels)).or_default().push(fp);
