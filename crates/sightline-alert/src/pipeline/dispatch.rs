@@ -830,10 +830,14 @@ fn jitter() -> f64 {
     0.5 + (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn common(maps: impl Iterator<Item = LabelSet>) -> LabelSet {
-    let mut iter = maps;
-    let Some(mut acc) = iter.next() else { return LabelSet::new() };
-    for map in iter {
+/// The pairs every map has in common; clones only the first map.
+fn common<'a>(mut maps: impl Iterator<Item = &'a LabelSet>) -> LabelSet {
+    let Some(first) = maps.next() else { return LabelSet::new() };
+    let mut acc = first.clone();
+    for map in maps {
+        if acc.is_empty() {
+            break;
+        }
         acc.retain(|k, v| map.get(k) == Some(v));
     }
     acc
@@ -1063,15 +1067,19 @@ impl Inner {
     fn note_suppression(
         &self,
         state: &mut State,
-        record: &AlertRecord,
+        fp: Fingerprint,
         suppression: Suppression,
         now: SystemTime,
     ) {
-        let fp = record.fingerprint();
-        let previous = state.suppression.get(&fp).cloned().unwrap_or_default();
-        if previous == suppression {
+        let unchanged = match state.suppression.get(&fp) {
+            None => suppression.silenced_by.is_empty() && suppression.inhibited_by.is_empty(),
+            Some(previous) => *previous == suppression,
+        };
+        if unchanged {
             return;
         }
+        let previous = state.suppression.get(&fp).cloned().unwrap_or_default();
+        let Some(record) = state.alerts.get(&fp) else { return };
         if !suppression.silenced_by.is_empty() && previous.silenced_by != suppression.silenced_by {
             self.emit(PipelineEvent::Silenced {
                 fingerprint: fp,
@@ -1121,40 +1129,34 @@ impl Inner {
         let muted = route_muted(&state.runtime, route, now);
         let send_resolved_while_silenced = state.runtime.config.silencing.send_resolved_while_silenced;
         let stops_reminders = state.runtime.config.acknowledgement.stops_reminders;
-        let mut included: Vec<(AlertStatus, AlertRecord)> = Vec::new();
+        let mut included: Vec<(AlertStatus, Fingerprint)> = Vec::new();
         let mut resolved_members = Vec::new();
         for fp in &members {
-            let Some(record) = state.alerts.get(fp).cloned() else { continue };
+            let Some(record) = state.alerts.get(fp) else { continue };
             let resolved = record.is_resolved_at(now);
             if resolved {
                 resolved_members.push(*fp);
             }
-            let suppression = suppression_of(state, inhibitor, &record, now);
+            let suppression = suppression_of(state, inhibitor, record, now);
             let silenced = !suppression.silenced_by.is_empty();
             let inhibited = !suppression.inhibited_by.is_empty();
-            self.note_suppression(state, &record, suppression, now);
+            self.note_suppression(state, *fp, suppression, now);
             let keep = match (silenced || inhibited, resolved) {
                 (false, _) => true,
                 (true, true) => send_resolved_while_silenced && !inhibited,
                 (true, false) => false,
             };
             if keep {
-                included.push((if resolved { AlertStatus::Resolved } else { AlertStatus::Firing }, record));
+                included.push((if resolved { AlertStatus::Resolved } else { AlertStatus::Firing }, *fp));
             }
         }
-        let included_set: HashSet<Fingerprint> = included.iter().map(|(_, r)| r.fingerprint()).collect();
+        let included_set: HashSet<Fingerprint> = included.iter().map(|(_, fp)| *fp).collect();
         let Some(receiver) = state.runtime.receivers.get(&receiver_name).cloned() else { return };
         if !muted && !included.is_empty() {
-            let firing: BTreeSet<u64> = included
-                .iter()
-                .filter(|(s, _)| *s == AlertStatus::Firing)
-                .map(|(_, r)| r.fingerprint)
-                .collect();
-            let resolved: BTreeSet<u64> = included
-                .iter()
-                .filter(|(s, _)| *s == AlertStatus::Resolved)
-                .map(|(_, r)| r.fingerprint)
-                .collect();
+            let firing: BTreeSet<u64> =
+                included.iter().filter(|(s, _)| *s == AlertStatus::Firing).map(|(_, fp)| fp.0).collect();
+            let resolved: BTreeSet<u64> =
+                included.iter().filter(|(s, _)| *s == AlertStatus::Resolved).map(|(_, fp)| fp.0).collect();
             let all_acked =
                 stops_reminders && firing.iter().all(|fp| state.acks.contains_key(&Fingerprint(*fp)));
             for integration in &receiver.integrations {
@@ -1177,7 +1179,7 @@ impl Inner {
                 let mut alerts: Vec<(AlertStatus, Alert)> = included
                     .iter()
                     .filter(|(s, _)| *s == AlertStatus::Firing || integration.send_resolved)
-                    .map(|(s, r)| (*s, r.to_alert(now)))
+                    .filter_map(|(s, fp)| state.alerts.get(fp).map(|r| (*s, r.to_alert(now))))
                     .collect();
                 if alerts.is_empty() {
                     // Only resolved alerts and the integration doesn't want them: log, so they aren't
@@ -1312,8 +1314,8 @@ impl Inner {
         } else {
             AlertStatus::Resolved
         };
-        let common_labels = common(alerts.iter().map(|(_, a)| a.labels.clone()));
-        let common_annotations = common(alerts.iter().map(|(_, a)| a.annotations.clone()));
+        let common_labels = common(alerts.iter().map(|(_, a)| &a.labels));
+        let common_annotations = common(alerts.iter().map(|(_, a)| &a.annotations));
         let limit = match (integration.max_alerts, receiver.max_alerts) {
             (0, 0) => usize::MAX,
             (0, n) | (n, 0) => n,
