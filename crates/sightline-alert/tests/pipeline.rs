@@ -615,3 +615,62 @@ async fn no_duplicates_across_many_flushes_and_max_alerts() {
     assert_eq!(sent[0].notification.group_labels.get("alertname").map(String::as_str), Some("Disk"));
     assert_eq!(sent[0].notification.common_labels.get("alertname").map(String::as_str), Some("Disk"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn alerts_without_an_end_resolve_after_the_resolve_timeout() {
+    let yaml = format!("global:\n  resolve_timeout: 10m\n{TIMING}{}", receivers(&["team"]));
+    let mut h = Harness::new(&yaml);
+    let mut alert = h.alert(&[("alertname", "Disk"), ("instance", "a")]);
+    alert.ends_at = None;
+    h.dispatcher.send(vec![alert]);
+    sleep_secs(31).await;
+    assert_eq!(h.log(), vec![(30, "team".to_owned(), firing(&["a"]))]);
+    assert_eq!(h.dispatcher.alerts()[0].alert.ends_at, None, "an open end is not shown while firing");
+    // Not refreshed: resolved 10m after the last update, told at the next tick after that.
+    sleep_secs(600).await;
+    assert_eq!(h.log().last().map(|l| l.2.clone()), Some(vec![(Resolved, "a".to_owned())]));
+    assert!(
+        h.drain_events()
+            .iter()
+            .any(|e| matches!(e, PipelineEvent::Notified { resolved, .. } if resolved.len() == 1))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn state_in_the_store_survives_a_restart_without_duplicates() {
+    let yaml = format!("{TIMING}{}", receivers(&["team"]));
+    let h = Harness::new(&yaml);
+    let fp = h.fire(&[("alertname", "Disk"), ("instance", "a")]);
+    sleep_secs(31).await;
+    h.dispatcher.ack(fp, "erin", "known").expect("ack");
+    let sil = h.dispatcher.add_silence(silence(&h, r#"instance="b""#, 60)).expect("silence");
+    assert_eq!(h.store.nflog_entries().len(), 1);
+    // The records serialise, so a SQL backend can keep them as they are.
+    let json = serde_json::to_string(&h.store.alerts()).expect("serialise");
+    assert!(json.contains("\"instance\":\"a\""), "{json}");
+
+    // A second dispatcher on the same store (a restarted server) picks everything up.
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let factory = Fakes { start: Instant::now(), behaviours: HashMap::new(), sent: sent.clone() };
+    let restarted = Dispatcher::new(
+        Config::parse(&yaml).expect("valid"),
+        Arc::new(factory),
+        DispatcherOptions {
+            store: h.store.clone(),
+            external_url: String::new(),
+            events: None,
+            wall_clock_start: Some(h.dispatcher.now()),
+        },
+    )
+    .expect("restart");
+    drop(h.dispatcher);
+    let report = restarted.alerts();
+    assert_eq!(report.len(), 1);
+    assert_eq!(report[0].acked.as_ref().map(|a| a.by.as_str()), Some("erin"));
+    assert_eq!(restarted.silences()[0].0.id, sil);
+    sleep_secs(3 * 3600).await;
+    assert!(
+        sent.lock().expect("lock").is_empty(),
+        "already notified and acked: nothing re-sent after the restart"
+    );
+}
