@@ -629,10 +629,15 @@ async fn alerts_without_an_end_resolve_after_the_resolve_timeout() {
     // Not refreshed: resolved 10m after the last update, told at the next tick after that.
     sleep_secs(600).await;
     assert_eq!(h.log().last().map(|l| l.2.clone()), Some(vec![(Resolved, "a".to_owned())]));
+    let events = h.drain_events();
     assert!(
-        h.drain_events()
-            .iter()
-            .any(|e| matches!(e, PipelineEvent::Notified { resolved, .. } if resolved.len() == 1))
+        events.iter().any(|e| matches!(e, PipelineEvent::Notified { resolved, .. } if resolved.len() == 1))
+    );
+    // Resolved by its timeout, not by a message: still one Resolved event for the history.
+    assert_eq!(
+        events.iter().filter(|e| matches!(e, PipelineEvent::Resolved { .. })).count(),
+        1,
+        "{events:?}"
     );
 }
 

@@ -294,6 +294,8 @@ struct State {
     suppression: HashMap<Fingerprint, Suppression>,
     timers: BTreeSet<(Instant, TimerKey)>,
     inflight: HashSet<(String, String)>,
+    /// Alerts whose resolution was already reported as an event.
+    resolved_noted: HashSet<Fingerprint>,
 }
 
 // === impl Dispatcher ===
@@ -322,6 +324,7 @@ impl Dispatcher {
                 suppression: HashMap::new(),
                 timers: BTreeSet::new(),
                 inflight: HashSet::new(),
+                resolved_noted: HashSet::new(),
             }),
             store: options.store,
             factory,
@@ -915,12 +918,10 @@ impl Inner {
                     self.store.delete_escalations(fp.0);
                 }
             }
-            if was_firing && resolved {
-                self.emit(PipelineEvent::Resolved {
-                    fingerprint: fp,
-                    labels: record.labels.clone(),
-                    at: now,
-                });
+            if resolved {
+                self.note_resolved(&mut state, fp, &record.labels, now);
+            } else {
+                state.resolved_noted.remove(&fp);
             }
             self.store.put_alert(record.clone());
             state.alerts.insert(fp, record);
@@ -1051,7 +1052,15 @@ impl Inner {
         update_silence_gauges(state, now);
     }
 
+    /// Reports an alert's resolution once, whether the sender said so or its resolve timeout passed.
+    fn note_resolved(&self, state: &mut State, fp: Fingerprint, labels: &LabelSet, now: SystemTime) {
+        if state.resolved_noted.insert(fp) {
+            self.emit(PipelineEvent::Resolved { fingerprint: fp, labels: labels.clone(), at: now });
+        }
+    }
+
     fn forget_alert(&self, state: &mut State, fp: Fingerprint) {
+        state.resolved_noted.remove(&fp);
         state.alerts.remove(&fp);
         state.alert_groups.remove(&fp);
         state.suppression.remove(&fp);
@@ -1134,10 +1143,14 @@ impl Inner {
         for fp in &members {
             let Some(record) = state.alerts.get(fp) else { continue };
             let resolved = record.is_resolved_at(now);
+            let suppression = suppression_of(state, inhibitor, record, now);
             if resolved {
                 resolved_members.push(*fp);
+                if !state.resolved_noted.contains(fp) {
+                    let labels = record.labels.clone();
+                    self.note_resolved(state, *fp, &labels, now);
+                }
             }
-            let suppression = suppression_of(state, inhibitor, record, now);
             let silenced = !suppression.silenced_by.is_empty();
             let inhibited = !suppression.inhibited_by.is_empty();
             self.note_suppression(state, *fp, suppression, now);
