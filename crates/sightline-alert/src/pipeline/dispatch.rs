@@ -65,6 +65,8 @@ pub enum DispatchError {
     UnknownAlert(Fingerprint),
     #[error("alert {0} is not firing: only firing alerts can be acknowledged")]
     NotFiring(Fingerprint),
+    #[error("the dispatcher must be started inside a tokio runtime")]
+    NoRuntime,
 }
 
 /// A transition the server records in the alert history.
@@ -308,6 +310,7 @@ impl Dispatcher {
         factory: Arc<dyn NotifierFactory>,
         options: DispatcherOptions,
     ) -> Result<Self, DispatchError> {
+        let tokio = tokio::runtime::Handle::try_current().map_err(|_| DispatchError::NoRuntime)?;
         config.validate()?;
         let runtime = Runtime::build(config, factory.as_ref())?;
         let mono0 = Instant::now();
@@ -358,7 +361,7 @@ impl Dispatcher {
             state.timers.insert((mono0, TimerKey::Maintenance));
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(inner.clone(), rx));
+        tokio.spawn(run(inner.clone(), rx));
         Ok(Self { inner, tx })
     }
 
@@ -932,47 +935,35 @@ impl Inner {
         }
     }
 
-    /// Puts an alert into the groups of the routes it matches; returns whether a new group was made.
-    fn route_alert(&self, state: &mut State, fp: Fingerprint, now: SystemTime) -> bool {
-        let Some(record) = state.alerts.get(&fp) else { return false };
-        let labels = record.labels.clone();
-        let starts_at = record.starts_at;
-        let mut created = false;
-        for route in state.runtime.match_routes(&labels) {
-            let node = &state.runtime.routes[route];
+    /// Puts an alert into the groups of the routes it matches, making groups (and their first flush timer)
+    /// as needed.
+    fn route_alert(&self, state: &mut State, fp: Fingerprint, now: SystemTime) {
+        // Borrowing the fields apart lets the alert's labels be read in place while groups change.
+        let State { alerts, runtime, groups, timers, alert_groups, .. } = state;
+        let Some(record) = alerts.get(&fp) else { return };
+        let labels = &record.labels;
+        for route in runtime.match_routes(labels) {
+            let node = &runtime.routes[route];
             let group_labels: LabelSet = if node.group_by_all {
                 labels.clone()
             } else {
                 node.group_by.iter().filter_map(|l| labels.get(l).map(|v| (l.clone(), v.clone()))).collect()
             };
             let key = format!("{}:{}", node.id, label_string(&group_labels));
-            let group_wait = node.group_wait;
-            if !state.groups.contains_key(&key) {
+            let group = groups.entry(key.clone()).or_insert_with(|| {
                 // Alertmanager flushes at once when the alert has been firing for longer than group_wait.
-                let wait = if starts_at + group_wait < now { Duration::ZERO } else { group_wait };
+                let wait =
+                    if record.starts_at + node.group_wait < now { Duration::ZERO } else { node.group_wait };
                 let at = Instant::now() + wait;
-                state.groups.insert(
-                    key.clone(),
-                    Group { route, labels: group_labels, alerts: BTreeSet::new(), next_flush: Some(at) },
-                );
-                state.timers.insert((at, TimerKey::Group(key.clone())));
-                created = true;
-            } else if let Some(group) = state.groups.get_mut(&key)
-                && group.next_flush.is_none()
-            {
-                let at = Instant::now() + group_wait;
-                group.next_flush = Some(at);
-                state.timers.insert((at, TimerKey::Group(key.clone())));
-            }
-            if let Some(group) = state.groups.get_mut(&key) {
-                group.alerts.insert(fp);
-            }
-            let memberships = state.alert_groups.entry(fp).or_default();
+                timers.insert((at, TimerKey::Group(key.clone())));
+                Group { route, labels: group_labels, alerts: BTreeSet::new(), next_flush: Some(at) }
+            });
+            group.alerts.insert(fp);
+            let memberships = alert_groups.entry(fp).or_default();
             if !memberships.contains(&key) {
                 memberships.push(key);
             }
         }
-        created
     }
 
     /// Arms the timer of the next escalation level of each policy the firing alert matches.
