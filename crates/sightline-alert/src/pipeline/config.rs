@@ -914,6 +914,11 @@ acknowledgement:
             Config::parse(&bad_duration).expect_err("bad duration").to_string().contains("invalid duration")
         );
 
+        assert_eq!(locate(EXAMPLE, "receivers[1].webhook_configs[0].max_alerts"), Some(25));
+        assert_eq!(locate(EXAMPLE, "escalations[0].levels[1].receivers"), Some(49));
+        assert_eq!(locate(EXAMPLE, "route.routes[0].matchers[0]"), Some(11));
+        assert_eq!(locate(EXAMPLE, "route.group_by[1]"), Some(8), "flow style: the key's line");
+
         let unknown_interval = EXAMPLE.replace("[weekends]", "[holidays]");
         let err = Config::parse(&unknown_interval).expect_err("unknown interval");
         assert_eq!(

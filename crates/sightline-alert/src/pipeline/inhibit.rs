@@ -76,3 +76,33 @@ impl Inhibitor {
         by
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::matchers::Matchers;
+
+    fn labels(pairs: &[(&str, &str)]) -> LabelSet {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn equal_labels_and_no_self_inhibition() {
+        let rule = CompiledInhibitRule {
+            source: Matchers::parse(r#"severity=~"critical|warning""#).expect("source"),
+            target: Matchers::parse(r#"severity="warning""#).expect("target"),
+            equal: vec!["cluster".into()],
+        };
+        let crit = labels(&[("severity", "critical"), ("cluster", "eu")]);
+        let warn_eu = labels(&[("severity", "warning"), ("cluster", "eu"), ("a", "1")]);
+        let warn_us = labels(&[("severity", "warning"), ("cluster", "us")]);
+        let firing = [(Fingerprint::of(&crit), &crit), (Fingerprint::of(&warn_us), &warn_us)];
+        let inhibitor = Inhibitor::new(std::slice::from_ref(&rule), firing.iter().map(|(f, l)| (*f, *l)));
+        assert_eq!(inhibitor.inhibited_by(Fingerprint::of(&warn_eu), &warn_eu), vec![Fingerprint::of(&crit)]);
+        // The US warning matches both sides; it must not inhibit itself.
+        assert!(inhibitor.inhibited_by(Fingerprint::of(&warn_us), &warn_us).is_empty());
+        // A missing `equal` label counts as the empty value on both sides.
+        let bare = labels(&[("severity", "warning")]);
+        assert!(inhibitor.inhibited_by(Fingerprint::of(&bare), &bare).is_empty());
+    }
+}
