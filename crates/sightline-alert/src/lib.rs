@@ -6,3 +6,4 @@ pub mod model;
 pub mod notify;
 
 pub use model::{Alert, AlertSink, AlertStatus, Fingerprint, LabelSet, Notification, Notifier, NotifyError};
+pub mod pipeline;
