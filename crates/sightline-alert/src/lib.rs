@@ -3,5 +3,6 @@
 //! (routing, grouping, inhibition, silences, acknowledgement, escalation) with its notifiers.
 
 pub mod model;
+pub mod rules;
 
 pub use model::{Alert, AlertSink, AlertStatus, Fingerprint, LabelSet, Notification, Notifier, NotifyError};
