@@ -13,7 +13,7 @@ use sightline_alert::rules::{EvalContext, RuleGroup};
 use sightline_tsdb::Labels;
 use sightline_tsdb::promql::Engine;
 use sightline_tsdb::storage::{Db, TsdbOptions};
-use sightline_tsdb::{Appender, Storage};
+use sightline_tsdb::Storage;
 
 const METRICS: usize = 1_000;
 const SERIES_PER_METRIC: usize = 100;

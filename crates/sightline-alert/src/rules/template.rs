@@ -1177,7 +1177,7 @@ pub fn humanize_duration(mut v: f64) -> String {
 /// Prometheus's `humanizeTimestamp`: Go's `time.Time.String()` in UTC
 /// (`2006-01-02 15:04:05.999999999 +0000 UTC`).
 pub fn humanize_timestamp(v: f64) -> String {
-    if v.is_nan() || v.is_infinite() || v < 0.0 || v > 1e11 {
+    if !(0.0..=1e11).contains(&v) {
         return format_g(v, Some(4));
     }
     let nanos = (v * 1e9).round() as u64;
@@ -1381,7 +1381,7 @@ mod tests {
         assert_eq!(run("{{ .Labels.job }}/{{ .Value }}", 0.5), "node/0.5");
         assert_eq!(run("{{ $externalLabels.cluster }} {{ $externalURL }}", 0.0), "eu1 http://prom");
         assert_eq!(run("{{ $value | humanize }}", 1_234_567.0), "1.235M");
-        assert_eq!(run("{{ printf \"%.2f\" $value }}", 3.14159), "3.14");
+        assert_eq!(run("{{ printf \"%.2f\" $value }}", 1.23456), "1.23");
         assert_eq!(run("{{ printf \"%s=%v\" $labels.job $value }}", 2.0), "node=2");
         assert_eq!(
             run("{{ $labels.job | toUpper }} {{ toLower \"AB\" }} {{ title \"foo bar\" }}", 0.0),
