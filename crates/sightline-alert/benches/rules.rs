@@ -11,9 +11,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use sightline_alert::rules::file::parse_text;
 use sightline_alert::rules::{EvalContext, RuleGroup};
 use sightline_tsdb::Labels;
+use sightline_tsdb::Storage;
 use sightline_tsdb::promql::Engine;
 use sightline_tsdb::storage::{Db, TsdbOptions};
-use sightline_tsdb::Storage;
 
 const METRICS: usize = 1_000;
 const SERIES_PER_METRIC: usize = 100;
