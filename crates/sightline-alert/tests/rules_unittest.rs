@@ -65,6 +65,15 @@ fn keep_firing_for_keeps_alerts_firing() {
 }
 
 #[test]
+fn templates_render_like_prometheus() {
+    let (code, out, err) = in_dir("templates_test.yml");
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (0, "Unit Testing:  templates_test.yml\n  SUCCESS\n\n", "")
+    );
+}
+
+#[test]
 fn mismatches_are_reported_like_promtool() {
     let (code, out, err) = in_dir("mismatch_test.yml");
     assert_eq!(code, 1);
@@ -103,7 +112,7 @@ fn mismatches_are_reported_like_promtool() {
 
 #[test]
 fn promtool_agrees_on_every_file() {
-    for name in ["alerts_test.yml", "keep_firing_test.yml", "mismatch_test.yml"] {
+    for name in ["alerts_test.yml", "keep_firing_test.yml", "mismatch_test.yml", "templates_test.yml"] {
         let Some(theirs) = promtool(name) else { return };
         let mine = in_dir(name);
         assert_eq!(mine, theirs, "{name}: sightline (left) and promtool (right) differ");

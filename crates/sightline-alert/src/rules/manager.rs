@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -177,7 +177,7 @@ impl RuleManager {
                 group.set_restored();
             }
             let group = Arc::new(Mutex::new(group));
-            let task = handle.spawn(run_group(Arc::clone(&self.inner), Arc::clone(&group), restore));
+            let task = handle.spawn(run_group(Arc::downgrade(&self.inner), Arc::clone(&group), restore));
             state.groups.push(Running { group, task });
         }
         drop(state);
@@ -227,6 +227,7 @@ impl RuleManager {
     }
 }
 
+/// Stops the groups when the last [`RuleManager`] is dropped.
 impl Drop for Inner {
     fn drop(&mut self) {
         for r in lock(&self.state).groups.drain(..) {
@@ -314,7 +315,8 @@ fn group_offset(group: &RuleGroup) -> i64 {
     (h % group.interval_ms.max(1).unsigned_abs()) as i64
 }
 
-async fn run_group(inner: Arc<Inner>, group: Arc<Mutex<RuleGroup>>, restore: bool) {
+/// A group's loop. It holds the manager weakly, so that dropping the last [`RuleManager`] stops it.
+async fn run_group(inner: Weak<Inner>, group: Arc<Mutex<RuleGroup>>, restore: bool) {
     let (interval, offset, name) = {
         let g = lock(&group);
         (g.interval_ms, group_offset(&g), g.name.clone())
@@ -336,12 +338,15 @@ async fn run_group(inner: Arc<Inner>, group: Arc<Mutex<RuleGroup>>, restore: boo
         let at = millis_to_time(next);
         evaluations += 1;
         let do_restore = restore && evaluations == 2;
-        let (i, g) = (Arc::clone(&inner), Arc::clone(&group));
+        let Some(i) = inner.upgrade() else { return };
+        let g = Arc::clone(&group);
         if tokio::task::spawn_blocking(move || i.iteration(&g, at, do_restore)).await.is_err() {
             tracing::error!(group = %name, "a rule group evaluation panicked; the group goes on at its next interval");
         }
         let now = time_to_millis(SystemTime::now());
-        let missed = (now - next) / interval - 1;
+        // Whole intervals that passed during this evaluation: those iterations are skipped, and the next
+        // one is the first slot after now.
+        let missed = (now - next).max(0) / interval;
         if missed > 0 {
             metrics::counter!("sightline_rule_group_iterations_missed_total", "group" => name.clone())
                 .increment(missed.unsigned_abs());

@@ -726,6 +726,85 @@ mod tests {
         assert_eq!(samples_text(&[]), "nil");
     }
 
+    /// A stand-in rule engine: alert `X` fires from 2m on, and every evaluation time is recorded.
+    struct FakeEvaluator(std::sync::Arc<std::sync::Mutex<Vec<i64>>>);
+
+    struct FakeSession {
+        steps: std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
+        last: i64,
+    }
+
+    impl RuleEvaluator for FakeEvaluator {
+        fn load(&self, setup: &RuleSetup<'_>) -> Result<Box<dyn RuleSession>, Vec<String>> {
+            assert_eq!(setup.external_url, "http://x");
+            assert_eq!(setup.eval_interval, 60_000);
+            Ok(Box::new(FakeSession { steps: std::sync::Arc::clone(&self.0), last: -1 }))
+        }
+    }
+
+    impl RuleSession for FakeSession {
+        fn eval(&mut self, _store: &dyn Storage, ts: i64) -> Vec<(String, String)> {
+            self.steps.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(ts);
+            self.last = ts;
+            Vec::new()
+        }
+
+        fn firing_alerts(&self, alertname: &str) -> Vec<LabelsAndAnnotations> {
+            if alertname != "X" || self.last < 120_000 {
+                return Vec::new();
+            }
+            let labels =
+                BTreeMap::from([("alertname".to_owned(), "X".to_owned()), ("a".to_owned(), "b".to_owned())]);
+            vec![(labels, BTreeMap::from([("s".to_owned(), "t".to_owned())]))]
+        }
+    }
+
+    #[test]
+    fn an_evaluator_runs_every_step_and_answers_alert_tests() {
+        let dir = std::env::temp_dir().join(format!("sightline-unittest-seam-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("t.yml");
+        std::fs::write(
+            &file,
+            "tests:\n  - external_url: http://x\n    alert_rule_test:\n      - {eval_time: 2m30s, alertname: X, exp_alerts: [{exp_labels: {a: b}, exp_annotations: {s: t}}]}\n      - {eval_time: 1m, alertname: X}\n      - {eval_time: 3m, alertname: X}\n",
+        )
+        .expect("write");
+        let steps = std::sync::Arc::default();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let summary = run_test_files_with(
+            std::slice::from_ref(&file),
+            &mut out,
+            &mut err,
+            &FakeEvaluator(std::sync::Arc::clone(&steps)),
+        )
+        .expect("report");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!((summary.tests, summary.failures), (3, 1));
+        assert_eq!(
+            *steps.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            [0, 60_000, 120_000, 180_000]
+        );
+        let err = String::from_utf8_lossy(&err);
+        assert_eq!(
+            err,
+            "  FAILED:\n    alertname: X, time: 3m, \n        exp:[], \n        got:[\n            0:\n              Labels:{a=\"b\", alertname=\"X\"}\n              Annotations:{s=\"t\"}\n            ]\n"
+        );
+    }
+
+    #[test]
+    fn without_an_evaluator_alert_tests_say_they_did_not_run() {
+        let dir = std::env::temp_dir().join(format!("sightline-unittest-noeval-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("t.yml");
+        std::fs::write(&file, "tests:\n  - alert_rule_test:\n      - {eval_time: 1m, alertname: X}\n")
+            .expect("write");
+        let mut out = Vec::new();
+        let summary = run_test_files(std::slice::from_ref(&file), &mut out).expect("report");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(summary.failures, 1);
+        assert!(String::from_utf8_lossy(&out).contains("needs the alerting engine"));
+    }
+
     #[test]
     fn summary_exit_codes() {
         assert_eq!(RunSummary::default().exit_code(), 0);
