@@ -4,6 +4,7 @@
 
 pub mod model;
 pub mod notify;
+pub mod pipeline;
+pub mod rules;
 
 pub use model::{Alert, AlertSink, AlertStatus, Fingerprint, LabelSet, Notification, Notifier, NotifyError};
-pub mod pipeline;

@@ -59,14 +59,11 @@ pub(crate) struct TestGroup {
     pub(crate) alert_rule_test: Vec<AlertTestCase>,
     #[serde(default)]
     pub(crate) promql_expr_test: Vec<PromqlTestCase>,
-    /// Only used by alert templates, which need the alerting engine; read so that files written for
-    /// promtool load.
+    /// For alert templates (`$externalLabels`), passed to a [`super::RuleEvaluator`].
     #[serde(default)]
-    #[allow(dead_code)]
     pub(crate) external_labels: BTreeMap<String, String>,
-    /// As `external_labels`.
+    /// For alert templates (`$externalURL`), passed to a [`super::RuleEvaluator`].
     #[serde(default)]
-    #[allow(dead_code)]
     pub(crate) external_url: Option<String>,
     #[serde(default)]
     pub(crate) name: Option<String>,
@@ -124,13 +121,11 @@ pub(crate) struct AlertTestCase {
     #[serde(default)]
     pub(crate) alertname: String,
     #[serde(default)]
-    #[allow(dead_code)]
     pub(crate) exp_alerts: Vec<ExpAlert>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 pub(crate) struct ExpAlert {
     #[serde(default)]
     pub(crate) exp_labels: BTreeMap<String, String>,

@@ -21,9 +21,11 @@
 //! Where it differs from promtool:
 //! - An expected `NaN` (written `.nan` in YAML) matches a `NaN` result. promtool compares with `==`,
 //!   so it can never pass a test expecting NaN; such files only pass here.
-//! - `alert_rule_test` needs the alerting engine, which this crate does not have yet: each one is
-//!   reported as a failure saying it did not run, so that nobody reads a pass into a skipped test.
-//!   Alerting rules in rule files are parsed and validated, not evaluated (no `ALERTS` series).
+//! - `alert_rule_test` needs the alerting engine, which lives outside this crate: [`run_test_files_with`]
+//!   takes it as a [`RuleEvaluator`] (`sightline-alert` supplies one), which then evaluates all rules
+//!   at each step and reports firing alerts. Without one ([`run_test_files`]), each `alert_rule_test` is
+//!   reported as a failure saying it did not run, so that nobody reads a pass into a skipped test, and
+//!   alerting rules are parsed and validated, not evaluated (no `ALERTS` series).
 //! - Native histograms (`{{...}}` values, `histogram:` expectations) are not supported.
 //!
 //! A subquery written without a step (`x[5m:]`) steps by `evaluation_interval`, as in promtool. Rule
@@ -44,6 +46,7 @@ use crate::labels::Labels;
 use crate::mem::MemStorage;
 use crate::promql::{Engine, Value};
 use crate::sample::Sample;
+use crate::traits::Storage;
 
 use file::{TestFile, TestGroup};
 use notation::{SeqValue, expand_values, format_duration, go_float, go_labels, go_quote, parse_series};
@@ -88,7 +91,58 @@ pub enum UnitTestError {
 /// errors with their line and column) are failures in the report, not errors.
 pub fn run_test_files(paths: &[PathBuf], out: &mut dyn Write) -> Result<RunSummary, UnitTestError> {
     let mut sink = Sink { out, err: None };
-    run(paths, &mut sink)
+    run(paths, &mut sink, None)
+}
+
+/// The rule engine a run can be given, so that a crate with alerting (this one has only recording
+/// rules) evaluates the rule files and answers `alert_rule_test`s. This crate keeps no dependency on
+/// that crate: the runner only loads input series, steps time, and compares.
+pub trait RuleEvaluator {
+    /// Loads and validates the rule files for one test group; the errors are promtool's failure lines
+    /// (file and line first).
+    fn load(&self, setup: &RuleSetup<'_>) -> Result<Box<dyn RuleSession>, Vec<String>>;
+}
+
+/// What a test group's rules are loaded with.
+#[derive(Debug)]
+pub struct RuleSetup<'a> {
+    /// The rule files, resolved from the test file's globs.
+    pub rule_files: &'a [PathBuf],
+    /// Group names in evaluation order (`group_eval_order`); unlisted groups go first.
+    pub group_eval_order: &'a [String],
+    /// The engine to query with (subqueries without a step use the evaluation interval).
+    pub engine: &'a Engine,
+    /// The test group's `external_labels`, for `$externalLabels` in templates.
+    pub external_labels: &'a BTreeMap<String, String>,
+    /// The test group's `external_url`, for `$externalURL`.
+    pub external_url: &'a str,
+    /// The evaluation interval in milliseconds (each group is evaluated at every step).
+    pub eval_interval: i64,
+}
+
+/// The loaded rules of one test group.
+pub trait RuleSession {
+    /// Evaluates every group at `ts` (milliseconds), appending results to `store`; returns
+    /// `(rule name, error)` for each rule that failed.
+    fn eval(&mut self, store: &dyn Storage, ts: i64) -> Vec<(String, String)>;
+
+    /// The firing alerts of every alerting rule named `alertname`, as `(labels, annotations)`.
+    #[allow(clippy::type_complexity)]
+    fn firing_alerts(&self, alertname: &str) -> Vec<(BTreeMap<String, String>, BTreeMap<String, String>)>;
+}
+
+/// Like [`run_test_files_split`], with `evaluator` evaluating the rules (recording and alerting), so
+/// that `alert_rule_test`s run: at each step from the group's start, input is loaded up to the step,
+/// every rule group is evaluated, and each `alert_rule_test` whose `eval_time` falls in
+/// `[step, step + evaluation_interval)` compares the firing alerts with `exp_alerts`, as promtool does.
+pub fn run_test_files_with(
+    paths: &[PathBuf],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    evaluator: &dyn RuleEvaluator,
+) -> Result<RunSummary, UnitTestError> {
+    let mut sink = Sink { out, err: Some(err) };
+    run(paths, &mut sink, Some(evaluator))
 }
 
 /// Like [`run_test_files`], but splits the report between two streams as promtool does: progress and
@@ -99,7 +153,7 @@ pub fn run_test_files_split(
     err: &mut dyn Write,
 ) -> Result<RunSummary, UnitTestError> {
     let mut sink = Sink { out, err: Some(err) };
-    run(paths, &mut sink)
+    run(paths, &mut sink, None)
 }
 
 /// The two report streams; `err` falls back to `out`.
@@ -123,12 +177,16 @@ impl Sink<'_> {
     }
 }
 
-fn run(paths: &[PathBuf], sink: &mut Sink<'_>) -> Result<RunSummary, UnitTestError> {
+fn run(
+    paths: &[PathBuf],
+    sink: &mut Sink<'_>,
+    evaluator: Option<&dyn RuleEvaluator>,
+) -> Result<RunSummary, UnitTestError> {
     let mut summary = RunSummary::default();
     for path in paths {
         summary.files += 1;
         sink.out(&format!("Unit Testing:  {}\n", path.display()))?;
-        let report = test_file(path);
+        let report = test_file(path, evaluator);
         for warning in &report.warnings {
             sink.err(&format!("{warning}\n"))?;
         }
@@ -175,7 +233,7 @@ fn yaml_error(path: &Path, e: &serde_yaml_ng::Error) -> String {
     }
 }
 
-fn test_file(path: &Path) -> FileReport {
+fn test_file(path: &Path, evaluator: Option<&dyn RuleEvaluator>) -> FileReport {
     let mut report = FileReport::default();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -216,6 +274,26 @@ fn test_file(path: &Path) -> FileReport {
     let engine = Engine::default()
         .with_default_subquery_step(std::time::Duration::from_millis(eval_interval.unsigned_abs()));
     for group in &file.tests {
+        if let Some(evaluator) = evaluator {
+            let setup = RuleSetup {
+                rule_files: &rule_files,
+                group_eval_order: &file.group_eval_order,
+                engine: &engine,
+                external_labels: &group.external_labels,
+                external_url: group.external_url.as_deref().unwrap_or(""),
+                eval_interval,
+            };
+            let mut session = match evaluator.load(&setup) {
+                Ok(session) => session,
+                Err(errors) => {
+                    report.failures.extend(errors);
+                    return report;
+                }
+            };
+            let ctx = GroupContext { engine: &engine, eval_interval, fuzzy: file.fuzzy_compare };
+            ctx.run_with(group, session.as_mut(), &mut report);
+            continue;
+        }
         // Rule state (the series each rule wrote last) is per test group, so load afresh.
         let mut groups = match rules::load_rule_files(&rule_files) {
             Ok(groups) => groups,
@@ -330,6 +408,100 @@ impl GroupContext<'_> {
         }
     }
 
+    /// Runs a test group with an external rule engine: every step is evaluated (alerts need their
+    /// history), and alert tests are checked at the step their `eval_time` falls in.
+    fn run_with(&self, tg: &TestGroup, session: &mut dyn RuleSession, report: &mut FileReport) {
+        let interval = match tg.interval {
+            Some(d) if d.0 > 0 => d.0,
+            _ => self.eval_interval,
+        };
+        let mint = match tg.start_timestamp.as_ref().map(file::StartTimestamp::millis).transpose() {
+            Ok(t) => t.unwrap_or(0),
+            Err(e) => {
+                report.failures.push(e);
+                return;
+            }
+        };
+        let input = match load_input(tg, interval, mint) {
+            Ok(input) => input,
+            Err(e) => {
+                report.failures.push(e);
+                return;
+            }
+        };
+        let group_note = tg.name.as_ref().map(|n| format!(" (in TestGroup {n})")).unwrap_or_default();
+        let mut alert_tests: Vec<&file::AlertTestCase> = Vec::new();
+        for alert in &tg.alert_rule_test {
+            if alert.alertname.is_empty() {
+                report.tests += 1;
+                report.failures.push(format!(
+                    "an item under alert_rule_test misses required attribute alertname at eval_time {}{group_note}",
+                    format_duration(alert.eval_time.0)
+                ));
+                continue;
+            }
+            alert_tests.push(alert);
+        }
+        // Sorted by time (stable, so cases at one time keep file order), as promtool checks them.
+        alert_tests.sort_by_key(|a| a.eval_time.0);
+        let max_eval = tg
+            .promql_expr_test
+            .iter()
+            .map(|t| t.eval_time.0)
+            .chain(tg.alert_rule_test.iter().map(|a| a.eval_time.0))
+            .max()
+            .unwrap_or(0);
+        let steps = max_eval / self.eval_interval;
+        if steps > MAX_RULE_STEPS {
+            report.failures.push(format!(
+                "the largest eval_time ({}) would evaluate the rules {steps} times at evaluation_interval {}; \
+                 the limit is {MAX_RULE_STEPS}: lower eval_time or raise evaluation_interval{group_note}",
+                format_duration(max_eval),
+                format_duration(self.eval_interval)
+            ));
+            return;
+        }
+        let store = MemStorage::new();
+        let mut loader = Loader::new(input);
+        let last_step = mint.saturating_add(steps * self.eval_interval);
+        let mut next_alert = 0;
+        let mut ts = mint;
+        while ts <= last_step {
+            loader.load_till(&store, ts);
+            let errors = session.eval(&store, ts);
+            if !errors.is_empty() {
+                // promtool stops the group at the first step whose rules fail.
+                for (rule, e) in errors {
+                    report
+                        .failures
+                        .push(format!("    rule: {rule}, time: {}, err: {e}", format_duration(ts - mint)));
+                }
+                return;
+            }
+            let since = ts - mint;
+            while let Some(case) = alert_tests.get(next_alert) {
+                if !(since <= case.eval_time.0 && case.eval_time.0 < since + self.eval_interval) {
+                    break;
+                }
+                report.tests += 1;
+                if let Some(failure) = check_alerts(case, session, tg.name.as_deref()) {
+                    report.failures.push(failure);
+                }
+                next_alert += 1;
+            }
+            match ts.checked_add(self.eval_interval) {
+                Some(next) => ts = next,
+                None => break,
+            }
+        }
+        for case in &tg.promql_expr_test {
+            report.tests += 1;
+            if let Some(failure) = self.check(&store, case, mint) {
+                report.failures.push(failure);
+            }
+        }
+    }
+
     /// Runs one `promql_expr_test`; `None` when it passes, else promtool's failure text.
     fn check(&self, store: &MemStorage, case: &file::PromqlTestCase, mint: i64) -> Option<String> {
         let time = format_duration(case.eval_time.0);
@@ -363,6 +535,80 @@ impl GroupContext<'_> {
         }
         Some(format!("{head},\n        exp: {}\n        got: {}", samples_text(&exp), samples_text(&got)))
     }
+}
+
+/// An alert as promtool compares them: labels and annotations.
+type LabelsAndAnnotations = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+/// Compares the firing alerts of `case.alertname` with `exp_alerts` (each given `alertname`, as
+/// Prometheus adds it); `None` when they match, else promtool's failure text.
+fn check_alerts(
+    case: &file::AlertTestCase,
+    session: &dyn RuleSession,
+    test_name: Option<&str>,
+) -> Option<String> {
+    let mut got = session.firing_alerts(&case.alertname);
+    let mut exp: Vec<LabelsAndAnnotations> = case
+        .exp_alerts
+        .iter()
+        .map(|a| {
+            let mut labels = a.exp_labels.clone();
+            labels.insert("alertname".into(), case.alertname.clone());
+            (labels, a.exp_annotations.clone())
+        })
+        .collect();
+    // Empty values are no labels (Prometheus's label sets drop them).
+    for (labels, annotations) in got.iter_mut().chain(exp.iter_mut()) {
+        labels.retain(|_, v| !v.is_empty());
+        annotations.retain(|_, v| !v.is_empty());
+    }
+    got.sort();
+    exp.sort();
+    if got == exp {
+        return None;
+    }
+    let name = test_name.filter(|n| !n.is_empty()).map(|n| format!("    name: {n},\n")).unwrap_or_default();
+    Some(format!(
+        "{name}    alertname: {}, time: {}, \n        exp:{}, \n        got:{}",
+        case.alertname,
+        format_duration(case.eval_time.0),
+        indent_lines(&alerts_text(&exp), "            "),
+        indent_lines(&alerts_text(&got), "            ")
+    ))
+}
+
+/// promtool's `labelsAndAnnotations.String()`.
+fn alerts_text(alerts: &[LabelsAndAnnotations]) -> String {
+    if alerts.is_empty() {
+        return "[]".into();
+    }
+    let one = |(labels, annotations): &LabelsAndAnnotations| {
+        format!("Labels:{}\nAnnotations:{}", map_text(labels), map_text(annotations))
+    };
+    let mut s = String::from("[\n");
+    for (i, a) in alerts.iter().enumerate() {
+        if i > 0 {
+            s.push_str(",\n");
+        }
+        s.push_str(&format!("{i}:{}", indent_lines(&format!("\n{}", one(a)), "  ")));
+    }
+    s.push_str("\n]");
+    s
+}
+
+/// A map as Prometheus's `labels.Labels.String()`: `{a="b", c="d"}`.
+fn map_text(map: &BTreeMap<String, String>) -> String {
+    let body: Vec<String> = map.iter().map(|(k, v)| format!("{k}={}", go_quote(v))).collect();
+    format!("{{{}}}", body.join(", "))
+}
+
+/// promtool's `indentLines`: every line but the first gets `indent`.
+fn indent_lines(text: &str, indent: &str) -> String {
+    text.split('\n')
+        .enumerate()
+        .map(|(i, l)| if i == 0 { l.to_owned() } else { format!("{indent}{l}") })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// promtool's rendering of a sample list: `{a="b"} 1E+00, {a="c"} 2E+00`, or `nil` when empty.
@@ -478,6 +724,85 @@ mod tests {
         assert_eq!(samples_text(&[(l, 1.5)]), r#"{__name__="x", a="b"} 1.5E+00"#);
         assert_eq!(samples_text(&[(Labels::empty(), 3.0)]), "{} 3E+00");
         assert_eq!(samples_text(&[]), "nil");
+    }
+
+    /// A stand-in rule engine: alert `X` fires from 2m on, and every evaluation time is recorded.
+    struct FakeEvaluator(std::sync::Arc<std::sync::Mutex<Vec<i64>>>);
+
+    struct FakeSession {
+        steps: std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
+        last: i64,
+    }
+
+    impl RuleEvaluator for FakeEvaluator {
+        fn load(&self, setup: &RuleSetup<'_>) -> Result<Box<dyn RuleSession>, Vec<String>> {
+            assert_eq!(setup.external_url, "http://x");
+            assert_eq!(setup.eval_interval, 60_000);
+            Ok(Box::new(FakeSession { steps: std::sync::Arc::clone(&self.0), last: -1 }))
+        }
+    }
+
+    impl RuleSession for FakeSession {
+        fn eval(&mut self, _store: &dyn Storage, ts: i64) -> Vec<(String, String)> {
+            self.steps.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(ts);
+            self.last = ts;
+            Vec::new()
+        }
+
+        fn firing_alerts(&self, alertname: &str) -> Vec<LabelsAndAnnotations> {
+            if alertname != "X" || self.last < 120_000 {
+                return Vec::new();
+            }
+            let labels =
+                BTreeMap::from([("alertname".to_owned(), "X".to_owned()), ("a".to_owned(), "b".to_owned())]);
+            vec![(labels, BTreeMap::from([("s".to_owned(), "t".to_owned())]))]
+        }
+    }
+
+    #[test]
+    fn an_evaluator_runs_every_step_and_answers_alert_tests() {
+        let dir = std::env::temp_dir().join(format!("sightline-unittest-seam-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("t.yml");
+        std::fs::write(
+            &file,
+            "tests:\n  - external_url: http://x\n    alert_rule_test:\n      - {eval_time: 2m30s, alertname: X, exp_alerts: [{exp_labels: {a: b}, exp_annotations: {s: t}}]}\n      - {eval_time: 1m, alertname: X}\n      - {eval_time: 3m, alertname: X}\n",
+        )
+        .expect("write");
+        let steps = std::sync::Arc::default();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let summary = run_test_files_with(
+            std::slice::from_ref(&file),
+            &mut out,
+            &mut err,
+            &FakeEvaluator(std::sync::Arc::clone(&steps)),
+        )
+        .expect("report");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!((summary.tests, summary.failures), (3, 1));
+        assert_eq!(
+            *steps.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            [0, 60_000, 120_000, 180_000]
+        );
+        let err = String::from_utf8_lossy(&err);
+        assert_eq!(
+            err,
+            "  FAILED:\n    alertname: X, time: 3m, \n        exp:[], \n        got:[\n            0:\n              Labels:{a=\"b\", alertname=\"X\"}\n              Annotations:{s=\"t\"}\n            ]\n"
+        );
+    }
+
+    #[test]
+    fn without_an_evaluator_alert_tests_say_they_did_not_run() {
+        let dir = std::env::temp_dir().join(format!("sightline-unittest-noeval-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("t.yml");
+        std::fs::write(&file, "tests:\n  - alert_rule_test:\n      - {eval_time: 1m, alertname: X}\n")
+            .expect("write");
+        let mut out = Vec::new();
+        let summary = run_test_files(std::slice::from_ref(&file), &mut out).expect("report");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(summary.failures, 1);
+        assert!(String::from_utf8_lossy(&out).contains("needs the alerting engine"));
     }
 
     #[test]
