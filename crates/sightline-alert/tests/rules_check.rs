@@ -56,3 +56,15 @@ fn valid_and_invalid_files_report_like_promtool() {
         assert_eq!(out, String::from_utf8_lossy(&output.stdout), "stdout for {}", path.display());
     }
 }
+
+#[test]
+fn a_real_world_rule_file_passes_here_and_in_promtool() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/rules/real_world.rules.yml");
+    let (code, out, err) = check(std::slice::from_ref(&path));
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(out.ends_with("  SUCCESS: 4 rules found\n\n"), "{out}");
+    let Some(promtool) = sightline_testkit::require_peer("promtool", "prometheus") else { return };
+    let output = Command::new(&promtool).args(["check", "rules"]).arg(&path).output().expect("promtool");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(out, String::from_utf8_lossy(&output.stdout));
+}

@@ -269,3 +269,19 @@ fn keep_firing_for_holds_a_firing_alert() {
         [(AlertState::Firing, AlertState::Resolved)]
     );
 }
+
+#[test]
+fn query_offset_queries_earlier_and_writes_at_the_query_time() {
+    let store = MemStorage::new();
+    // Down only at 0m..1m: with a one-minute offset, the evaluation at 2m sees the value of 1m.
+    series(&store, "up", &[("instance", "a")], &[(0, 1.0), (MIN, 0.0), (2 * MIN, 1.0)]);
+    let mut g =
+        group("groups:\n- name: g\n  query_offset: 1m\n  rules:\n  - alert: Down\n    expr: up == 0\n");
+    g.set_restored();
+    let events = eval(&mut g, &store, 2 * MIN);
+    assert_eq!(events.len(), 2, "{events:?}");
+    let Rule::Alerting(rule) = &g.rules[0] else { panic!("alerting rule") };
+    assert_eq!(rule.active.values().next().expect("alert").active_at, 2 * MIN);
+    let raw = store.select(&[promql_matcher("ALERTS")], &SelectHints::range(0, 3 * MIN)).expect("select");
+    assert_eq!(raw[0].samples, [Sample::new(MIN, 1.0)]);
+}

@@ -118,3 +118,51 @@ fn loading_outside_a_runtime_is_an_error() {
     );
     assert!(matches!(manager.reload(&[]), Err(ReloadError::NoRuntime)));
 }
+
+#[test]
+fn evaluations_report_metrics() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let dir = TempDir::new("rules-metrics");
+    let file = dir.path().join("r.yml");
+    std::fs::write(
+        &file,
+        "groups:\n  - name: m\n    rules:\n      - alert: Down\n        expr: up == 0\n      - record: clash\n        expr: up\n        labels: {instance: same}\n",
+    )
+    .expect("write rules");
+    let store = Arc::new(MemStorage::new());
+    let now = now_ms();
+    for instance in ["a", "b"] {
+        store.add(
+            Labels::from_pairs(&[("__name__", "up"), ("instance", instance)]),
+            [Sample::new(now - 1000, 0.0)],
+        );
+    }
+    let sink = Arc::new(Collect::default());
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let manager =
+            RuleManager::new(store, Arc::new(Engine::default()), sink.clone(), ManagerOptions::default());
+        // A runtime that is entered but never driven: the group tasks do not run, the evaluation below
+        // is the only one.
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+        let _guard = rt.enter();
+        manager.reload(std::slice::from_ref(&file)).expect("rules load");
+        manager.eval_all_at(SystemTime::now());
+        manager.stop();
+    });
+    assert_eq!(sink.0.lock().expect("lock").len(), 2);
+    let mut seen = std::collections::HashMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let labels: Vec<String> = key.key().labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+        seen.insert(format!("{}{{{}}}", key.key().name(), labels.join(",")), value);
+    }
+    assert_eq!(seen.get("sightline_alerts{state=firing}"), Some(&DebugValue::Gauge(2.0.into())), "{seen:?}");
+    assert_eq!(seen.get("sightline_alerts{state=pending}"), Some(&DebugValue::Gauge(0.0.into())));
+    assert_eq!(seen.get("sightline_rule_evaluation_failures_total{group=m}"), Some(&DebugValue::Counter(1)));
+    assert!(
+        matches!(seen.get("sightline_rule_evaluation_duration_seconds{group=m}"), Some(DebugValue::Histogram(h)) if h.len() == 1),
+        "{seen:?}"
+    );
+}

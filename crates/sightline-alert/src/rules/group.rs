@@ -254,7 +254,7 @@ impl RuleGroup {
             let rule_started = std::time::Instant::now();
             let result = match rule {
                 Rule::Recording(r) => r.eval(ctx, t, self.limit),
-                Rule::Alerting(a) => a.eval(ctx, t, self.limit, &mut outcome.events),
+                Rule::Alerting(a) => a.eval(ctx, ts, t, self.limit, &mut outcome.events),
             };
             let status = rule.status_mut();
             status.evaluation_time = rule_started.elapsed();
@@ -583,15 +583,18 @@ impl AlertingRule {
             .collect()
     }
 
-    /// One evaluation at `t`: updates the alerts and returns the `ALERTS`/`ALERTS_FOR_STATE` samples.
+    /// One evaluation at `t` (the evaluation time): queries at `query_t` (earlier by the group's
+    /// `query_offset`), updates the alerts and returns the `ALERTS`/`ALERTS_FOR_STATE` samples. Alert
+    /// times (active, fired, resolved) are evaluation times, as in Prometheus.
     fn eval(
         &mut self,
         ctx: &EvalContext<'_>,
         t: i64,
+        query_t: i64,
         limit: u64,
         events: &mut Vec<RuleEvent>,
     ) -> Result<Vec<(Labels, f64)>, String> {
-        let samples = query_vector(ctx, &self.expr, t)?;
+        let samples = query_vector(ctx, &self.expr, query_t)?;
         let mut result_fps: HashSet<Fingerprint> = HashSet::with_capacity(samples.len());
         let mut event = |labels: &LabelSet, fp: Fingerprint, from: AlertState, to: AlertState| {
             events.push(RuleEvent {

@@ -315,6 +315,12 @@ fn group_offset(group: &RuleGroup) -> i64 {
     (h % group.interval_ms.max(1).unsigned_abs()) as i64
 }
 
+/// The iterations skipped when an evaluation scheduled at `scheduled` ends at `now`: the whole intervals
+/// that passed since, so that the next evaluation is the first slot after `now`.
+fn missed_iterations(scheduled: i64, now: i64, interval: i64) -> i64 {
+    (now - scheduled).max(0) / interval.max(1)
+}
+
 /// A group's loop. It holds the manager weakly, so that dropping the last [`RuleManager`] stops it.
 async fn run_group(inner: Weak<Inner>, group: Arc<Mutex<RuleGroup>>, restore: bool) {
     let (interval, offset, name) = {
@@ -344,15 +350,13 @@ async fn run_group(inner: Weak<Inner>, group: Arc<Mutex<RuleGroup>>, restore: bo
             tracing::error!(group = %name, "a rule group evaluation panicked; the group goes on at its next interval");
         }
         let now = time_to_millis(SystemTime::now());
-        // Whole intervals that passed during this evaluation: those iterations are skipped, and the next
-        // one is the first slot after now.
-        let missed = (now - next).max(0) / interval;
+        let missed = missed_iterations(next, now, interval);
         if missed > 0 {
             metrics::counter!("sightline_rule_group_iterations_missed_total", "group" => name.clone())
                 .increment(missed.unsigned_abs());
             tracing::warn!(group = %name, missed, "rule group evaluation took longer than its interval; iterations skipped");
         }
-        next += interval * (missed.max(0) + 1);
+        next += interval * (missed + 1);
     }
 }
 
@@ -527,5 +531,24 @@ fn api_group(g: &RuleGroup) -> ApiGroup {
         limit: g.limit,
         evaluation_time: g.evaluation_time.as_secs_f64(),
         last_evaluation: rfc3339_nano(g.last_evaluation),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missed_iterations_are_whole_intervals() {
+        assert_eq!(missed_iterations(1000, 1500, 1000), 0);
+        assert_eq!(missed_iterations(1000, 3500, 1000), 2);
+        assert_eq!(missed_iterations(1000, 900, 1000), 0);
+    }
+
+    #[test]
+    fn times_print_like_go() {
+        assert_eq!(rfc3339_nano(None), "0001-01-01T00:00:00Z");
+        assert_eq!(rfc3339_nano(Some(millis_to_time(1_500))), "1970-01-01T00:00:01.5Z");
+        assert_eq!(rfc3339_nano(Some(millis_to_time(0))), "1970-01-01T00:00:00Z");
     }
 }

@@ -11,8 +11,10 @@
 //! `with`/`else`/`end` and `range` over maps (`{{ range $k, $v := $labels }}`); functions `printf`,
 //! `print`, `humanize`, `humanize1024`, `humanizePercentage`, `humanizeDuration`, `humanizeTimestamp`,
 //! `toUpper`, `toLower`, `title`, `stripPort`, `reReplaceAll`, `match`, `safeHtml`, `len`, `index`,
-//! `eq`/`ne`/`lt`/`le`/`gt`/`ge`, `and`/`or`/`not`. The `query` family needs a store and is refused at
-//! parse time.
+//! `eq`/`ne`/`lt`/`le`/`gt`/`ge`, `and`/`or`/`not`. The `query` family (`query`, `first`, `value`,
+//! `label`, ...) needs a store: such templates parse, so that rule files written for Prometheus pass
+//! `rules check`, and expanding them fails with a message saying so (the alert's text then shows
+//! `<error expanding template: ...>`, as Prometheus shows expansion errors).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -713,9 +715,9 @@ impl Parser<'_> {
                     "false" => cmd.push(Arg::Lit(TValue::Bool(false))),
                     "nil" => cmd.push(Arg::Lit(TValue::Nil)),
                     n if FUNCS.contains(&n) => cmd.push(Arg::Func(n.to_owned())),
-                    n if UNSUPPORTED.contains(&n) => {
-                        return Err(self.error_at(*p, format!("function {n:?} is not supported in sightline's alert templates (it needs a query engine or server context)")));
-                    }
+                    // Prometheus's functions that need a store or a server parse (so that rule files
+                    // written for Prometheus pass `rules check`) and fail when run.
+                    n if UNSUPPORTED.contains(&n) => cmd.push(Arg::Func(n.to_owned())),
                     n => return Err(self.error_at(*p, format!("function {n:?} not defined"))),
                 },
                 Tok::Var(name, fields) => {
@@ -1070,6 +1072,15 @@ impl Eval<'_> {
                     "gt" => ord == std::cmp::Ordering::Greater,
                     _ => ord != std::cmp::Ordering::Less,
                 })
+            }
+            other if UNSUPPORTED.contains(&other) => {
+                return Err(self.error(
+                    pos,
+                    format!(
+                        "function {other:?} is not supported in sightline's alert templates (it needs a query engine or server context); \
+                         compute the value in the rule's expression instead"
+                    ),
+                ));
             }
             other => return Err(self.error(pos, format!("function {other:?} not defined"))),
         })
@@ -1429,7 +1440,9 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("incompatible types for comparison"), "{e}");
-        assert!(Template::parse("n", "{{ query \"up\" }}").is_err());
+        let t = Template::parse("n", "{{ query \"up\" }}").expect("Prometheus's query function parses");
+        let e = t.expand(&data(1.0)).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("\"query\" is not supported"), "{e}");
     }
 
     #[test]
