@@ -2,6 +2,7 @@
 //! evaluated by `sightline-tsdb`'s PromQL engine, and an Alertmanager-compatible notification pipeline
 //! (routing, grouping, inhibition, silences, acknowledgement, escalation) with its notifiers.
 
+pub mod factory;
 pub mod model;
 pub mod notify;
 pub mod pipeline;
