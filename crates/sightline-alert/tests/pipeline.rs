@@ -679,3 +679,25 @@ async fn state_in_the_store_survives_a_restart_without_duplicates() {
         "already notified and acked: nothing re-sent after the restart"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn silenced_alerts_do_not_escalate_until_the_silence_ends() {
+    let yaml = format!(
+        "{TIMING}\nescalations:\n- name: all\n  match: {{severity: critical}}\n  levels:\n  - after: 10m\n    receivers: [lead]\n{}",
+        receivers(&["team", "lead"])
+    );
+    let h = Harness::new(&yaml);
+    h.fire(&[("alertname", "Down"), ("severity", "critical")]);
+    let id = h.dispatcher.add_silence(silence(&h, r#"alertname="Down""#, 20)).expect("silence");
+    sleep_secs(15 * 60).await;
+    assert!(h.log().is_empty(), "silenced: neither notified nor escalated: {:?}", h.log());
+    h.dispatcher.expire_silence(&id).expect("expire");
+    // Rechecked within a minute, and the route's next tick notifies the team.
+    sleep_secs(5 * 60).await;
+    let receivers: Vec<String> = h.log().into_iter().map(|(_, r, _)| r).collect();
+    assert!(
+        receivers.contains(&"lead".to_owned()) && receivers.contains(&"team".to_owned()),
+        "{receivers:?}"
+    );
+    assert_eq!(receivers.iter().filter(|r| *r == "lead").count(), 1);
+}

@@ -23,3 +23,13 @@ pub use dispatch::{
 pub use matchers::{MatchType, Matcher, Matchers};
 pub use silence::{Silence, SilenceState};
 pub use store::{MemoryStore, PipelineStore};
+
+// Wiring, for the server:
+//
+// ```text
+// let config = Config::parse(&text)?;                      // errors: ConfigError::line(&text) gives the line
+// let dispatcher = Dispatcher::new(config, factory, DispatcherOptions { store, external_url, events, .. })?;
+// rules.set_sink(Arc::new(dispatcher.clone()));           // AlertSink::send never blocks
+// dispatcher.add_silence(..) / expire_silence(id) / silences() / ack(fp, by, comment) / alerts()
+// dispatcher.apply_config(new_config)?;                   // on reload
+// ```
