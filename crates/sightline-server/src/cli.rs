@@ -41,8 +41,15 @@ enum Command {
     Query(query::QueryArgs),
     /// Rule files: `sightline rules test FILE...` runs promtool-format unit tests.
     Rules(rules::RulesArgs),
+    /// List a running server's alerts (pending and firing), with fingerprints for `sightline ack`.
+    Alerts(alerts::AlertsArgs),
+    /// Add, list or expire silences on a running server.
+    Silence(alerts::SilenceArgs),
+    /// Acknowledge a firing alert: it stops reminders and escalation, and the history records who and when.
+    Ack(alerts::AckArgs),
 }
 
+mod alerts;
 mod audit;
 mod query;
 mod rules;
@@ -111,6 +118,9 @@ pub fn main() -> ExitCode {
         Command::Audit(args) => audit::run(&args),
         Command::Query(args) => query::run(&args),
         Command::Rules(args) => rules::run(&args),
+        Command::Alerts(args) => alerts::alerts(&args),
+        Command::Silence(args) => alerts::silence(&args),
+        Command::Ack(args) => alerts::ack(&args),
     }
 }
 

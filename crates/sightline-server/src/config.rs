@@ -46,6 +46,11 @@ pub struct Config {
     /// pastes in. Not settable from the environment (see [`Config::with_env`]).
     #[serde(skip_serializing)]
     pub scrape_configs: Vec<sightline_tsdb::scrape::ScrapeConfig>,
+    /// Rules, and notification routing in Alertmanager's own syntax.
+    pub alerting: AlertingConfig,
+    /// The file this configuration was loaded from, for reloads.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 impl Config {
@@ -1033,6 +1038,101 @@ impl Default for TsdbConfig {
     }
 }
 
+/// `alerting:` rule files and their evaluation, external Alertmanagers, and the in-process notification
+/// pipeline, whose keys (`global`, `route`, `receivers`, `inhibit_rules`, `time_intervals`) are
+/// Alertmanager's own, so the routing part of an `alertmanager.yml` pastes in; `escalations`,
+/// `acknowledgement` and `silencing` are Sightline's additions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertingConfig {
+    /// Rule files in Prometheus's format; globs, relative to the working directory.
+    pub rule_files: Vec<String>,
+    /// How often rule groups are evaluated unless a group says otherwise.
+    pub evaluation_interval: PromDuration,
+    /// The server's URL as people reach it, for links in notifications (default: the listen address).
+    pub external_url: Option<String>,
+    /// Labels added to every alert sent out.
+    pub external_labels: std::collections::BTreeMap<String, String>,
+    /// External Alertmanagers that get every alert (`POST /api/v2/alerts`), as Prometheus sends them.
+    pub alertmanagers: Vec<AlertmanagerTarget>,
+    pub global: sightline_alert::pipeline::config::GlobalConfig,
+    pub route: Option<sightline_alert::pipeline::config::Route>,
+    pub receivers: Vec<sightline_alert::pipeline::config::Receiver>,
+    pub inhibit_rules: Vec<sightline_alert::pipeline::config::InhibitRule>,
+    pub time_intervals: Vec<sightline_alert::pipeline::timeinterval::NamedTimeInterval>,
+    pub mute_time_intervals: Vec<sightline_alert::pipeline::timeinterval::NamedTimeInterval>,
+    pub escalations: Vec<sightline_alert::pipeline::config::Escalation>,
+    pub acknowledgement: sightline_alert::pipeline::config::Acknowledgement,
+    pub silencing: sightline_alert::pipeline::config::Silencing,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        Self {
+            rule_files: Vec::new(),
+            evaluation_interval: PromDuration(std::time::Duration::from_secs(60)),
+            external_url: None,
+            external_labels: Default::default(),
+            alertmanagers: Vec::new(),
+            global: Default::default(),
+            route: None,
+            receivers: Vec::new(),
+            inhibit_rules: Vec::new(),
+            time_intervals: Vec::new(),
+            mute_time_intervals: Vec::new(),
+            escalations: Vec::new(),
+            acknowledgement: Default::default(),
+            silencing: Default::default(),
+        }
+    }
+}
+
+impl AlertingConfig {
+    /// The notification pipeline's configuration, when a `route` is set.
+    pub fn routing(&self) -> Option<sightline_alert::pipeline::Config> {
+        self.route.as_ref()?;
+        Some(sightline_alert::pipeline::Config {
+            global: self.global.clone(),
+            route: self.route.clone(),
+            receivers: self.receivers.clone(),
+            inhibit_rules: self.inhibit_rules.clone(),
+            time_intervals: self.time_intervals.clone(),
+            mute_time_intervals: self.mute_time_intervals.clone(),
+            templates: Vec::new(),
+            escalations: self.escalations.clone(),
+            acknowledgement: self.acknowledgement.clone(),
+            silencing: self.silencing.clone(),
+        })
+    }
+
+    /// The rule files the globs name, sorted; a glob that matches nothing is an error (a typo would
+    /// otherwise silently load no rules).
+    pub fn rule_paths(&self) -> Result<Vec<PathBuf>, String> {
+        let mut paths = Vec::new();
+        for pattern in &self.rule_files {
+            let matches: Vec<PathBuf> = glob::glob(pattern)
+                .map_err(|e| format!("alerting.rule_files: {pattern:?} is not a valid glob: {e}"))?
+                .filter_map(Result::ok)
+                .collect();
+            if matches.is_empty() {
+                return Err(format!("alerting.rule_files: {pattern:?} matches no file"));
+            }
+            paths.extend(matches);
+        }
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
+    }
+}
+
+/// An external Alertmanager.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerTarget {
+    /// Its base URL, e.g. `http://127.0.0.1:9093`.
+    pub url: String,
+}
+
 /// `tsdb.retention:` how long raw samples and downsampled aggregates are kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -1083,7 +1183,9 @@ impl Config {
             }
             None => Config::default(),
         };
-        config.with_env(env)
+        let mut config = config.with_env(env)?;
+        config.source = path.map(Path::to_owned);
+        Ok(config)
     }
 
     /// Parses YAML text; `path` only names the source in errors.
@@ -1134,6 +1236,7 @@ impl Config {
         // Scrape jobs are lists of structures, which variables cannot express; they are not serialised
         // into the tree above, so carry them over.
         config.scrape_configs = self.scrape_configs;
+        config.source = self.source;
         config.validate().map_err(|message| env_err("(all)", message))?;
         Ok(config)
     }
@@ -1142,6 +1245,19 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         sightline_tsdb::scrape::validate_configs(&self.scrape_global(), &self.scrape_configs)
             .map_err(|e| format!("scrape_configs: {e}"))?;
+        if let Some(routing) = self.alerting.routing() {
+            routing.validate().map_err(|e| format!("alerting: {e}"))?;
+        } else if !self.alerting.receivers.is_empty() {
+            return Err("alerting: receivers are set but no `route` sends alerts to them; add `route: {receiver: NAME}`".to_owned());
+        }
+        for target in &self.alerting.alertmanagers {
+            if !(target.url.starts_with("http://") || target.url.starts_with("https://")) {
+                return Err(format!(
+                    "alerting.alertmanagers: url {:?} must start with http:// or https://",
+                    target.url
+                ));
+            }
+        }
         // Names, dependencies (unknown ones, cycles): build the registry once, probing nothing.
         crate::health::build(&self.health, &self.server.data_dir, &sightline_core::Registry::new(), None)?;
         for (i, rule) in self.metrics.buckets.iter().enumerate() {

@@ -33,6 +33,8 @@ pub struct AppState {
     pub protect_audit_reads: bool,
     /// The time-series store and PromQL engine, when the server keeps one.
     pub query: Option<crate::query::QueryState>,
+    /// Rules, the notification pipeline and their API.
+    pub alerting: Option<crate::alerting::AlertingState>,
     request_metrics: Arc<RequestMetrics>,
 }
 
@@ -61,6 +63,7 @@ impl AppState {
             audit: None,
             protect_audit_reads: false,
             query: None,
+            alerting: None,
             request_metrics: Arc::default(),
         }
     }
@@ -140,6 +143,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/label/{name}/values", get(crate::query::label_values))
         .route("/api/v1/status/buildinfo", get(crate::query::buildinfo))
         .route("/api/v1/targets", get(crate::query::targets))
+        .route("/api/v1/rules", get(crate::alerting::rules))
+        .route("/api/v1/alerts", get(crate::alerting::alerts))
+        .route("/api/v1/alerts/history", audit_read(get(crate::alerting::history)))
+        .route("/api/v1/alerts/{fingerprint}/ack", post(crate::alerting::ack).layer(guard.clone()))
+        .route(
+            "/api/v1/silences",
+            get(crate::alerting::list_silences)
+                .merge(post(crate::alerting::add_silence).layer(guard.clone())),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(crate::alerting::expire_silence).layer(guard.clone()),
+        )
+        .route("/-/reload", post(crate::alerting::reload).layer(guard.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track_requests))
         .with_state(state)

@@ -3,6 +3,7 @@
 //! `main` parses the command line ([`cli`]), loads the [`config`], sets up [`logging`] and calls
 //! [`serve`], which builds the registry and the [`http`] router and runs until SIGINT or SIGTERM.
 
+pub mod alerting;
 pub mod audit;
 pub mod auth;
 pub mod cli;
@@ -66,7 +67,18 @@ pub async fn serve(config: Config, log_env: Option<String>) -> anyhow::Result<()
         .with_audit(audit);
     if let Some(tsdb) = &tsdb {
         state = state.with_query(tsdb.query.clone());
+        let alerting = alerting::start(
+            &config,
+            config.source.as_deref(),
+            tsdb.query.storage.clone(),
+            Arc::new(tsdb.query.engine.clone()),
+            writer.clone(),
+            local,
+        )?;
+        spawn_reload_on_sighup(alerting.clone())?;
+        state.alerting = Some(alerting);
     }
+    let alerting = state.alerting.clone();
     state.protect_audit_reads = config.audit.protect_reads;
     let shutdown = shutdown_signal()?;
     tracing::info!(
@@ -82,6 +94,9 @@ pub async fn serve(config: Config, log_env: Option<String>) -> anyhow::Result<()
         .context("the HTTP server failed")?;
     checks.stop();
     collectors.stop();
+    if let Some(alerting) = alerting {
+        alerting.stop().await;
+    }
     if let Some(tsdb) = tsdb {
         tsdb.stop().await;
     }
@@ -93,6 +108,26 @@ pub async fn serve(config: Config, log_env: Option<String>) -> anyhow::Result<()
     tracing::info!("sightline stopped");
     // The last export blocks for at most its timeout; keep it off the async workers.
     let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    Ok(())
+}
+
+/// Reloads rules and routing on SIGHUP, as Prometheus and Alertmanager do; a bad configuration is
+/// logged and the running one stays.
+fn spawn_reload_on_sighup(alerting: alerting::AlertingState) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let alerting = alerting.clone();
+            match tokio::task::spawn_blocking(move || alerting.reload()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::error!(error = %err, "reload refused; the running configuration stays")
+                }
+                Err(err) => tracing::error!(error = %err, "the reload task failed"),
+            }
+        }
+    });
     Ok(())
 }
 

@@ -109,8 +109,10 @@ fn the_shipped_example_config_is_valid_and_all_defaults() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains(": ok"));
     // The file promises that every value shown is the default; keep that true.
-    let parsed =
+    let mut parsed =
         sightline_server::config::Config::load(Some(std::path::Path::new(example)), std::iter::empty())
             .expect("valid");
+    assert_eq!(parsed.source.as_deref(), Some(std::path::Path::new(example)), "load remembers its file");
+    parsed.source = None;
     assert_eq!(parsed, sightline_server::config::Config::default());
 }
