@@ -47,10 +47,13 @@ enum Command {
     Silence(alerts::SilenceArgs),
     /// Acknowledge a firing alert: it stops reminders and escalation, and the history records who and when.
     Ack(alerts::AckArgs),
+    /// Receivers: `sightline notify test RECEIVER --config FILE` sends a test notification.
+    Notify(notify::NotifyArgs),
 }
 
 mod alerts;
 mod audit;
+mod notify;
 mod query;
 mod rules;
 
@@ -121,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::Alerts(args) => alerts::alerts(&args),
         Command::Silence(args) => alerts::silence(&args),
         Command::Ack(args) => alerts::ack(&args),
+        Command::Notify(args) => notify::run(&args),
     }
 }
 

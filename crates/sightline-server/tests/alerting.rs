@@ -263,3 +263,38 @@ fn rules_check_and_test_run_the_shipped_default_rules() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn notify_test_sends_through_every_integration_of_a_receiver() {
+    let (hook, deliveries) = webhook();
+    let dir = TempDir::new("notify-test");
+    let config = dir.path().join("sightline.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "alerting:\n  route: {{receiver: ops}}\n  receivers:\n    - name: ops\n      retries: 0\n\
+             \x20     webhook_configs:\n        - url: http://{hook}/ok\n        - url: http://127.0.0.1:1/down\n"
+        ),
+    )
+    .expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["notify", "test", "ops", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run notify test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("ops webhook[0]: delivered"), "{stdout}");
+    assert!(stderr.contains("ops webhook[1]: failed"), "{stderr}");
+    let payload = deliveries.recv_timeout(Duration::from_secs(5)).expect("the test notification");
+    assert_eq!(payload["alerts"][0]["labels"]["alertname"], "SightlineTestAlert");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["notify", "test", "nobody", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run notify test");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("have: ops"));
+}
