@@ -200,6 +200,55 @@ fn a_firing_rule_reaches_a_webhook_and_the_alerting_api_works() {
     let silences = get(addr, "/api/v1/silences");
     assert_eq!(silences["data"][0]["status"]["state"], "expired");
 
+    // The same through the CLI.
+    let cli = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(args)
+            .args(["--server", &format!("http://{addr}"), "--token", TOKEN])
+            .output()
+            .expect("run sightline");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = cli(&["alerts"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("BuildInfoPresent")
+            && stdout.contains("acked by ann")
+            && stdout.contains(&fingerprint),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = cli(&[
+        "silence",
+        "add",
+        "severity=\"critical\"",
+        "--duration",
+        "5m",
+        "--author",
+        "bob",
+        "--comment",
+        "cli",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let cli_silence = stdout.trim().to_owned();
+    let (code, stdout, _) = cli(&["silence", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains(&cli_silence)
+            && stdout.contains("severity=\"critical\"")
+            && stdout.contains("bob: cli"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = cli(&["silence", "expire", &cli_silence]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("expired"));
+    let (code, _, stderr) = cli(&["ack", "0000000000000000", "--by", "bob"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no alert"), "{stderr}");
+
     // The history holds the transitions and the acknowledgement.
     let history = eventually(Duration::from_secs(10), || {
         let history = get(addr, "/api/v1/alerts/history?alertname=BuildInfoPresent");
