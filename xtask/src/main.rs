@@ -8,6 +8,8 @@
 //!   writes `target/bench/core.json`.
 //! - `cargo xtask bench-audit` runs the audit trail's load test (SQLite, PostgreSQL, HTTP) and prints its
 //!   targets; see `audit_bench`.
+//! - `cargo xtask bench-tsdb` runs the time-series store's benchmarks and its comparison with Debian's
+//!   Prometheus; see `tsdb_bench`.
 //! - `cargo xtask ci` runs `.ci/run`, so that CI and developers share one source of truth.
 
 use std::ffi::OsString;
@@ -20,6 +22,7 @@ use anyhow::{Context, Result, bail};
 
 mod audit_bench;
 mod health_bench;
+mod tsdb_bench;
 use serde_json::{Value, json};
 
 const HELP: &str = "\
@@ -47,6 +50,11 @@ COMMANDS:
                 default 1,000,000 events each), then POSTs of 1,000 events to a release build of
                 `sightline serve` (default 300,000 events); prints every target's verdict and
                 writes <target dir>/bench/audit.json. --quick: 100,000 and 50,000 events.
+    bench-tsdb [--runs N] [--anchor-only]
+                The time-series store's benchmarks (crates/sightline-tsdb/benches): storage, promql and
+                scrape with criterion, then the query targets in process and against Debian's
+                Prometheus over HTTP on the same samples (each query N times, default 50); prints the
+                targets' verdicts and writes <target dir>/bench/tsdb.json. --anchor-only skips criterion.
     ci          Run what CI runs: `bash .ci/run` from the workspace root.
     help        Print this help (also -h, --help).
 ";
@@ -88,6 +96,17 @@ fn main() -> ExitCode {
             };
             let root = workspace_root();
             match target_directory(&root).and_then(|dir| audit_bench::run(&root, &dir, &options)) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(err) => Err(err),
+            }
+        }
+        Some("bench-tsdb") => {
+            let options = match tsdb_bench::Options::parse(&args[1..]) {
+                Ok(options) => options,
+                Err(message) => return usage_error(&message),
+            };
+            let root = workspace_root();
+            match target_directory(&root).and_then(|dir| tsdb_bench::run(&root, &dir, &options)) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(err) => Err(err),
             }

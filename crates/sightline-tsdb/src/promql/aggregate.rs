@@ -95,7 +95,16 @@ impl Evaluator<'_> {
         } else {
             None
         };
-        let rows = self.eval_vector(&agg.expr, grid)?;
+        // Only top/bottomk return input series; the others see input labels through the grouping alone,
+        // which ignores the metric name unless it groups `by (__name__)`.
+        self.names_unused = !matches!(op, T_TOPK | T_BOTTOMK)
+            && match &agg.modifier {
+                Some(LabelModifier::Include(by)) => !by.labels.iter().any(|l| l == METRIC_NAME),
+                _ => true,
+            };
+        let rows = self.eval_vector(&agg.expr, grid);
+        self.names_unused = false;
+        let rows = rows?;
         self.check_deadline("aggregation")?;
 
         // Group the input once by a hash of the grouping labels (as Prometheus does); a group's labels are

@@ -226,6 +226,8 @@ impl Engine {
             query_end: end,
             default_step: dur_ms(&self.default_subquery_step).max(1),
             func_hint: None,
+            names_unused: false,
+            node_names_unused: false,
         }
     }
 }

@@ -160,6 +160,13 @@ pub(crate) struct Evaluator<'a> {
     /// The function or aggregation directly around the node being evaluated (a binary operator clears
     /// it), passed to the store as [`SelectHints::func`] the way Prometheus's `extractFuncFromPath` does.
     pub func_hint: Option<&'static str>,
+    /// Set by a parent that ignores the metric name of its child's output (an aggregation that does not
+    /// group by `__name__` and returns no input series); the child node takes it in [`Evaluator::eval`].
+    pub names_unused: bool,
+    /// Whether the consumer of the node being evaluated ignores its output's metric name (the flag above,
+    /// taken for this node only): then rows that all carry one name keep it rather than each label set
+    /// being copied to remove it, which for an aggregation over 10,000 series was a sixth of the query.
+    pub node_names_unused: bool,
 }
 
 /// Wraps a message as an execution error.
@@ -246,6 +253,20 @@ pub(crate) fn drop_metric_names(mut rows: Vec<Row>) -> Result<Vec<Row>, QueryErr
 // === impl Evaluator ===
 
 impl Evaluator<'_> {
+    /// [`drop_metric_names`] for the output of the node being evaluated. When its consumer ignores the
+    /// metric name and every row has the same one (so removing it could not make two rows collide), the
+    /// rows keep their label sets as they are.
+    pub fn drop_metric_names(&self, mut rows: Vec<Row>) -> Result<Vec<Row>, QueryError> {
+        if self.node_names_unused {
+            let first = rows.first().and_then(|r| r.labels.metric_name());
+            if rows.iter().all(|r| r.labels.metric_name() == first) {
+                rows.retain(|r| r.vals.iter().any(Option::is_some));
+                return Ok(rows);
+            }
+        }
+        drop_metric_names(rows)
+    }
+
     /// Fails once the query has run past its deadline.
     pub fn check_deadline(&self, stage: &'static str) -> Result<(), QueryError> {
         if Instant::now() >= self.deadline {
@@ -282,7 +303,12 @@ impl Evaluator<'_> {
         // Samples held by the children count while this node runs; once it is done only its output is
         // held, so the counter follows the peak the way Prometheus's `currentSamples` does.
         let before = self.current_samples;
-        let val = self.eval_node(expr, grid)?;
+        // The parent's promise about the metric name holds for this node, not for its children.
+        let names_unused = std::mem::take(&mut self.names_unused);
+        let outer = std::mem::replace(&mut self.node_names_unused, names_unused);
+        let val = self.eval_node(expr, grid);
+        self.node_names_unused = outer;
+        let val = val?;
         self.current_samples = before;
         self.hold(val.samples(), "expression evaluation")?;
         Ok(val)
@@ -292,7 +318,11 @@ impl Evaluator<'_> {
         let val = match expr {
             Expr::NumberLiteral(n) => Val::Scalar(vec![n.val; grid.len]),
             Expr::StringLiteral(s) => Val::Str(s.val.clone()),
-            Expr::Paren(p) => self.eval(&p.expr, grid)?,
+            Expr::Paren(p) => {
+                // Parentheses hand the parent's promise about the metric name through.
+                self.names_unused = self.node_names_unused;
+                self.eval(&p.expr, grid)?
+            }
             Expr::Unary(u) => match self.eval(&u.expr, grid)? {
                 Val::Scalar(v) => Val::Scalar(v.into_iter().map(|x| -x).collect()),
                 Val::Vector(mut rows) => {
@@ -301,7 +331,7 @@ impl Evaluator<'_> {
                             *v = -*v;
                         }
                     }
-                    Val::Vector(drop_metric_names(rows)?)
+                    Val::Vector(self.drop_metric_names(rows)?)
                 }
                 other => {
                     return Err(bad_type(format!(

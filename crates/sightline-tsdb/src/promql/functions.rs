@@ -312,7 +312,7 @@ impl Evaluator<'_> {
         if keeps_metric_name(name) {
             Ok(Val::Vector(rows.into_iter().filter(|r| r.vals.iter().any(Option::is_some)).collect()))
         } else {
-            Ok(Val::Vector(drop_metric_names(rows)?))
+            Ok(Val::Vector(self.drop_metric_names(rows)?))
         }
     }
 }

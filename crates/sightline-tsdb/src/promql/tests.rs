@@ -1037,3 +1037,33 @@ fn predict_linear_predicts_from_the_step_time() {
     };
     assert_eq!(m[0].samples.iter().map(|s| s.v).collect::<Vec<_>>(), [10.0, 10.0, 10.0]);
 }
+
+#[test]
+fn aggregations_that_ignore_the_metric_name_see_the_same_groups() {
+    // An aggregation that ignores its input's metric name lets a range function keep it (no label set is
+    // copied); every result must be what removing the name gives.
+    let store = counters();
+    let t = 10 * MIN;
+    assert_eq!(
+        instant(&store, "sum by (job) (rate(http_requests[5m]))", t),
+        instant(&store, "sum by (job) (label_replace(rate(http_requests[5m]), 'x', '', 'job', '.*'))", t)
+    );
+    assert_eq!(
+        instant(&store, "sum by (job) ((rate(http_requests[5m])))", t),
+        instant(&store, "sum by (job) (rate(http_requests[5m]))", t)
+    );
+    assert_eq!(
+        instant(&store, "count without (instance) (-rate(http_requests[5m]))", t),
+        vec![r#"{job="api"} => 2"#, r#"{job="db"} => 1"#]
+    );
+    // Grouping by the name sees it removed, and top/bottomk return input series without it.
+    assert_eq!(instant(&store, "count by (__name__) (rate(http_requests[5m]))", t), vec!["{} => 3"]);
+    assert_eq!(
+        instant(&store, "topk(1, rate(http_requests[5m]))", t),
+        vec![r#"{instance="0", job="db"} => 0.5"#]
+    );
+    // Names that differ still collide once removed, as in Prometheus.
+    let store = load(&[(r#"a{x="1"}"#, "0+1x20"), (r#"b{x="1"}"#, "0+2x20")], MIN);
+    let err = instant_err(&store, r#"sum(rate({x="1"}[5m]))"#, t);
+    assert!(err.to_string().contains("same labelset"), "{err}");
+}

@@ -1019,8 +1019,8 @@ impl Querier for Db {
         for series in self.resolve(&ids) {
             series.data().read(hints.start, hints.end, pick, &self.layout, &mut samples);
             if !samples.is_empty() {
-                out.push(Series { labels: series.labels.clone(), samples: samples.as_slice().to_vec() });
-                samples.clear();
+                // The buffer is handed over rather than copied; the read sizes the next one.
+                out.push(Series { labels: series.labels.clone(), samples: std::mem::take(&mut samples) });
             }
         }
         Ok(out)

@@ -205,6 +205,11 @@ impl SeriesData {
     /// Raw samples in `[start, end]` appended to `out`, decoding only the chunks that overlap.
     fn read_raw(&self, start: i64, end: i64, out: &mut Vec<Sample>) {
         let first = self.chunks.partition_point(|c| c.max_t < start);
+        // Room for every sample of the chunks the range touches, so that a long read allocates once
+        // instead of doubling (and copying, and faulting in fresh pages) a dozen times.
+        let upto = first + self.chunks[first..].partition_point(|c| c.min_t <= end);
+        let touched: usize = self.chunks[first..upto].iter().map(|c| usize::from(c.count)).sum();
+        out.reserve(touched + usize::from(self.head.count()));
         for chunk in &self.chunks[first..] {
             if chunk.min_t > end {
                 return;
