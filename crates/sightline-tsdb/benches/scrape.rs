@@ -11,6 +11,8 @@
 //!   empty store, `steady` with a warm cache and a store that already holds the series. The
 //!   `*/null_store` cases append into a store that drops everything, to show the scraper's own share
 //!   (`MemStorage` is a test store: a `BTreeMap` keyed by label sets, one lock per committed sample).
+//!   `steady/db` appends into the real store on disk (its WAL written at every commit), as the server
+//!   does; `first/db` creates the 10,000 series in an in-memory `Db`.
 
 // Benches opt back in to unwrapping: a failed setup should stop the bench loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -185,6 +187,45 @@ fn bench(c: &mut Criterion) {
             assert_eq!(stats.series_added, usize::from(t_null == 15_000) * 10_000);
         })
     });
+    // Into the real store, on disk (WAL written at each commit): what the server does.
+    let dir = std::env::temp_dir().join(format!("sightline-scrape-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (db, _) =
+        sightline_tsdb::storage::Db::open(&dir, sightline_tsdb::storage::TsdbOptions::default()).unwrap();
+    let mut db_loop = ScrapeLoop::new(target(), LoopOptions::default());
+    let mut t_db = 1_700_000_000_000;
+    let stats =
+        db_loop.append_scrape(&db, t_db, Ok((text.as_bytes(), Format::Prometheus)), Duration::ZERO).unwrap();
+    assert_eq!(stats.series_added, 10_000);
+    group.bench_function("steady/db", |b| {
+        b.iter(|| {
+            t_db += 15_000;
+            let stats = db_loop
+                .append_scrape(&db, t_db, Ok((text.as_bytes(), Format::Prometheus)), Duration::ZERO)
+                .unwrap();
+            assert_eq!(stats.series_added, 0);
+        })
+    });
+    group.bench_function("first/db", |b| {
+        b.iter_batched(
+            || {
+                let db =
+                    sightline_tsdb::storage::Db::in_memory(sightline_tsdb::storage::TsdbOptions::default())
+                        .unwrap();
+                (db, ScrapeLoop::new(target(), LoopOptions::default()))
+            },
+            |(db, mut scrape_loop)| {
+                let stats = scrape_loop
+                    .append_scrape(&db, 1_000, Ok((text.as_bytes(), Format::Prometheus)), Duration::ZERO)
+                    .unwrap();
+                assert_eq!(stats.series_added, 10_000);
+                (db, scrape_loop)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
     // Shared by the set-up (which warms the store) and the timed routine.
     let scrape_loop = RefCell::new(ScrapeLoop::new(target(), LoopOptions::default()));
     let mut t = 0;
