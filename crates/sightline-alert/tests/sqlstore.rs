@@ -405,3 +405,41 @@ async fn a_restarted_dispatcher_does_not_resend_and_keeps_silences_and_acks() {
     drop(second);
     store.flush().await;
 }
+
+#[tokio::test]
+async fn a_failing_write_is_retried_without_blocking_and_lands_once_the_database_recovers() {
+    let dir = sightline_testkit::TempDir::new("sqlstore");
+    let url = sqlite_url(&dir);
+    let store = SqlPipelineStore::open(&url).await.expect("open");
+    store.put_ack(ack(1));
+    store.flush().await;
+
+    // Take the acks table away, so that the writer's next transaction fails.
+    let mut conn = sqlx::sqlite::SqliteConnection::connect(&url).await.expect("connect");
+    sqlx::query("DROP TABLE alert_pipeline_acks").execute(&mut conn).await.expect("drop the table");
+
+    // The calls return at once (the dispatcher is never held up) and reads see the change meanwhile.
+    let started = std::time::Instant::now();
+    store.put_ack(ack(2));
+    store.put_silence(silence("during-outage"));
+    assert!(started.elapsed() < Duration::from_millis(100), "{:?}", started.elapsed());
+    assert_eq!(sorted(store.acks(), |a| a.fingerprint), vec![ack(1), ack(2)]);
+    // Nothing is committed while the table is missing (the batch is all or nothing), so flush waits.
+    assert!(tokio::time::timeout(Duration::from_millis(400), store.flush()).await.is_err(), "flush waits");
+
+    // The database recovers: the retried batch commits and the flush completes.
+    sqlx::query(
+        "CREATE TABLE alert_pipeline_acks (fingerprint TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (fingerprint))",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("recreate the table");
+    conn.close().await.expect("close");
+    tokio::time::timeout(Duration::from_secs(10), store.flush()).await.expect("the retry succeeds");
+    drop(store);
+
+    let reopened = SqlPipelineStore::open(&url).await.expect("reopen");
+    // Ack 1 went with the dropped table; ack 2 and the silence were retried into the database.
+    assert_eq!(reopened.acks(), vec![ack(2)]);
+    assert_eq!(reopened.silences(), vec![silence("during-outage")]);
+}
