@@ -7,5 +7,6 @@ pub mod model;
 pub mod notify;
 pub mod pipeline;
 pub mod rules;
+pub mod sqlstore;
 
 pub use model::{Alert, AlertSink, AlertStatus, Fingerprint, LabelSet, Notification, Notifier, NotifyError};
