@@ -2,6 +2,10 @@
 //! pipeline and external Alertmanagers, their HTTP API (`/api/v1/rules`, `/api/v1/alerts`,
 //! `/api/v1/silences`, acknowledgement, history) and reloads.
 //!
+//! The pipeline's state (alerts, silences, acknowledgements, the notification log, escalation progress)
+//! lives in the server's database next to the audit trail (`alert_pipeline_*` tables), so a restart
+//! neither forgets a silence nor repeats a notification the log shows as sent.
+//!
 //! The alert history is kept in the audit trail as `alert.*` events (target `alert/<fingerprint>`,
 //! actor `sightline`, or the person who acknowledged or silenced): it is then durable in the server's
 //! database (SQLite or PostgreSQL), chained, searchable and bounded by the audit retention, with no second
@@ -18,9 +22,10 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use sightline_alert::factory::DefaultNotifierFactory;
 use sightline_alert::notify::{AlertmanagerClient, AlertmanagerSettings};
-use sightline_alert::pipeline::{Dispatcher, DispatcherOptions, MemoryStore, PipelineEvent, Silence};
+use sightline_alert::pipeline::{Dispatcher, DispatcherOptions, PipelineEvent, Silence};
 use sightline_alert::rules::group::RuleEvent;
 use sightline_alert::rules::manager::{ManagerOptions, RuleManager};
+use sightline_alert::sqlstore::SqlPipelineStore;
 use sightline_alert::{Alert, AlertSink, Fingerprint, LabelSet};
 use sightline_audit::{AuditEvent, AuditStore as _, AuditWriter};
 
@@ -48,6 +53,8 @@ pub struct AlertingState {
     /// The pipeline, when `alerting.route` is set.
     pub dispatcher: Option<Dispatcher>,
     forwarders: Vec<Arc<AlertmanagerClient>>,
+    /// The pipeline's durable state, flushed at shutdown.
+    pipeline_store: Option<Arc<SqlPipelineStore>>,
     /// Added to alerts as they are sent, so part of their fingerprints.
     external_labels: LabelSet,
     /// The configuration file, for reloads.
@@ -166,9 +173,9 @@ fn history_from_pipeline(writer: &AuditWriter, event: &PipelineEvent) {
     }
 }
 
-/// Starts the rule manager, the pipeline and the Alertmanager clients. Rule files that do not load stop
-/// start-up with their file:line.
-pub fn start(
+/// Starts the rule manager, the pipeline (its state in the server's database, `storage.url`) and the
+/// Alertmanager clients. Rule files that do not load stop start-up with their file:line.
+pub async fn start(
     config: &Config,
     config_path: Option<&std::path::Path>,
     storage: Arc<dyn sightline_tsdb::Storage>,
@@ -179,6 +186,7 @@ pub fn start(
     let alerting = &config.alerting;
     let external_url = alerting.external_url.clone().unwrap_or_else(|| format!("http://{listen}"));
     let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
+    let mut pipeline_store = None;
     let dispatcher = match alerting.routing() {
         Some(routing) => {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PipelineEvent>();
@@ -188,8 +196,16 @@ pub fn start(
                     history_from_pipeline(&writer, &event);
                 }
             });
+            let url = config.storage.url_in(&config.server.data_dir);
+            let store = SqlPipelineStore::open_shared(&url).await.with_context(|| {
+                format!(
+                    "cannot open the alert pipeline's state in {}",
+                    sightline_audit::any::redact_url(&url)
+                )
+            })?;
+            pipeline_store = Some(store.clone());
             let options = DispatcherOptions {
-                store: Arc::new(MemoryStore::default()),
+                store,
                 external_url: external_url.clone(),
                 events: Some(tx),
                 wall_clock_start: None,
@@ -231,6 +247,7 @@ pub fn start(
         rules,
         dispatcher,
         forwarders,
+        pipeline_store,
         external_labels: alerting.external_labels.clone().into_iter().collect(),
         config_path: config_path.map(ToOwned::to_owned),
         reload_lock: Arc::default(),
@@ -263,11 +280,16 @@ impl AlertingState {
         Ok(())
     }
 
-    /// Stops evaluation and flushes the Alertmanager queues.
+    /// Stops evaluation, flushes the Alertmanager queues and writes the pipeline's last state changes.
     pub async fn stop(&self) {
         self.rules.stop();
         for forwarder in &self.forwarders {
             forwarder.shutdown(Duration::from_secs(5)).await;
+        }
+        if let Some(store) = &self.pipeline_store {
+            if tokio::time::timeout(Duration::from_secs(10), store.flush()).await.is_err() {
+                tracing::error!("the alert pipeline's last state changes were not written within 10s");
+            }
         }
     }
 }

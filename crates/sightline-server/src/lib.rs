@@ -74,7 +74,8 @@ pub async fn serve(config: Config, log_env: Option<String>) -> anyhow::Result<()
             Arc::new(tsdb.query.engine.clone()),
             writer.clone(),
             local,
-        )?;
+        )
+        .await?;
         spawn_reload_on_sighup(alerting.clone())?;
         state.alerting = Some(alerting);
     }

@@ -347,3 +347,56 @@ fn notify_test_sends_through_every_integration_of_a_receiver() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("have: ops"));
 }
+
+#[test]
+fn a_restart_keeps_silences_and_does_not_repeat_a_sent_notification() {
+    let (hook, deliveries) = webhook();
+    let dir = TempDir::new("alerting-restart");
+    let rules = dir.path().join("test.rules.yml");
+    // Each start listens on a new port, which is the self-scrape's `instance`: aggregate it away so the
+    // alert is the same one across the restart.
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: test\n    interval: 1s\n    rules:\n      - alert: BuildInfoPresent\n\
+         \x20       expr: max without (instance) (sightline_build_info) == 1\n",
+    )
+    .expect("write rules");
+    let config = dir.path().join("sightline.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "tsdb:\n  self_scrape_interval: 500ms\nalerting:\n  rule_files: ['{}']\n  evaluation_interval: 1s\n\
+             \x20 route:\n    receiver: hook\n    group_by: [alertname]\n    group_wait: 1s\n    group_interval: 1s\n\
+             \x20 receivers:\n    - name: hook\n      webhook_configs:\n        - url: http://{hook}/alerts\n",
+            rules.display()
+        ),
+    )
+    .expect("write config");
+    let data = dir.path().join("data");
+    let mut server = start(&data, &config);
+    let first = deliveries.recv_timeout(Duration::from_secs(30)).expect("a delivery");
+    assert_eq!(first["status"], "firing");
+    let (status, body) = send(
+        server.addr,
+        "POST",
+        "/api/v1/silences",
+        r#"{"matchers":["severity=\"none\""],"duration":"1h","createdBy":"ann","comment":"kept"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let id = body["data"]["silenceID"].as_str().expect("id").to_owned();
+    let status = server._child.terminate(Duration::from_secs(15)).expect("exits");
+    assert!(status.success());
+
+    let server = start(&data, &config);
+    let silences = get(server.addr, "/api/v1/silences");
+    assert_eq!(silences["data"][0]["id"], id.as_str(), "{silences}");
+    // The alert fires again at once after the restart; the notification log says the hook was told.
+    let firing = eventually(Duration::from_secs(15), || {
+        let alerts = get(server.addr, "/api/v1/alerts");
+        (alerts["data"]["alerts"][0]["state"] == "firing").then_some(())
+    });
+    assert!(firing.is_some());
+    if let Ok(again) = deliveries.recv_timeout(Duration::from_secs(4)) {
+        panic!("a notification was sent again after the restart: {again}");
+    }
+}
