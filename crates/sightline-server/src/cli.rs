@@ -376,7 +376,17 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 fn check_config(file: &Path) -> ExitCode {
     match Config::load(Some(file), std::iter::empty()) {
-        Ok(_) => {
+        Ok(config) => {
+            // The rule files it names must load too, as `serve` needs them.
+            let rules = config.alerting.rule_paths().and_then(|paths| {
+                sightline_alert::rules::file::load_files(&paths).map(|_| paths.len()).map_err(|diagnostics| {
+                    diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+                })
+            });
+            if let Err(err) = rules {
+                eprintln!("error: {}: {err}", file.display());
+                return ExitCode::FAILURE;
+            }
             println!("{}: ok", file.display());
             ExitCode::SUCCESS
         }

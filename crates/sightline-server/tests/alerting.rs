@@ -400,3 +400,37 @@ fn a_restart_keeps_silences_and_does_not_repeat_a_sent_notification() {
         panic!("a notification was sent again after the restart: {again}");
     }
 }
+
+#[test]
+fn check_config_names_bad_routing_and_rule_files_with_their_lines() {
+    let dir = TempDir::new("alerting-config");
+    let check = |yaml: &str| {
+        let config = dir.path().join("sightline.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let output = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .arg("check-config")
+            .arg(&config)
+            .output()
+            .expect("run");
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (code, stderr) = check("alerting:\n  route:\n    receiver: nobody\n  receivers:\n    - name: ops\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("sightline.yaml:3:") && stderr.contains("undefined receiver \"nobody\""),
+        "{stderr}"
+    );
+    let (code, stderr) =
+        check("alerting:\n  route:\n    receiver: ops\n    group_wait: 5x\n  receivers:\n    - name: ops\n");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("sightline.yaml:4:") && stderr.contains("5x"), "{stderr}");
+    let (code, stderr) = check("alerting:\n  rule_files: ['/nonexistent/*.yml']\n");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("matches no file"), "{stderr}");
+    let rules = dir.path().join("bad.rules.yml");
+    std::fs::write(&rules, "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up ==\n")
+        .expect("write");
+    let (code, stderr) = check(&format!("alerting:\n  rule_files: ['{}']\n", rules.display()));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("bad.rules.yml:5:"), "{stderr}");
+}
