@@ -248,6 +248,28 @@ impl Chunk {
     pub fn iter(&self) -> ChunkIter<'_> {
         ChunkIter::new(&self.data, self.count)
     }
+
+    /// Like [`ChunkEncoder::iter_from`], with the seek points the chunk had while it was the head (kept
+    /// for the most recently closed chunk only).
+    pub fn iter_from<'a>(&'a self, start: i64, seeks: &[SeekPoint]) -> ChunkIter<'a> {
+        seek(self.iter(), seeks, start)
+    }
+}
+
+/// Moves a fresh iterator to the last seek point before `start`.
+fn seek<'a>(mut it: ChunkIter<'a>, seeks: &[SeekPoint], start: i64) -> ChunkIter<'a> {
+    let i = seeks.partition_point(|sp| sp.t < start);
+    if let Some(sp) = i.checked_sub(1).and_then(|i| seeks.get(i)) {
+        it.r.pos = sp.bit;
+        it.read = sp.read;
+        it.t = sp.t;
+        it.t_delta = sp.t_delta;
+        it.v_bits = sp.v_bits;
+        it.m = sp.m;
+        it.leading = sp.leading;
+        it.trailing = sp.trailing;
+    }
+    it
 }
 
 // === impl ChunkEncoder ===
@@ -267,8 +289,8 @@ pub(crate) struct ChunkEncoder {
     trailing: u8,
     m: i64,
     /// Decoder states every [`SEEK_EVERY`] samples, so that reads of the recent end of the head chunk
-    /// (the common case: alerts and dashboards) skip decoding its older samples. Dropped when the chunk
-    /// is closed.
+    /// (the common case: alerts and dashboards) skip decoding its older samples. The series keeps them
+    /// for its most recently closed chunk, which a window just after a chunk boundary still reads.
     seeks: Vec<SeekPoint>,
 }
 
@@ -277,7 +299,7 @@ const SEEK_EVERY: u16 = 32;
 
 /// The decoder's state after reading `read` samples.
 #[derive(Debug, Clone, Copy)]
-struct SeekPoint {
+pub(crate) struct SeekPoint {
     read: u16,
     bit: usize,
     t: i64,
@@ -312,19 +334,7 @@ impl ChunkEncoder {
     /// An iterator that starts as late as the seek points allow while still yielding every sample at or
     /// after `start`.
     pub fn iter_from(&self, start: i64) -> ChunkIter<'_> {
-        let mut it = self.iter();
-        let i = self.seeks.partition_point(|sp| sp.t < start);
-        if let Some(sp) = i.checked_sub(1).and_then(|i| self.seeks.get(i)) {
-            it.r.pos = sp.bit;
-            it.read = sp.read;
-            it.t = sp.t;
-            it.t_delta = sp.t_delta;
-            it.v_bits = sp.v_bits;
-            it.m = sp.m;
-            it.leading = sp.leading;
-            it.trailing = sp.trailing;
-        }
-        it
+        seek(self.iter(), &self.seeks, start)
     }
 
     fn mark_seek(&mut self) {
@@ -366,7 +376,18 @@ impl ChunkEncoder {
 
     /// Closes the chunk, giving the immutable form.
     pub fn finish(self) -> Chunk {
-        Chunk { min_t: self.min_t, max_t: self.t, count: self.count, data: self.w.buf.into_boxed_slice() }
+        self.finish_with_seeks().0
+    }
+
+    /// Closes the chunk and hands over its seek points, for [`Chunk::iter_from`].
+    pub fn finish_with_seeks(self) -> (Chunk, Vec<SeekPoint>) {
+        let chunk = Chunk {
+            min_t: self.min_t,
+            max_t: self.t,
+            count: self.count,
+            data: self.w.buf.into_boxed_slice(),
+        };
+        (chunk, self.seeks)
     }
 
     fn start(&mut self, t: i64, v: f64, scale: Option<u8>) {
@@ -584,8 +605,15 @@ mod tests {
             let want: Vec<u64> = samples.iter().filter(|s| s.t >= start).map(|s| s.v.to_bits()).collect();
             assert_eq!(from, want, "seeking to {start}");
         }
-        let chunk = enc.clone().finish();
+        let (chunk, seeks) = enc.clone().finish_with_seeks();
         assert_eq!(chunk.iter().count(), samples.len());
+        // A closed chunk read from its kept seek points gives the same samples.
+        for start in samples.iter().map(|s| s.t).step_by(5).chain([i64::MIN, i64::MAX]) {
+            let from: Vec<u64> =
+                chunk.iter_from(start, &seeks).filter(|s| s.t >= start).map(|s| s.v.to_bits()).collect();
+            let want: Vec<u64> = samples.iter().filter(|s| s.t >= start).map(|s| s.v.to_bits()).collect();
+            assert_eq!(from, want, "seeking a closed chunk to {start}");
+        }
         enc
     }
 

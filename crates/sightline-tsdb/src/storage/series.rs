@@ -104,6 +104,9 @@ fn counter_delta(prev: f64, cur: f64) -> f64 {
 pub(crate) struct SeriesData {
     pub chunks: Vec<Chunk>,
     pub head: ChunkEncoder,
+    /// The seek points of the last chunk in `chunks`, while it is the most recently closed one: a query
+    /// window that starts just before the head chunk reads only the end of that chunk.
+    pub last_closed_seeks: Vec<super::chunk::SeekPoint>,
     pub tiers: Vec<TierData>,
     /// The last appended sample (`i64::MIN` when none).
     pub last_t: i64,
@@ -126,6 +129,7 @@ impl SeriesData {
         Self {
             chunks: Vec::new(),
             head: ChunkEncoder::default(),
+            last_closed_seeks: Vec::new(),
             tiers: (0..tiers).map(|_| TierData::new()).collect(),
             last_t: i64::MIN,
             last_v: 0.0,
@@ -157,7 +161,9 @@ impl SeriesData {
                 || floor_to(t, layout.chunk_range) != floor_to(self.head.min_t(), layout.chunk_range))
         {
             let head = std::mem::take(&mut self.head);
-            self.chunks.push(head.finish());
+            let (chunk, seeks) = head.finish_with_seeks();
+            self.chunks.push(chunk);
+            self.last_closed_seeks = seeks;
         }
         self.head.append(t, v);
         self.last_t = t;
@@ -210,11 +216,13 @@ impl SeriesData {
         let upto = first + self.chunks[first..].partition_point(|c| c.min_t <= end);
         let touched: usize = self.chunks[first..upto].iter().map(|c| usize::from(c.count)).sum();
         out.reserve(touched + usize::from(self.head.count()));
-        for chunk in &self.chunks[first..] {
+        let last = self.chunks.len().saturating_sub(1);
+        for (i, chunk) in self.chunks.iter().enumerate().skip(first) {
             if chunk.min_t > end {
                 return;
             }
-            extend_range(out, chunk.iter(), start, end);
+            let iter = if i == last { chunk.iter_from(start, &self.last_closed_seeks) } else { chunk.iter() };
+            extend_range(out, iter, start, end);
         }
         if self.head.count() > 0 && self.head.max_t() >= start && self.head.min_t() <= end {
             extend_range(out, self.head.iter_from(start), start, end);
@@ -272,6 +280,9 @@ impl SeriesData {
             }
             let keep_from = self.chunks.partition_point(|c| c.max_t < cutoff);
             removed_samples += self.chunks.drain(..keep_from).map(|c| usize::from(c.count)).sum::<usize>();
+            if self.chunks.is_empty() {
+                self.last_closed_seeks.clear();
+            }
             if self.chunks.is_empty() && self.head.count() > 0 && self.head.max_t() < cutoff {
                 removed_samples += usize::from(self.head.count());
                 self.head = ChunkEncoder::default();
