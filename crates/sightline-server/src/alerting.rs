@@ -530,7 +530,8 @@ fn audit_user_action(state: &AppState, action: &str, actor: &str, kind: &str, id
 }
 
 /// `GET /api/v1/alerts/history?alertname=&fingerprint=&since=&limit=`: the `alert.*` events of the audit
-/// trail, newest first.
+/// trail, newest first. Deliveries (`notified`, `delivery_failed`) are recorded per fingerprint, so they
+/// show with `fingerprint=` (or no filter), not with `alertname=`.
 pub async fn history(
     State(state): State<Arc<AppState>>,
     Query(params): Query<HashMap<String, String>>,
@@ -570,11 +571,11 @@ pub async fn history(
     let events: Vec<Value> = page
         .events
         .iter()
+        // Free text also matches other fields; keep the events of exactly this alert name. Delivery events
+        // name fingerprints only: ask for them with `fingerprint=`.
         .filter(|stored| {
             alertname.is_none_or(|name| {
                 stored.event.attributes.get("alertname").and_then(Value::as_str) == Some(name.as_str())
-                    || stored.event.action.starts_with("alert.notified")
-                    || stored.event.action.starts_with("alert.delivery_failed")
             })
         })
         .map(|stored| {

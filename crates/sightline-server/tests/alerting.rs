@@ -260,6 +260,11 @@ fn a_firing_rule_reaches_a_webhook_and_the_alerting_api_works() {
         (events.contains(&"firing".to_owned()) && events.contains(&"acked".to_owned())).then_some(events)
     });
     assert!(history.is_some(), "{}", get(addr, "/api/v1/alerts/history"));
+    // Deliveries are recorded per fingerprint.
+    let delivered = get(addr, &format!("/api/v1/alerts/history?fingerprint={fingerprint}"));
+    let events: Vec<&str> =
+        delivered["data"].as_array().into_iter().flatten().filter_map(|e| e["event"].as_str()).collect();
+    assert!(events.contains(&"notified") && events.contains(&"firing"), "{delivered}");
 
     // A reload with a broken rule file is refused and the running rules stay.
     std::fs::write(
