@@ -295,7 +295,9 @@ fn a_damaged_wal_is_reported_at_start_and_the_readable_part_kept() {
     let warning = server.child.seen.iter().find(|l| l.contains("recovered around damage")).cloned();
     let warning = warning.expect("a warning names the damage");
     assert!(warning.contains("\"level\":\"WARN\"") && warning.contains("truncated"), "{warning}");
-    let body = get_json(server.addr, "/api/v1/query?query=count_over_time(sightline_build_info%5B10m%5D)");
+    // The restarted server listens on a new port, its self-scrape's `instance`: ask for the first one's.
+    let expr = format!(r#"count_over_time(sightline_build_info{{instance="{addr}"}}[10m])"#);
+    let body = get_json(server.addr, &format!("/api/v1/query?query={}", encode(&expr)));
     let kept: f64 =
         body["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse().ok()).expect("kept");
     assert!(kept >= stored - 1.0, "kept {kept} of {stored} samples");
