@@ -36,6 +36,8 @@
 
 mod file;
 mod notation;
+
+pub use notation::parse_duration;
 mod rules;
 
 use std::collections::BTreeMap;

@@ -171,7 +171,7 @@ fn parse_count(text: &str) -> Result<u64, String> {
 
 /// Parses a Prometheus duration (`0`, `90s`, `1h30m`, `1d`, `500ms`; units y w d h m s ms, largest
 /// first) into milliseconds.
-pub(crate) fn parse_duration(text: &str) -> Result<i64, String> {
+pub fn parse_duration(text: &str) -> Result<i64, String> {
     const UNITS: [(&str, i64); 7] = [
         ("y", 365 * 24 * 3_600_000),
         ("w", 7 * 24 * 3_600_000),
