@@ -41,7 +41,9 @@ impl CheckConfigError {
 
 /// A duration in milliseconds, with a fractional part.
 pub(crate) fn millis(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
+    // Whole microseconds: the clock resolution that means something for a probe, and a short number in
+    // JSON (`0.254`, not `0.25455900000000004`).
+    duration.as_micros() as f64 / 1000.0
 }
 
 /// A host and a port, as written in an `address` parameter.

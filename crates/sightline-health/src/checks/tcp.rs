@@ -49,10 +49,16 @@ impl HealthCheck for TcpCheck {
                 Ok((stream, peer)) => {
                     let ms = millis(start.elapsed());
                     drop(stream);
+                    // The connect time is the observed value, not repeated in the details; the peer is
+                    // named only when it is not the address itself (a host name resolved to it).
+                    let peer = peer.to_string();
+                    let details = if peer == address {
+                        json!({ "address": address })
+                    } else {
+                        json!({ "address": address, "peer": peer })
+                    };
                     Probe::healthy(format!("connected to {peer} in {ms:.1} ms"))
-                        .with_details(
-                            json!({ "address": address, "peer": peer.to_string(), "connect_ms": ms }),
-                        )
+                        .with_details(details)
                         .with_observed(ms, "ms")
                 }
                 Err(message) => Probe::unhealthy(message.clone())
