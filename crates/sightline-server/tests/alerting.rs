@@ -1,6 +1,8 @@
 //! Alerting in `sightline serve`: a rule fires over the server's own metrics, the pipeline delivers it to
 //! a webhook in Alertmanager's format, and the rules, alerts, silences, acknowledgement, history and
-//! reload endpoints work on the running server.
+//! reload endpoints work on the running server. End to end, with short intervals: forwarding to a real
+//! Alertmanager, escalation and acknowledgement, inhibition, a receiver down then up, and silences created
+//! during `group_wait`.
 
 mod common;
 
@@ -729,6 +731,7 @@ fn an_unacknowledged_alert_escalates_level_by_level_and_an_acknowledged_one_stop
             "{receiver} got {id} {age:?} after it started, before its level was due ({due:?})"
         );
     }
+    assert!(!order.contains(&("manager", "b")), "the acknowledged alert b escalated further: {order:?}");
     let position = |x: (&str, &str)| order.iter().position(|y| *y == x);
     assert!(position(("lead", "a")) < position(("manager", "a")), "{order:?}");
 
