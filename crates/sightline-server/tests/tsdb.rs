@@ -1,45 +1,19 @@
 //! The time-series store in `sightline serve`: scraping a real node_exporter, the server's own metrics,
 //! the Prometheus-compatible query API, `sightline query`, and data surviving a restart.
 
+mod common;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{Server, eventually, get_json};
 use serde_json::Value;
 use sightline_testkit::{ChildGuard, TempDir, free_port, http_get, require_peer, wait_for_port};
 
-/// A running server on `data_dir` with `config`.
-struct Server {
-    child: ChildGuard,
-    addr: SocketAddr,
-}
-
 fn start(data_dir: &Path, config: &Path) -> Server {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sightline"));
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .arg("--config")
-        .arg(config);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("SIGHTLINE_") {
-            command.env_remove(key);
-        }
-    }
-    let mut child = ChildGuard::spawn(command).expect("spawn sightline");
-    let line = child.wait_for_line("sightline listening", Duration::from_secs(30)).unwrap_or_else(|| {
-        panic!("sightline did not start; its output:\n{}", child.seen.join("\n"));
-    });
-    let line: Value = serde_json::from_str(&line).expect("a JSON log line");
-    let addr = line["listen"].as_str().expect("listen field").parse().expect("an address");
-    Server { child, addr }
-}
-
-fn get_json(addr: SocketAddr, path: &str) -> Value {
-    let response = http_get(addr, path, &[]).unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    serde_json::from_str(&response.body)
-        .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {}", response.body))
+    common::start_in(data_dir, config, &[])
 }
 
 /// `query` evaluated now, as (labels, value) pairs.
@@ -62,20 +36,6 @@ fn encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// Polls `check` until it returns `Some`, for at most `timeout`.
-fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return Some(value);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

@@ -1180,9 +1180,18 @@ impl Inner {
                     resolved: resolved.clone(),
                     sent_at: now,
                 };
+                // A resolution this integration was already told of is not repeated: the alert stays in
+                // the group until the flush after the one that sent it, and a change in between (another
+                // alert resolving) must not carry it again. Alertmanager drops it from the group as soon
+                // as the notification that carried it succeeded.
+                let told_resolved = |fp: &Fingerprint| {
+                    entry.as_ref().is_some_and(|e| e.resolved.contains(&fp.0) && !e.firing.contains(&fp.0))
+                };
                 let mut alerts: Vec<(AlertStatus, Alert)> = included
                     .iter()
-                    .filter(|(s, _)| *s == AlertStatus::Firing || integration.send_resolved)
+                    .filter(|(s, fp)| {
+                        *s == AlertStatus::Firing || (integration.send_resolved && !told_resolved(fp))
+                    })
                     .filter_map(|(s, fp)| state.alerts.get(fp).map(|r| (*s, r.to_alert(now))))
                     .collect();
                 if alerts.is_empty() {
