@@ -314,6 +314,29 @@ async fn group_wait_interval_and_repeat() {
     assert_eq!(h.dispatcher.alerts().len(), 2, "the resolved alert was garbage-collected");
 }
 
+/// A resolution is sent once per integration: the resolved alert stays in its group until the flush after
+/// the notification that carried it, and another alert changing in between must not carry it again
+/// (Alertmanager drops it from the group once that notification succeeded).
+#[tokio::test(start_paused = true)]
+async fn a_resolution_is_not_repeated_when_another_alert_of_the_group_changes() {
+    let h = Harness::new(&format!("{TIMING}{}", receivers(&["team"])));
+    h.fire(&[("alertname", "Disk"), ("instance", "a")]);
+    h.fire(&[("alertname", "Disk"), ("instance", "b")]);
+    sleep_secs(31).await;
+    assert_eq!(h.log(), vec![(30, "team".to_owned(), firing(&["a", "b"]))]);
+    h.resolve(&[("alertname", "Disk"), ("instance", "a")]);
+    sleep_secs(300).await;
+    assert_eq!(h.log()[1].2, vec![(Resolved, "a".to_owned()), (Firing, "b".to_owned())]);
+    // b resolves before the next flush, while a is still in the group.
+    h.resolve(&[("alertname", "Disk"), ("instance", "b")]);
+    sleep_secs(300).await;
+    let log = h.log();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log[2].2, vec![(Resolved, "b".to_owned())], "a's resolution was already sent");
+    sleep_secs(3600).await;
+    assert_eq!(h.log().len(), 3, "nothing more for a resolved group");
+}
+
 #[tokio::test(start_paused = true)]
 async fn acknowledgement_stops_reminders_but_not_news() {
     let mut h = Harness::new(&format!("{TIMING}{}", receivers(&["team"])));
