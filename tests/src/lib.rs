@@ -223,6 +223,44 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A real Alertmanager (Debian's `prometheus-alertmanager`) on a free port, killed when dropped.
+#[derive(Debug)]
+pub struct Alertmanager {
+    /// Where its API listens.
+    pub addr: SocketAddr,
+    _child: ChildGuard,
+}
+
+impl Alertmanager {
+    /// Starts `binary` with its state in `dir` and one route: everything, grouped by `alertname`
+    /// (group_wait 200ms, group_interval 1s), to a webhook at `webhook_url` that is sent resolved
+    /// notifications too. Returns once its port accepts connections (blocking; at most 30 s).
+    pub fn start(binary: &Path, dir: &Path, webhook_url: &str) -> std::io::Result<Self> {
+        let config = dir.join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 200ms\n  group_interval: 1s\n\
+                 \x20 repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n\
+                 \x20     - url: {webhook_url}\n        send_resolved: true\n"
+            ),
+        )?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut command = Command::new(binary);
+        command
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("alertmanager-data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            // One instance, no gossip port.
+            .arg("--cluster.listen-address=");
+        let child = ChildGuard::spawn_quiet(command)?;
+        if !wait_for_port(addr, Duration::from_secs(30)) {
+            return Err(std::io::Error::other(format!("Alertmanager did not listen on {addr} within 30 s")));
+        }
+        Ok(Self { addr, _child: child })
+    }
+}
+
 /// A minimal HTTP/1.1 GET over a plain TCP stream, for tests that should not pull in an HTTP client.
 /// Returns the status code, the headers (lower-cased names) and the body.
 pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {

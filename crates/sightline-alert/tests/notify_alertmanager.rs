@@ -5,14 +5,13 @@
 mod notify_support;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use notify_support::{HttpServer, Reply};
 use serde_json::json;
 use sightline_alert::model::{Alert, AlertSink, LabelSet};
 use sightline_alert::notify::{AlertmanagerClient, AlertmanagerSettings};
-use sightline_testkit::{ChildGuard, TempDir, free_port, require_peer, wait_for_port};
+use sightline_testkit::{Alertmanager, TempDir, require_peer};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -140,27 +139,12 @@ async fn forwarded_alerts_reach_a_real_alertmanager_and_resolve() {
     };
     let webhook = HttpServer::start(vec![]).await;
     let dir = TempDir::new("notify-am");
-    let config = format!(
-        "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 200ms\n  group_interval: 1s\n  \
-         repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}\n        \
-         send_resolved: true\n",
-        webhook.url("/hook")
-    );
-    let config_path = dir.path().join("alertmanager.yml");
-    std::fs::write(&config_path, config).expect("write the config");
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-    let mut command = Command::new(alertmanager);
-    command
-        .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!("--storage.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--cluster.listen-address=");
-    let _am = ChildGuard::spawn_quiet(command).expect("start prometheus-alertmanager");
-    assert!(
-        tokio::task::spawn_blocking(move || wait_for_port(addr, WAIT)).await.expect("join"),
-        "Alertmanager did not listen on {addr}"
-    );
+    let (binary, dir_path, hook) = (alertmanager.clone(), dir.path().to_owned(), webhook.url("/hook"));
+    let am = tokio::task::spawn_blocking(move || Alertmanager::start(&binary, &dir_path, &hook))
+        .await
+        .expect("join")
+        .expect("start prometheus-alertmanager");
+    let addr = am.addr;
 
     let client = AlertmanagerClient::new(settings(vec![format!("http://{addr}")])).expect("valid settings");
     let started = SystemTime::now();

@@ -16,9 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{Server, eventually, get_json as get};
 use serde_json::Value;
-use sightline_testkit::{
-    ChildGuard, TempDir, free_port, http_get, http_request, require_peer, wait_for_port,
-};
+use sightline_testkit::{Alertmanager, TempDir, free_port, http_get, http_request, require_peer};
 
 const TOKEN: &str = "test-token";
 
@@ -591,25 +589,9 @@ fn forwarded_alerts_reach_a_real_alertmanager_with_labels_and_annotations_and_re
     // Alertmanager's own webhook shows that it processed the alert, firing and then resolved.
     let (am_hook, am_deliveries) = webhook();
     let dir = TempDir::new("alerting-am");
-    let am_config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &am_config,
-        format!(
-            "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 200ms\n  group_interval: 1s\n\
-             \x20 repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n\
-             \x20     - url: http://{am_hook}/am\n        send_resolved: true\n"
-        ),
-    )
-    .expect("write the Alertmanager config");
-    let am: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
-    let mut command = Command::new(alertmanager);
-    command
-        .arg(format!("--config.file={}", am_config.display()))
-        .arg(format!("--storage.path={}", dir.path().join("am-data").display()))
-        .arg(format!("--web.listen-address={am}"))
-        .arg("--cluster.listen-address=");
-    let _am = ChildGuard::spawn_quiet(command).expect("start prometheus-alertmanager");
-    assert!(wait_for_port(am, WAIT), "Alertmanager did not listen on {am}");
+    let alertmanager = Alertmanager::start(&alertmanager, dir.path(), &format!("http://{am_hook}/am"))
+        .expect("start prometheus-alertmanager");
+    let am = alertmanager.addr;
 
     let target = Target::start(&[("a", 1.0)]);
     let rules = "groups:\n  - name: e2e\n    interval: 500ms\n    rules:\n      - alert: FlagRaised\n\
