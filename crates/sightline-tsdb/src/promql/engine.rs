@@ -43,6 +43,10 @@ pub struct Engine {
     options: EngineOptions,
     /// The step of subqueries that give none (Prometheus: the global evaluation interval).
     default_subquery_step: Duration,
+    /// Threads one range function call may use.
+    threads: usize,
+    /// Whether range functions read their selection lazily (tests turn it off to compare the paths).
+    lazy: bool,
 }
 
 // === impl Engine ===
@@ -56,7 +60,23 @@ impl Default for Engine {
 impl Engine {
     /// An engine with the given limits; subqueries without a step use 1 m.
     pub fn new(options: EngineOptions) -> Self {
-        Self { options, default_subquery_step: Duration::from_secs(60) }
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Self { options, default_subquery_step: Duration::from_secs(60), threads, lazy: true }
+    }
+
+    /// Sets how many threads one range function call over many series may use (default: the number of
+    /// CPUs; 1 evaluates every query on the calling thread).
+    pub fn with_parallelism(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Makes range functions materialise their selection, as subqueries do, instead of reading it series
+    /// by series: the reference the lazy path is tested against.
+    #[cfg(test)]
+    pub(crate) fn materialised(mut self) -> Self {
+        self.lazy = false;
+        self
     }
 
     /// Sets the step of subqueries written without one (`x[5m:]`); Prometheus uses the global evaluation
@@ -228,6 +248,8 @@ impl Engine {
             func_hint: None,
             names_unused: false,
             node_names_unused: false,
+            threads: self.threads,
+            lazy: self.lazy,
         }
     }
 }

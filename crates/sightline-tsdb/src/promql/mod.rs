@@ -11,6 +11,7 @@ mod binary;
 mod engine;
 mod eval;
 mod functions;
+mod stream;
 mod value;
 
 #[cfg(test)]
