@@ -102,6 +102,12 @@ impl Engine {
                 message = "unexpected end of input".to_owned();
                 position = Some(query.len());
             }
+            if position.is_none() {
+                if let Some((pos, what)) = adjacent_operands(query) {
+                    message = what;
+                    position = Some(pos);
+                }
+            }
             let message = match position {
                 // Prometheus's form: `line:column: parse error: ...`, both 1-based.
                 Some(pos) => {
@@ -288,6 +294,38 @@ fn error_position(query: &str, message: &str) -> Option<usize> {
     }
     if message.contains("unclosed left parenthesis") || message.contains("end of input") {
         return Some(query.len());
+    }
+    None
+}
+
+/// The first token that follows an operand with no operator between (`foo bar`, `1 2`,
+/// `{a="b" c="d"}`), found by running promql-parser's lexer again: the grammar reports these only as
+/// "invalid promql query". Returns its byte position and Prometheus's message for it.
+fn adjacent_operands(query: &str) -> Option<(usize, String)> {
+    use lrpar::{Lexeme, Lexer, NonStreamingLexer};
+    use promql_parser::parser::token::{
+        T_DURATION, T_IDENTIFIER, T_METRIC_IDENTIFIER, T_NUMBER, T_RIGHT_BRACE, T_RIGHT_BRACKET,
+        T_RIGHT_PAREN, T_STRING,
+    };
+    let kind = |tok: u16| match tok {
+        T_IDENTIFIER | T_METRIC_IDENTIFIER => Some("identifier"),
+        T_NUMBER => Some("number"),
+        T_STRING => Some("string"),
+        _ => None,
+    };
+    let lexer = promql_parser::parser::lexer(query).ok()?;
+    let mut prev: Option<u16> = None;
+    for lexeme in lexer.iter() {
+        let lexeme = lexeme.ok()?;
+        let tok = lexeme.tok_id();
+        let ends_operand = prev.is_some_and(|p| {
+            kind(p).is_some() || matches!(p, T_DURATION | T_RIGHT_PAREN | T_RIGHT_BRACE | T_RIGHT_BRACKET)
+        });
+        if let (true, Some(what)) = (ends_operand, kind(tok)) {
+            let text = lexer.span_str(lexeme.span());
+            return Some((lexeme.span().start(), format!("unexpected {what} {text:?}")));
+        }
+        prev = Some(tok);
     }
     None
 }
