@@ -60,8 +60,7 @@ impl Default for Engine {
 impl Engine {
     /// An engine with the given limits; subqueries without a step use 1 m.
     pub fn new(options: EngineOptions) -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        Self { options, default_subquery_step: Duration::from_secs(60), threads, lazy: true }
+        Self { options, default_subquery_step: Duration::from_secs(60), threads: cpus(), lazy: true }
     }
 
     /// Sets how many threads one range function call over many series may use (default: the number of
@@ -258,6 +257,13 @@ impl Engine {
             lazy: self.lazy,
         }
     }
+}
+
+/// The number of CPUs this process may use, looked up once: servers build an engine per request, and the
+/// lookup reads cgroup files.
+fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
 }
 
 /// Orders an instant vector: by value for `sort` / `sort_desc`, as evaluated for `topk` / `bottomk`
