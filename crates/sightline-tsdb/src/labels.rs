@@ -189,11 +189,12 @@ impl Hasher for Fnv64 {
     }
 }
 
-/// Hashes with the std hasher; for in-memory maps only.
+/// Hashes with `foldhash` (several times faster than the std hasher on label texts); for in-memory use
+/// only: the value is not stable across versions.
 pub fn fast_hash(labels: &Labels) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    labels.hash(&mut h);
-    h.finish()
+    use std::hash::BuildHasher;
+    const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+    foldhash::fast::FixedState::with_seed(SEED).hash_one(labels)
 }
 
 #[cfg(test)]

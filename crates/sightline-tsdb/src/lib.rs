@@ -21,5 +21,6 @@ pub mod unittest;
 pub use labels::{Label, Labels};
 pub use sample::Sample;
 pub use traits::{
-    AppendError, Appender, Querier, SelectHints, Series, SeriesRef, Storage, StorageError, matches_all,
+    AppendError, Appender, Querier, SelectHints, Series, SeriesRef, SeriesSet, Storage, StorageError,
+    matches_all,
 };

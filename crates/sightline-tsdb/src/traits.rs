@@ -54,11 +54,59 @@ pub enum StorageError {
     Other(String),
 }
 
+/// The series of one selection, whose samples are read one series at a time, on demand: what
+/// [`Querier::select_lazy`] returns. A range function reads each series into one reused buffer and slides
+/// its windows over it, so a query over many samples never holds them all. Shared between the threads
+/// that evaluate a query, which read disjoint series.
+pub trait SeriesSet: Send + Sync {
+    /// The number of series selected. Some may have no sample in the range.
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The labels of series `i` (`i < len()`).
+    fn labels(&self, i: usize) -> &Labels;
+
+    /// Replaces the contents of `out` with the samples of series `i` in the selection's range, oldest
+    /// first, with the values [`Querier::select`] would give (staleness markers included).
+    fn read(&self, i: usize, out: &mut Vec<Sample>);
+}
+
+/// A materialised selection is a [`SeriesSet`] too: the default of [`Querier::select_lazy`].
+impl SeriesSet for Vec<Series> {
+    fn len(&self) -> usize {
+        <[Series]>::len(self)
+    }
+
+    fn labels(&self, i: usize) -> &Labels {
+        &self[i].labels
+    }
+
+    fn read(&self, i: usize, out: &mut Vec<Sample>) {
+        out.clear();
+        out.extend_from_slice(&self[i].samples);
+    }
+}
+
 /// Reads series. Implementations are shared between query threads.
 pub trait Querier: Send + Sync {
     /// Series whose labels match every matcher, with their samples in `[hints.start, hints.end]`. Series
     /// with no sample in the range may be left out. Staleness markers are returned as samples.
     fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>, StorageError>;
+
+    /// The same selection as [`Querier::select`], with each series' samples read only when asked for.
+    /// Series with no sample in the range may be included (reading them gives nothing). The default
+    /// materialises `select`; a store that decodes chunks overrides it so that a query need not hold
+    /// every sample at once.
+    fn select_lazy<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<Box<dyn SeriesSet + 'a>, StorageError> {
+        Ok(Box::new(self.select(matchers, hints)?))
+    }
 
     /// Label sets of series matching every matcher that have samples in `[start, end]`, sorted.
     fn series(&self, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<Labels>, StorageError>;

@@ -43,6 +43,10 @@ pub struct Engine {
     options: EngineOptions,
     /// The step of subqueries that give none (Prometheus: the global evaluation interval).
     default_subquery_step: Duration,
+    /// Threads one range function call may use.
+    threads: usize,
+    /// Whether range functions read their selection lazily (tests turn it off to compare the paths).
+    lazy: bool,
 }
 
 // === impl Engine ===
@@ -56,7 +60,22 @@ impl Default for Engine {
 impl Engine {
     /// An engine with the given limits; subqueries without a step use 1 m.
     pub fn new(options: EngineOptions) -> Self {
-        Self { options, default_subquery_step: Duration::from_secs(60) }
+        Self { options, default_subquery_step: Duration::from_secs(60), threads: cpus(), lazy: true }
+    }
+
+    /// Sets how many threads one range function call over many series may use (default: the number of
+    /// CPUs; 1 evaluates every query on the calling thread).
+    pub fn with_parallelism(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Makes range functions materialise their selection, as subqueries do, instead of reading it series
+    /// by series: the reference the lazy path is tested against.
+    #[cfg(test)]
+    pub(crate) fn materialised(mut self) -> Self {
+        self.lazy = false;
+        self
     }
 
     /// Sets the step of subqueries written without one (`x[5m:]`); Prometheus uses the global evaluation
@@ -81,6 +100,12 @@ impl Engine {
             if position.is_none() && ends_incomplete(query) {
                 message = "unexpected end of input".to_owned();
                 position = Some(query.len());
+            }
+            if position.is_none() {
+                if let Some((pos, what)) = adjacent_operands(query) {
+                    message = what;
+                    position = Some(pos);
+                }
             }
             let message = match position {
                 // Prometheus's form: `line:column: parse error: ...`, both 1-based.
@@ -228,8 +253,17 @@ impl Engine {
             func_hint: None,
             names_unused: false,
             node_names_unused: false,
+            threads: self.threads,
+            lazy: self.lazy,
         }
     }
+}
+
+/// The number of CPUs this process may use, looked up once: servers build an engine per request, and the
+/// lookup reads cgroup files.
+fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
 }
 
 /// Orders an instant vector: by value for `sort` / `sort_desc`, as evaluated for `topk` / `bottomk`
@@ -266,6 +300,38 @@ fn error_position(query: &str, message: &str) -> Option<usize> {
     }
     if message.contains("unclosed left parenthesis") || message.contains("end of input") {
         return Some(query.len());
+    }
+    None
+}
+
+/// The first token that follows an operand with no operator between (`foo bar`, `1 2`,
+/// `{a="b" c="d"}`), found by running promql-parser's lexer again: the grammar reports these only as
+/// "invalid promql query". Returns its byte position and Prometheus's message for it.
+fn adjacent_operands(query: &str) -> Option<(usize, String)> {
+    use lrpar::{Lexeme, Lexer, NonStreamingLexer};
+    use promql_parser::parser::token::{
+        T_DURATION, T_IDENTIFIER, T_METRIC_IDENTIFIER, T_NUMBER, T_RIGHT_BRACE, T_RIGHT_BRACKET,
+        T_RIGHT_PAREN, T_STRING,
+    };
+    let kind = |tok: u16| match tok {
+        T_IDENTIFIER | T_METRIC_IDENTIFIER => Some("identifier"),
+        T_NUMBER => Some("number"),
+        T_STRING => Some("string"),
+        _ => None,
+    };
+    let lexer = promql_parser::parser::lexer(query).ok()?;
+    let mut prev: Option<u16> = None;
+    for lexeme in lexer.iter() {
+        let lexeme = lexeme.ok()?;
+        let tok = lexeme.tok_id();
+        let ends_operand = prev.is_some_and(|p| {
+            kind(p).is_some() || matches!(p, T_DURATION | T_RIGHT_PAREN | T_RIGHT_BRACE | T_RIGHT_BRACKET)
+        });
+        if let (true, Some(what)) = (ends_operand, kind(tok)) {
+            let text = lexer.span_str(lexeme.span());
+            return Some((lexeme.span().start(), format!("unexpected {what} {text:?}")));
+        }
+        prev = Some(tok);
     }
     None
 }

@@ -13,6 +13,7 @@ use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
 
 use crate::labels::{Labels, METRIC_NAME, fast_hash};
+use crate::promql::functions::slide_windows;
 use crate::promql::value::QueryError;
 use crate::sample::{Sample, is_stale};
 use crate::traits::{Querier, SelectHints, Series};
@@ -88,22 +89,7 @@ impl MatrixVal {
             if si % 256 == 0 && Instant::now() >= deadline {
                 return Err(QueryError::Timeout("range function evaluation"));
             }
-            let (mut lo, mut hi) = (0usize, 0usize);
-            for (i, &end) in self.ends.iter().enumerate() {
-                let start = end.saturating_sub(self.range);
-                while lo < s.samples.len() && s.samples[lo].t <= start {
-                    lo += 1;
-                }
-                if hi < lo {
-                    hi = lo;
-                }
-                while hi < s.samples.len() && s.samples[hi].t <= end {
-                    hi += 1;
-                }
-                if hi > lo {
-                    f(si, i, lo, &s.samples[lo..hi]);
-                }
-            }
+            slide_windows(&s.samples, &self.ends, self.range, |i, lo, w| f(si, i, lo, w));
         }
         Ok(())
     }
@@ -167,6 +153,11 @@ pub(crate) struct Evaluator<'a> {
     /// taken for this node only): then rows that all carry one name keep it rather than each label set
     /// being copied to remove it, which for an aggregation over 10,000 series was a sixth of the query.
     pub node_names_unused: bool,
+    /// Threads a range function may spread its series over (`promql::stream`).
+    pub threads: usize,
+    /// Whether range functions over plain selectors read their selection lazily (`promql::stream`);
+    /// off only in tests that compare the two paths.
+    pub lazy: bool,
 }
 
 /// Wraps a message as an execution error.
@@ -265,6 +256,18 @@ impl Evaluator<'_> {
             }
         }
         drop_metric_names(rows)
+    }
+
+    /// [`Evaluator::drop_metric_names`] for rows known to carry one metric name (all selected by an exact
+    /// name), which skips looking the name up in every row.
+    pub fn drop_uniform_metric_names(&self, mut rows: Vec<Row>) -> Vec<Row> {
+        if !self.node_names_unused {
+            for r in &mut rows {
+                r.labels.remove(METRIC_NAME);
+            }
+        }
+        rows.retain(|r| r.vals.iter().any(Option::is_some));
+        rows
     }
 
     /// Fails once the query has run past its deadline.

@@ -3,12 +3,13 @@
 //! R7 quantile, bucket interpolation with the monotonicity fix).
 
 use std::collections::HashMap;
+use std::time::Instant;
 
-use promql_parser::parser::{Call, Expr};
+use promql_parser::parser::{Call, Expr, VectorSelector};
 
 use crate::labels::{Labels, METRIC_NAME};
 use crate::promql::eval::{
-    Evaluator, Grid, MatrixVal, Row, Val, bad_type, dedupe_rows, drop_metric_names, exec_err, unparen,
+    Evaluator, Grid, MatrixVal, Row, Val, bad_type, dedupe_rows, drop_metric_names, dur_ms, exec_err, unparen,
 };
 use crate::promql::value::QueryError;
 use crate::sample::Sample;
@@ -40,16 +41,26 @@ impl Evaluator<'_> {
             | "avg_over_time" | "min_over_time" | "max_over_time" | "sum_over_time" | "count_over_time"
             | "last_over_time" | "first_over_time" | "present_over_time" | "stddev_over_time"
             | "stdvar_over_time" => {
+                if let Some((vs, range)) = self.lazy_selector(arg(0)?) {
+                    return self.range_function_lazy(name, vs, range, grid, &[]);
+                }
                 let m = self.eval_matrix(arg(0)?, grid, Some(name))?;
                 self.range_function(name, m, grid, &[])
             }
             "predict_linear" => {
+                if let Some((vs, range)) = self.lazy_selector(arg(0)?) {
+                    let s = self.eval_scalar(arg(1)?, grid)?;
+                    return self.range_function_lazy(name, vs, range, grid, &s);
+                }
                 let m = self.eval_matrix(arg(0)?, grid, Some(name))?;
                 let s = self.eval_scalar(arg(1)?, grid)?;
                 self.range_function(name, m, grid, &s)
             }
             "quantile_over_time" => {
                 let q = self.eval_scalar(arg(0)?, grid)?;
+                if let Some((vs, range)) = self.lazy_selector(arg(1)?) {
+                    return self.range_function_lazy(name, vs, range, grid, &q);
+                }
                 let m = self.eval_matrix(arg(1)?, grid, Some(name))?;
                 self.range_function(name, m, grid, &q)
             }
@@ -237,6 +248,17 @@ impl Evaluator<'_> {
         }
     }
 
+    /// The selector and range of a range function's argument when the call can read it lazily
+    /// (`promql::stream`): a plain range selector without `or` alternatives.
+    fn lazy_selector<'e>(&self, arg: &'e Expr) -> Option<(&'e VectorSelector, i64)> {
+        match unparen(arg) {
+            Expr::MatrixSelector(ms) if self.lazy && ms.vs.matchers.or_matchers.is_empty() => {
+                Some((&ms.vs, dur_ms(&ms.range)))
+            }
+            _ => None,
+        }
+    }
+
     /// Applies a range function to every window of `m`. `param` is the scalar argument of
     /// `predict_linear` and `quantile_over_time`.
     fn range_function(
@@ -246,73 +268,163 @@ impl Evaluator<'_> {
         grid: Grid,
         param: &[f64],
     ) -> Result<Val, QueryError> {
-        // `predict_linear` predicts from the step's time, not the window's end (they differ by the
-        // offset); with `@` Prometheus evaluates the call once at the query start.
-        let query_start = self.query_start;
-        let predict_at = |i: usize| if m.pinned { query_start } else { grid.t(i) };
         let steps = m.ends.len();
         self.check_dense(m.series.len(), steps, "range function evaluation")?;
+        let call = self.range_call(name, &m.ends, m.range, m.pinned, grid, param)?;
         let mut out: Vec<Vec<Option<f64>>> = vec![vec![None; steps]; m.series.len()];
+        let mut resets = Vec::new();
+        for (si, s) in m.series.iter().enumerate() {
+            if si % 256 == 0 && Instant::now() >= self.deadline {
+                return Err(QueryError::Timeout("range function evaluation"));
+            }
+            call.eval_series(&s.samples, &mut resets, &mut out[si]);
+        }
+        let rows: Vec<Row> =
+            m.series.into_iter().zip(out).map(|(s, vals)| Row { labels: s.labels, vals }).collect();
+        self.range_function_rows(name, rows, false)
+    }
+
+    /// Resolves a range function call's fixed inputs.
+    pub(crate) fn range_call<'c>(
+        &self,
+        name: &str,
+        ends: &'c [i64],
+        range: i64,
+        pinned: bool,
+        grid: Grid,
+        param: &'c [f64],
+    ) -> Result<RangeCall<'c>, QueryError> {
         // Resolved once: matching the name per window would cost more than most functions.
         let func =
             RangeFn::from_name(name).ok_or_else(|| bad_type(format!("unknown range function {name}")))?;
-        let range = m.range;
-        // For counters, the (usually empty) list of reset positions per series lets windows without a
-        // reset skip the correction loop; the loop still runs where there are resets, so sums stay
-        // bit-exact.
-        let resets: Vec<Vec<usize>> = if matches!(func, RangeFn::Rate | RangeFn::Increase) {
-            m.series.iter().map(|s| reset_positions(&s.samples)).collect()
-        } else {
-            Vec::new()
-        };
-        m.for_each_window(self.deadline, |si, i, lo, w| {
-            let end = m.ends[i];
-            let counter = resets.get(si).is_none_or(|r| window_has_reset(r, lo, w.len()));
-            out[si][i] = match func {
-                RangeFn::Rate => extrapolated_rate(w, end.saturating_sub(range), end, true, counter, true),
-                RangeFn::Increase => {
-                    extrapolated_rate(w, end.saturating_sub(range), end, true, counter, false)
-                }
-                RangeFn::Delta => extrapolated_rate(w, end.saturating_sub(range), end, false, false, false),
-                RangeFn::Irate => instant_delta(w, true),
-                RangeFn::Idelta => instant_delta(w, false),
-                RangeFn::Deriv => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
-                RangeFn::PredictLinear => (w.len() >= 2).then(|| {
-                    let (slope, intercept) = linear_regression(w, predict_at(i));
-                    slope * param[i] + intercept
-                }),
-                RangeFn::Changes => Some(
-                    w.windows(2)
-                        .filter(|p| !(p[1].v == p[0].v || (p[1].v.is_nan() && p[0].v.is_nan())))
-                        .count() as f64,
-                ),
-                RangeFn::Resets => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
-                RangeFn::AvgOverTime => Some(mean(w.iter().map(|s| s.v))),
-                RangeFn::SumOverTime => Some(kahan_sum(w.iter().map(|s| s.v))),
-                RangeFn::CountOverTime => Some(w.len() as f64),
-                RangeFn::PresentOverTime => Some(1.0),
-                RangeFn::LastOverTime => w.last().map(|s| s.v),
-                RangeFn::FirstOverTime => w.first().map(|s| s.v),
-                RangeFn::MinOverTime => w
-                    .first()
-                    .map(|f| w.iter().fold(f.v, |acc, s| if s.v < acc || acc.is_nan() { s.v } else { acc })),
-                RangeFn::MaxOverTime => w
-                    .first()
-                    .map(|f| w.iter().fold(f.v, |acc, s| if s.v > acc || acc.is_nan() { s.v } else { acc })),
-                RangeFn::StdvarOverTime => Some(variance(w)),
-                RangeFn::StddevOverTime => Some(variance(w).sqrt()),
-                RangeFn::QuantileOverTime => {
-                    let mut vals: Vec<f64> = w.iter().map(|s| s.v).collect();
-                    Some(quantile(param[i], &mut vals))
-                }
-            };
-        })?;
-        let rows: Vec<Row> =
-            m.series.into_iter().zip(out).map(|(s, vals)| Row { labels: s.labels, vals }).collect();
+        Ok(RangeCall { func, ends, range, pinned, query_start: self.query_start, grid, param })
+    }
+
+    /// The output of a range function: the metric name dropped unless the function keeps it, and series
+    /// with no value at any step left out. `one_name`: every row is known to carry the same metric name.
+    pub(crate) fn range_function_rows(
+        &self,
+        name: &str,
+        rows: Vec<Row>,
+        one_name: bool,
+    ) -> Result<Val, QueryError> {
         if keeps_metric_name(name) {
             Ok(Val::Vector(rows.into_iter().filter(|r| r.vals.iter().any(Option::is_some)).collect()))
+        } else if one_name {
+            Ok(Val::Vector(self.drop_uniform_metric_names(rows)))
         } else {
             Ok(Val::Vector(self.drop_metric_names(rows)?))
+        }
+    }
+}
+
+/// One range function call's fixed inputs, with which each series' windows are evaluated. Shared by the
+/// materialised path ([`MatrixVal`]) and the lazy one (`promql::stream`), so both compute the same.
+pub(crate) struct RangeCall<'c> {
+    func: RangeFn,
+    /// The end of each step's window; the window of step `i` is `(ends[i] - range, ends[i]]`.
+    ends: &'c [i64],
+    range: i64,
+    /// Whether an `@` modifier pins the windows (`predict_linear` then predicts from the query start).
+    pinned: bool,
+    query_start: i64,
+    grid: Grid,
+    /// The scalar argument of `predict_linear` and `quantile_over_time`, one per step.
+    param: &'c [f64],
+}
+
+// === impl RangeCall ===
+
+impl RangeCall<'_> {
+    /// The number of steps, which is the length of a series' output.
+    pub fn steps(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Evaluates every non-empty window of one series into `out` (one slot per step). `samples` has no
+    /// staleness markers; `resets` is scratch space reused between series.
+    pub fn eval_series(&self, samples: &[Sample], resets: &mut Vec<usize>, out: &mut [Option<f64>]) {
+        // For counters, the (usually empty) list of reset positions lets windows without a reset skip the
+        // correction loop; the loop still runs where there are resets, so sums stay bit-exact.
+        let counter_fn = matches!(self.func, RangeFn::Rate | RangeFn::Increase);
+        resets.clear();
+        if counter_fn {
+            reset_positions(samples, resets);
+        }
+        slide_windows(samples, self.ends, self.range, |i, lo, w| {
+            let counter = !counter_fn || window_has_reset(resets, lo, w.len());
+            out[i] = self.window(i, w, counter);
+        });
+    }
+
+    /// The function's value for the window of step `i`. `counter` is false for a counter function when
+    /// the window holds no reset.
+    fn window(&self, i: usize, w: &[Sample], counter: bool) -> Option<f64> {
+        let end = self.ends[i];
+        let range = self.range;
+        match self.func {
+            RangeFn::Rate => extrapolated_rate(w, end.saturating_sub(range), end, true, counter, true),
+            RangeFn::Increase => extrapolated_rate(w, end.saturating_sub(range), end, true, counter, false),
+            RangeFn::Delta => extrapolated_rate(w, end.saturating_sub(range), end, false, false, false),
+            RangeFn::Irate => instant_delta(w, true),
+            RangeFn::Idelta => instant_delta(w, false),
+            RangeFn::Deriv => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
+            RangeFn::PredictLinear => (w.len() >= 2).then(|| {
+                // `predict_linear` predicts from the step's time, not the window's end (they differ by
+                // the offset); with `@` Prometheus evaluates the call once at the query start.
+                let at = if self.pinned { self.query_start } else { self.grid.t(i) };
+                let (slope, intercept) = linear_regression(w, at);
+                slope * self.param[i] + intercept
+            }),
+            RangeFn::Changes => Some(
+                w.windows(2).filter(|p| !(p[1].v == p[0].v || (p[1].v.is_nan() && p[0].v.is_nan()))).count()
+                    as f64,
+            ),
+            RangeFn::Resets => Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64),
+            RangeFn::AvgOverTime => Some(mean(w.iter().map(|s| s.v))),
+            RangeFn::SumOverTime => Some(kahan_sum(w.iter().map(|s| s.v))),
+            RangeFn::CountOverTime => Some(w.len() as f64),
+            RangeFn::PresentOverTime => Some(1.0),
+            RangeFn::LastOverTime => w.last().map(|s| s.v),
+            RangeFn::FirstOverTime => w.first().map(|s| s.v),
+            RangeFn::MinOverTime => w
+                .first()
+                .map(|f| w.iter().fold(f.v, |acc, s| if s.v < acc || acc.is_nan() { s.v } else { acc })),
+            RangeFn::MaxOverTime => w
+                .first()
+                .map(|f| w.iter().fold(f.v, |acc, s| if s.v > acc || acc.is_nan() { s.v } else { acc })),
+            RangeFn::StdvarOverTime => Some(variance(w)),
+            RangeFn::StddevOverTime => Some(variance(w).sqrt()),
+            RangeFn::QuantileOverTime => {
+                let mut vals: Vec<f64> = w.iter().map(|s| s.v).collect();
+                Some(quantile(self.param[i], &mut vals))
+            }
+        }
+    }
+}
+
+/// Calls `f(step, window start index, window)` for every step whose window `(ends[i] - range, ends[i]]`
+/// holds samples, sliding two pointers over `samples` (the window ends never decrease).
+pub(crate) fn slide_windows(
+    samples: &[Sample],
+    ends: &[i64],
+    range: i64,
+    mut f: impl FnMut(usize, usize, &[Sample]),
+) {
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for (i, &end) in ends.iter().enumerate() {
+        let start = end.saturating_sub(range);
+        while lo < samples.len() && samples[lo].t <= start {
+            lo += 1;
+        }
+        if hi < lo {
+            hi = lo;
+        }
+        while hi < samples.len() && samples[hi].t <= end {
+            hi += 1;
+        }
+        if hi > lo {
+            f(i, lo, &samples[lo..hi]);
         }
     }
 }
@@ -659,9 +771,9 @@ fn extrapolated_rate(
     Some(result * factor)
 }
 
-/// The positions `k` where a counter resets (`samples[k] < samples[k - 1]`).
-fn reset_positions(samples: &[Sample]) -> Vec<usize> {
-    samples.windows(2).enumerate().filter(|(_, p)| p[1].v < p[0].v).map(|(k, _)| k + 1).collect()
+/// Puts into `out` the positions `k` where a counter resets (`samples[k] < samples[k - 1]`).
+fn reset_positions(samples: &[Sample], out: &mut Vec<usize>) {
+    out.extend(samples.windows(2).enumerate().filter(|(_, p)| p[1].v < p[0].v).map(|(k, _)| k + 1));
 }
 
 /// Whether the window of `len` samples from `lo` holds a reset: a reset at `r` compares samples `r - 1`
@@ -944,7 +1056,8 @@ mod tests {
         let values = [5.0, 1.0, 2.0, 2.0, 0.0, 7.0, 3.0, 4.0, 9.0, 1.0];
         let samples: Vec<Sample> =
             values.iter().enumerate().map(|(i, v)| Sample::new(i as i64, *v)).collect();
-        let resets = reset_positions(&samples);
+        let mut resets = Vec::new();
+        reset_positions(&samples, &mut resets);
         for lo in 0..samples.len() {
             for len in 1..=samples.len() - lo {
                 let w = &samples[lo..lo + len];

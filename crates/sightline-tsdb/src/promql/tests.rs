@@ -575,6 +575,22 @@ fn parse_errors_are_bad_data() {
     assert_eq!((position, message.as_str()), (Some(3), "1:4: parse error: unexpected end of input"));
     let err = instant_err(&store, "rate(x)", 0);
     assert_eq!(err.error_type(), "bad_data");
+    // Two operands in a row: the grammar says only "invalid promql query"; a second lexing pass finds
+    // the token, as Prometheus reports it.
+    for (query, pos, message) in [
+        ("foo bar", 4, r#"1:5: parse error: unexpected identifier "bar""#),
+        ("sum(x) 2", 7, r#"1:8: parse error: unexpected number "2""#),
+        (r#"x{a="b" c="d"}"#, 8, r#"1:9: parse error: unexpected identifier "c""#),
+        ("rate(x[5m] 1)", 11, r#"1:12: parse error: unexpected number "1""#),
+        ("x +\n  y z", 8, r#"2:5: parse error: unexpected identifier "z""#),
+    ] {
+        let Err(QueryError::BadData { position, message: got }) = Engine::parse(query) else {
+            panic!("{query}: error expected")
+        };
+        assert_eq!((position, got.as_str()), (Some(pos), message), "{query}");
+    }
+    // Valid neighbours are not flagged: these fail for other reasons, or parse.
+    assert!(Engine::parse(r#"sum by (job) (rate(x{a="b"}[5m] offset 5m))"#).is_ok());
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use sightline_core::{Registry, Snapshot, Value};
 
@@ -12,7 +12,7 @@ use crate::labels::{Label, Labels, METRIC_NAME};
 use crate::sample::stale_nan;
 use crate::scrape::config::DEFAULT_SCRAPE_INTERVAL;
 use crate::scrape::parse::format_float;
-use crate::scrape::scrape_loop::merge_target_labels;
+use crate::scrape::scrape_loop::{ReportSeries, merge_target_labels};
 use crate::traits::{Appender, SeriesRef, Storage, StorageError};
 
 /// What one collection did.
@@ -24,6 +24,8 @@ pub struct CollectStats {
     pub stale_markers: usize,
     /// Samples the store turned down (out of order and the like).
     pub append_errors: usize,
+    /// Series that the previous collection did not write (`scrape_series_added`).
+    pub series_added: usize,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +33,8 @@ struct LocalState {
     /// Series written by the last collection, with their store references.
     live: HashMap<Labels, SeriesRef>,
     last_t: i64,
+    /// `up` and the `scrape_*` series, made from the target labels at the first collection.
+    report: Option<ReportSeries>,
 }
 
 /// Samples a [`Registry`] into a [`Storage`] every interval (15 s by default), labelled
@@ -40,6 +44,11 @@ struct LocalState {
 /// `{quantile}`, `_sum` and `_count`; `le` and `quantile` values are written as Prometheus 3 normalises
 /// them (`1.0`, `+Inf`). A series' own `job` or `instance` label is kept as `exported_job` /
 /// `exported_instance`. A series that disappears from the registry gets a staleness marker.
+///
+/// Each collection also writes the series a scrape of the registry would: `up` (1),
+/// `scrape_duration_seconds` (the time taken to snapshot the registry and build the batch),
+/// `scrape_samples_scraped` and `scrape_samples_post_metric_relabeling` (the registry's samples; nothing
+/// relabels them) and `scrape_series_added` (series the previous collection did not write).
 pub struct LocalCollector {
     registry: Registry,
     storage: Arc<dyn Storage>,
@@ -105,6 +114,7 @@ impl LocalCollector {
 
     /// Collects once at `t` (milliseconds; moved just past the previous collection if not after it).
     pub fn collect_at(&self, t: i64) -> Result<CollectStats, StorageError> {
+        let started = Instant::now();
         let snapshot = self.registry.snapshot();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let t = if t <= state.last_t { state.last_t + 1 } else { t };
@@ -112,9 +122,10 @@ impl LocalCollector {
         let mut stats = CollectStats::default();
         let mut current: HashMap<Labels, SeriesRef> = HashMap::with_capacity(state.live.len());
         for (labels, value) in self.samples(&snapshot) {
-            let sref = state.live.get(&labels).copied().unwrap_or(0);
+            let known = state.live.get(&labels).copied();
+            stats.series_added += usize::from(known.is_none());
             // A refused sample still counts as live, so that it is not marked stale next time.
-            let sref = append(&mut *app, &mut stats, sref, &labels, t, value);
+            let sref = append(&mut *app, &mut stats, known.unwrap_or(0), &labels, t, value);
             current.insert(labels, sref);
             stats.samples += 1;
         }
@@ -124,7 +135,20 @@ impl LocalCollector {
                 stats.stale_markers += 1;
             }
         }
-        app.commit()?;
+        let values = [
+            1.0,
+            started.elapsed().as_secs_f64(),
+            stats.samples as f64,
+            stats.samples as f64,
+            stats.series_added as f64,
+        ];
+        let report = state.report.get_or_insert_with(|| ReportSeries::new(&self.target));
+        stats.append_errors += report.append(&mut *app, t, values);
+        if let Err(e) = app.commit() {
+            // Nothing of this batch is stored, so the references it handed out are void.
+            report.forget();
+            return Err(e);
+        }
         state.live = current;
         state.last_t = t;
         Ok(stats)
@@ -277,6 +301,36 @@ mod tests {
         let all = store.select(&[], &SelectHints::range(0, i64::MAX)).expect("select");
         let g = all.iter().find(|s| s.labels.metric_name() == Some("g")).expect("g stored");
         assert_eq!(g.samples.len(), count, "nothing after shutdown");
+    }
+
+    #[test]
+    fn each_collection_writes_up_and_the_scrape_series() {
+        let registry = Registry::new();
+        registry.gauge("g", &[]).expect("gauge").set(2.0);
+        let store = Arc::new(crate::storage::Db::in_memory(Default::default()).expect("db"));
+        let collector = LocalCollector::new(registry.clone(), store.clone()).with_instance("me:1");
+        let first = collector.collect_at(1000).expect("collect");
+        assert_eq!(first.series_added, first.samples);
+        registry.gauge("h", &[]).expect("gauge").set(3.0);
+        let second = collector.collect_at(2000).expect("collect");
+        assert_eq!((second.samples, second.series_added), (first.samples + 1, 1));
+        let series = |name: &str| -> Vec<(i64, f64)> {
+            let labels =
+                Labels::from_pairs(&[("__name__", name), ("job", "sightline"), ("instance", "me:1")]);
+            let all = store.select(&[], &SelectHints::range(0, 3000)).expect("select");
+            let s = all.iter().find(|s| s.labels == labels).unwrap_or_else(|| panic!("{labels} missing"));
+            s.samples.iter().map(|x| (x.t, x.v)).collect()
+        };
+        assert_eq!(series("up"), [(1000, 1.0), (2000, 1.0)]);
+        for name in ["scrape_samples_scraped", "scrape_samples_post_metric_relabeling"] {
+            assert_eq!(series(name), [(1000, first.samples as f64), (2000, second.samples as f64)], "{name}");
+        }
+        assert_eq!(series("scrape_series_added"), [(1000, first.samples as f64), (2000, 1.0)]);
+        let durations = series("scrape_duration_seconds");
+        assert_eq!(durations.len(), 2);
+        assert!(durations.iter().all(|&(_, d)| d > 0.0 && d < 60.0), "{durations:?}");
+        // The report series are not registry samples: they are never marked stale as such.
+        assert_eq!(second.stale_markers, 0);
     }
 
     #[test]

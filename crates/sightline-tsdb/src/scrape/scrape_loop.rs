@@ -115,6 +115,48 @@ const REPORT_NAMES: [&str; 5] = [
     "scrape_series_added",
 ];
 
+/// A target's report series (`up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
+/// `scrape_samples_post_metric_relabeling`, `scrape_series_added`, in that order) with their store
+/// references. Shared by scrape loops and the local collector, which reports like a scrape of itself.
+#[derive(Debug, Clone)]
+pub(crate) struct ReportSeries(Vec<(Labels, SeriesRef)>);
+
+// === impl ReportSeries ===
+
+impl ReportSeries {
+    pub fn new(target: &Labels) -> Self {
+        Self(
+            REPORT_NAMES
+                .iter()
+                .map(|name| {
+                    let mut labels = target.clone();
+                    labels.set(METRIC_NAME, *name);
+                    (labels, 0)
+                })
+                .collect(),
+        )
+    }
+
+    /// Appends one value per report series at `t`; returns how many the store refused.
+    pub fn append(&mut self, app: &mut dyn Appender, t: i64, values: [f64; 5]) -> usize {
+        let mut errors = 0;
+        for ((labels, sref), value) in self.0.iter_mut().zip(values) {
+            match app.append(*sref, labels, t, value) {
+                Ok(r) => *sref = r,
+                Err(_) => errors += 1,
+            }
+        }
+        errors
+    }
+
+    /// Forgets the store references, after a batch that handed them out was not committed.
+    pub fn forget(&mut self) {
+        for (_, sref) in &mut self.0 {
+            *sref = 0;
+        }
+    }
+}
+
 /// One target's scrape state. [`ScrapeLoop::append_scrape`] turns a fetched body (or a failed fetch) into
 /// one batch of appends: the samples, staleness markers for series that went away, and the report series
 /// (`up`, `scrape_duration_seconds`, ...).
@@ -130,7 +172,7 @@ pub struct ScrapeLoop {
     iter: u64,
     /// The iteration whose series are live (written and not yet marked stale), 0 for none.
     live: u64,
-    report: Vec<(Labels, SeriesRef)>,
+    report: ReportSeries,
     last_t: i64,
     scratch: Vec<Label>,
 }
@@ -140,14 +182,7 @@ pub struct ScrapeLoop {
 impl ScrapeLoop {
     /// A loop for a target with these labels (`job`, `instance` and static labels).
     pub fn new(target: Labels, options: LoopOptions) -> Self {
-        let report = REPORT_NAMES
-            .iter()
-            .map(|name| {
-                let mut labels = target.clone();
-                labels.set(METRIC_NAME, *name);
-                (labels, 0)
-            })
-            .collect();
+        let report = ReportSeries::new(&target);
         Self {
             target,
             options,
@@ -225,9 +260,7 @@ impl ScrapeLoop {
             for entry in &mut self.entries {
                 entry.sref = 0;
             }
-            for (_, sref) in &mut self.report {
-                *sref = 0;
-            }
+            self.report.forget();
             self.live = 0;
             return Err(e.into());
         }
@@ -419,14 +452,7 @@ impl ScrapeLoop {
     }
 
     fn append_report(&mut self, app: &mut dyn Appender, t: i64, values: [f64; 5]) -> usize {
-        let mut errors = 0;
-        for ((labels, sref), value) in self.report.iter_mut().zip(values) {
-            match app.append(*sref, labels, t, value) {
-                Ok(r) => *sref = r,
-                Err(_) => errors += 1,
-            }
-        }
-        errors
+        self.report.append(app, t, values)
     }
 
     /// Drops cache entries not seen for a while, every few scrapes.

@@ -225,7 +225,8 @@ fn to_decimal(v: f64, d: u8) -> Option<i64> {
 
 #[inline]
 fn from_decimal(m: i64, d: u8) -> f64 {
-    m as f64 / POW10[usize::from(d)]
+    // Integers (counters, mostly) skip the division, whose result would be the same bits.
+    if d == 0 { m as f64 } else { m as f64 / POW10[usize::from(d)] }
 }
 
 /// The smallest scale at which `v` is an exact decimal.

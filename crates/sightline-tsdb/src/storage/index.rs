@@ -22,8 +22,17 @@ impl Index {
     pub fn add(&mut self, id: u64, labels: &Labels) {
         insert_sorted(&mut self.all, id);
         for l in labels {
-            let list = self.postings.entry(l.name.clone()).or_default().entry(l.value.clone()).or_default();
-            insert_sorted(list, id);
+            // Most names and many values exist already: look them up before copying them for a new entry.
+            let values = match self.postings.get_mut(&l.name) {
+                Some(values) => values,
+                None => self.postings.entry(l.name.clone()).or_default(),
+            };
+            match values.get_mut(&l.value) {
+                Some(list) => insert_sorted(list, id),
+                None => {
+                    values.insert(l.value.clone(), vec![id]);
+                }
+            }
         }
     }
 

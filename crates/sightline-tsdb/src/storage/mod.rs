@@ -90,7 +90,9 @@ use promql_parser::label::Matcher;
 
 use crate::labels::{Labels, fast_hash};
 use crate::sample::Sample;
-use crate::traits::{AppendError, Appender, Querier, SelectHints, Series, SeriesRef, Storage, StorageError};
+use crate::traits::{
+    AppendError, Appender, Querier, SelectHints, Series, SeriesRef, SeriesSet, Storage, StorageError,
+};
 
 use self::index::Index;
 use self::series::{AppendOutcome, Layout, Pick, SeriesData};
@@ -357,6 +359,43 @@ impl Hasher for IdHasher {
 
 type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
+/// A label set with its hash, computed once: the key of the by-labels maps, which are hashed by it alone.
+/// Creating a series looks its labels up in two maps and inserts them, and hashing the label texts at
+/// each step (with SipHash) was a quarter of a target's first scrape.
+#[derive(Debug, Clone)]
+struct LabelKey {
+    hash: u64,
+    labels: Labels,
+}
+
+impl LabelKey {
+    fn new(labels: &Labels) -> Self {
+        Self { hash: fast_hash(labels), labels: labels.clone() }
+    }
+
+    /// The by-labels shard, from the hash's top bits (the map's buckets use its low bits).
+    fn shard(&self) -> usize {
+        (self.hash >> 60) as usize % SHARDS
+    }
+}
+
+impl PartialEq for LabelKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.labels == other.labels
+    }
+}
+
+impl Eq for LabelKey {}
+
+impl std::hash::Hash for LabelKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Series ids by label set.
+type LabelMap = HashMap<LabelKey, u64, BuildHasherDefault<IdHasher>>;
+
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|e| e.into_inner())
 }
@@ -377,7 +416,7 @@ pub struct Db {
     options: TsdbOptions,
     layout: Layout,
     retention: Vec<i64>,
-    by_labels: Box<[RwLock<HashMap<Labels, u64>>]>,
+    by_labels: Box<[RwLock<LabelMap>]>,
     by_id: Box<[RwLock<IdMap<Arc<MemSeries>>>]>,
     index: RwLock<Index>,
     next_id: AtomicU64,
@@ -599,9 +638,10 @@ impl Db {
             logged: AtomicBool::new(logged),
             data: Mutex::new(data),
         });
-        let mut by_labels = write(&self.by_labels[label_shard(&labels)]);
+        let key = LabelKey::new(&labels);
+        let mut by_labels = write(&self.by_labels[key.shard()]);
         write(&self.by_id[id_shard(id)]).insert(id, Arc::clone(&series));
-        by_labels.insert(labels, id);
+        by_labels.insert(key, id);
         drop(by_labels);
         write(&self.index).add(id, &series.labels);
         self.series_count.fetch_add(1, Ordering::Relaxed);
@@ -614,17 +654,22 @@ impl Db {
     }
 
     fn lookup(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
-        let id = *read(&self.by_labels[label_shard(labels)]).get(labels)?;
+        self.lookup_key(&LabelKey::new(labels))
+    }
+
+    fn lookup_key(&self, key: &LabelKey) -> Option<Arc<MemSeries>> {
+        let id = *read(&self.by_labels[key.shard()]).get(key)?;
         self.get_by_id(id)
     }
 
     fn get_or_create(&self, labels: &Labels) -> Result<Arc<MemSeries>, AppendError> {
-        if let Some(s) = self.lookup(labels) {
+        let key = LabelKey::new(labels);
+        if let Some(s) = self.lookup_key(&key) {
             return Ok(s);
         }
         validate_labels(labels)?;
-        let mut by_labels = write(&self.by_labels[label_shard(labels)]);
-        if let Some(&id) = by_labels.get(labels) {
+        let mut by_labels = write(&self.by_labels[key.shard()]);
+        if let Some(&id) = by_labels.get(&key) {
             if let Some(s) = self.get_by_id(id) {
                 return Ok(s);
             }
@@ -643,11 +688,12 @@ impl Db {
             data: Mutex::new(SeriesData::new(self.options.tiers.len())),
         });
         write(&self.by_id[id_shard(id)]).insert(id, Arc::clone(&series));
-        by_labels.insert(labels.clone(), id);
+        by_labels.insert(key, id);
         drop(by_labels);
         write(&self.index).add(id, labels);
-        let count = self.series_count.fetch_add(1, Ordering::Relaxed) + 1;
-        metrics::gauge!("sightline_tsdb_head_series").set(count as f64);
+        // The head-series gauge is set once per batch, by the appender (a registry lookup per new series
+        // was a tenth of a target's first scrape).
+        self.series_count.fetch_add(1, Ordering::Relaxed);
         Ok(series)
     }
 
@@ -701,7 +747,8 @@ impl Db {
 
     fn remove_if_empty(&self, id: u64) -> bool {
         let Some(series) = self.get_by_id(id) else { return false };
-        let mut by_labels = write(&self.by_labels[label_shard(&series.labels)]);
+        let key = LabelKey::new(&series.labels);
+        let mut by_labels = write(&self.by_labels[key.shard()]);
         let mut by_id = write(&self.by_id[id_shard(id)]);
         // Checked under the map locks, where no appender can find the series: a handle held elsewhere
         // (an appender that created it and has not committed yet, a running query) keeps it.
@@ -709,7 +756,7 @@ impl Db {
             return false;
         }
         by_id.remove(&id);
-        by_labels.remove(&series.labels);
+        by_labels.remove(&key);
         drop(by_id);
         drop(by_labels);
         write(&self.index).remove(id, &series.labels);
@@ -984,10 +1031,6 @@ impl Drop for Db {
     }
 }
 
-fn label_shard(labels: &Labels) -> usize {
-    (fast_hash(labels) % SHARDS as u64) as usize
-}
-
 fn id_shard(id: u64) -> usize {
     (id % SHARDS as u64) as usize
 }
@@ -1007,23 +1050,74 @@ fn validate_labels(labels: &Labels) -> Result<(), AppendError> {
 
 // === impl Querier for Db ===
 
-impl Querier for Db {
-    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>, StorageError> {
+/// A selection of [`Db`] series whose chunks are decoded when a series is read.
+struct DbSeriesSet<'a> {
+    db: &'a Db,
+    series: Vec<Arc<MemSeries>>,
+    start: i64,
+    end: i64,
+    pick: Pick,
+}
+
+impl DbSeriesSet<'_> {
+    /// Appends series `i`'s samples to `out`.
+    fn read_into(&self, i: usize, out: &mut Vec<Sample>) {
+        self.series[i].data().read(self.start, self.end, self.pick, &self.db.layout, out);
+    }
+}
+
+impl SeriesSet for DbSeriesSet<'_> {
+    fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    fn labels(&self, i: usize) -> &Labels {
+        &self.series[i].labels
+    }
+
+    fn read(&self, i: usize, out: &mut Vec<Sample>) {
+        out.clear();
+        self.read_into(i, out);
+    }
+}
+
+impl Db {
+    fn select_set(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<DbSeriesSet<'_>, StorageError> {
         let ids = read(&self.index).select(matchers);
         if ids.len() > self.options.max_series_per_select {
             return Err(StorageError::TooManySeries { limit: self.options.max_series_per_select });
         }
-        let pick = Pick::for_func(hints.func.as_deref());
-        let mut out = Vec::with_capacity(ids.len());
+        Ok(DbSeriesSet {
+            db: self,
+            series: self.resolve(&ids),
+            start: hints.start,
+            end: hints.end,
+            pick: Pick::for_func(hints.func.as_deref()),
+        })
+    }
+}
+
+impl Querier for Db {
+    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>, StorageError> {
+        let set = self.select_set(matchers, hints)?;
+        let mut out = Vec::with_capacity(set.len());
         let mut samples: Vec<Sample> = Vec::new();
-        for series in self.resolve(&ids) {
-            series.data().read(hints.start, hints.end, pick, &self.layout, &mut samples);
+        for i in 0..set.len() {
+            set.read_into(i, &mut samples);
             if !samples.is_empty() {
                 // The buffer is handed over rather than copied; the read sizes the next one.
-                out.push(Series { labels: series.labels.clone(), samples: std::mem::take(&mut samples) });
+                out.push(Series { labels: set.labels(i).clone(), samples: std::mem::take(&mut samples) });
             }
         }
         Ok(out)
+    }
+
+    fn select_lazy<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<Box<dyn SeriesSet + 'a>, StorageError> {
+        Ok(Box::new(self.select_set(matchers, hints)?))
     }
 
     fn series(&self, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<Labels>, StorageError> {
@@ -1079,7 +1173,7 @@ impl Querier for Db {
 
 impl Storage for Db {
     fn appender(&self) -> Box<dyn Appender + '_> {
-        Box::new(DbAppender { db: self, batch: Vec::new(), last: IdMap::default() })
+        Box::new(DbAppender { db: self, batch: Vec::new(), last: IdMap::default(), created: false })
     }
 }
 
@@ -1099,6 +1193,17 @@ struct DbAppender<'a> {
     batch: Vec<Pending>,
     /// The last sample buffered per series, for order checks within the batch.
     last: IdMap<(i64, f64)>,
+    /// Whether this batch created series (the head-series gauge is updated when it ends).
+    created: bool,
+}
+
+impl Drop for DbAppender<'_> {
+    fn drop(&mut self) {
+        if self.created {
+            let count = self.db.series_count.load(Ordering::Relaxed);
+            metrics::gauge!("sightline_tsdb_head_series").set(count as f64);
+        }
+    }
 }
 
 impl Appender for DbAppender<'_> {
@@ -1112,7 +1217,11 @@ impl Appender for DbAppender<'_> {
         let known = if series == 0 { None } else { self.db.get_by_id(series) };
         let s = match known {
             Some(s) => s,
-            None => self.db.get_or_create(labels)?,
+            None => {
+                // Set even when the series existed: a lookup that finds it is as rare as a creation.
+                self.created = true;
+                self.db.get_or_create(labels)?
+            }
         };
         let outcome = match self.last.get(&s.id) {
             Some(&(lt, lv)) => {
@@ -1156,8 +1265,8 @@ impl Appender for DbAppender<'_> {
         }
     }
 
-    fn commit(self: Box<Self>) -> Result<(), StorageError> {
-        self.db.commit(self.batch)
+    fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
+        self.db.commit(std::mem::take(&mut self.batch))
     }
 
     fn rollback(self: Box<Self>) {}

@@ -612,3 +612,55 @@ async fn maintenance_checkpoints_in_the_background() {
     let (db, _) = Db::open(dir.path(), options).expect("reopen");
     assert_eq!(count_samples(&db), 1);
 }
+
+/// The lazy selection reads, series by series, exactly what `select` returns, whatever the range: inside
+/// the head chunk, across the edge of the most recently closed chunk (read from its seek points), across
+/// older chunks, and over downsampled points.
+#[test]
+fn lazy_selection_reads_what_select_returns() {
+    let db = Db::in_memory(quiet_options()).expect("db");
+    for i in 0..5 {
+        let series = labels("c", "job", &i.to_string());
+        let samples: Vec<(i64, f64)> = (0..3_000)
+            .map(|k| {
+                let v = if i == 4 && k % 97 == 5 { stale_nan() } else { (k % (300 + i)) as f64 * 1.5 };
+                (T0 - 2 * DAY + k * 90_000 + i, v)
+            })
+            .collect();
+        append_all(&db, &series, samples);
+    }
+    // Downsample and drop the older raw data, so that reads of the first day come from tier points.
+    db.compact(T0 + DAY + HOUR);
+    let matchers = [eq("__name__", "c")];
+    for (start, end) in [
+        (T0 - 3 * HOUR, T0),
+        (T0 - 2 * DAY, T0 + DAY),
+        (T0 - 3 * HOUR - 4_000, T0 - 2 * HOUR + 1),
+        (T0 - DAY - 17 * 60_000, T0 - 20 * HOUR),
+        (T0 + HOUR, T0 + 2 * HOUR),
+        (T0 + 26 * HOUR - 300_000, T0 + 26 * HOUR),
+        (T0 + 27 * HOUR - 600_000, T0 + 27 * HOUR),
+        (T0 + 22 * HOUR - 1, T0 + 23 * HOUR + 1),
+    ] {
+        for func in [None, Some("rate"), Some("max_over_time")] {
+            let hints = SelectHints { start, end, func: func.map(str::to_owned), ..SelectHints::default() };
+            let want = db.select(&matchers, &hints).expect("select");
+            assert_eq!(want.len(), 5, "[{start}, {end}] {func:?}");
+            let lazy = db.select_lazy(&matchers, &hints).expect("select_lazy");
+            let mut got = Vec::new();
+            let mut buf = vec![Sample::new(0, 0.0)];
+            for i in 0..lazy.len() {
+                lazy.read(i, &mut buf);
+                if !buf.is_empty() {
+                    got.push(Series { labels: lazy.labels(i).clone(), samples: buf.clone() });
+                }
+            }
+            let bits = |s: &[Series]| -> Vec<(Labels, Vec<(i64, u64)>)> {
+                s.iter()
+                    .map(|s| (s.labels.clone(), s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect()))
+                    .collect()
+            };
+            assert_eq!(bits(&got), bits(&want), "[{start}, {end}] {func:?}");
+        }
+    }
+}
