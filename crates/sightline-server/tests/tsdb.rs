@@ -99,8 +99,10 @@ fn scrapes_node_exporter_answers_queries_and_keeps_data_across_a_restart() {
     }
 
     // Aggregation over stored data, as a dashboard would ask.
+    // The self-scrape writes `up` too, so `job="sightline"` is the third job.
     let by_job = query(addr, "sum by (job) (up)");
-    assert_eq!(by_job.len(), 2, "{by_job:?}");
+    assert_eq!(by_job.len(), 3, "{by_job:?}");
+    assert!(by_job.iter().any(|(labels, v)| labels["job"] == "sightline" && *v == 1.0), "{by_job:?}");
 
     // Targets, in Prometheus's shape, with the hanging target's reason.
     let targets = get_json(addr, "/api/v1/targets");
