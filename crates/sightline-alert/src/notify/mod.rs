@@ -20,6 +20,7 @@ pub mod log;
 pub mod pagerduty;
 pub mod retry;
 pub mod slack;
+pub mod template;
 pub mod webhook;
 
 pub use alertmanager::AlertmanagerClient;

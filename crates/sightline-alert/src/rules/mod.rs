@@ -18,6 +18,7 @@ mod gofmt;
 pub mod group;
 pub mod manager;
 pub mod template;
+mod template_time;
 pub mod unittest;
 
 pub use file::{Diagnostic, GroupDef, RuleDef, RuleKind, check_files, load_files, run_check};
