@@ -153,6 +153,46 @@ impl fmt::Debug for Templates {
     }
 }
 
+/// Compiles an optional field: its text, or `default` (a call of a default named template) when unset.
+pub(crate) fn compile_or(
+    templates: &Templates,
+    kind: &str,
+    field: &str,
+    text: Option<&str>,
+    default: &str,
+) -> Result<FieldTemplate, crate::model::NotifyError> {
+    compile_field(templates, kind, field, text.unwrap_or(default))
+}
+
+/// Compiles a field's text; an error names the receiver kind and field.
+pub(crate) fn compile_field(
+    templates: &Templates,
+    kind: &str,
+    field: &str,
+    text: &str,
+) -> Result<FieldTemplate, crate::model::NotifyError> {
+    templates.compile(field, text).map_err(|e| {
+        crate::model::NotifyError::permanent(format!(
+            "{kind} receiver: `{field}` is not a valid template: {e}"
+        ))
+    })
+}
+
+/// Renders a compiled field; an error (which another try would repeat) names the receiver kind.
+pub(crate) fn render_field(
+    templates: &Templates,
+    kind: &str,
+    field: &FieldTemplate,
+    data: &TValue,
+    html: bool,
+) -> Result<String, crate::model::NotifyError> {
+    templates.render(field, data, html).map_err(|e| {
+        crate::model::NotifyError::permanent(format!(
+            "{kind} receiver: cannot render a field: {e}; fix the template"
+        ))
+    })
+}
+
 /// A receiver field, parsed.
 #[derive(Clone, Debug)]
 pub struct FieldTemplate {
