@@ -344,8 +344,8 @@ const FUNCS: &[&str] = &[
     "safeHtml",
 ];
 
-/// Alertmanager's `DefaultFuncs` (0.25's, plus `safeUrl`, `urlUnescape`, `date` and `humanizeDuration`
-/// from later releases).
+/// Alertmanager's `DefaultFuncs`: 0.25's, plus `trimSpace`, `safeUrl`, `urlUnescape`, `date` and
+/// `humanizeDuration` from later releases.
 const AM_FUNCS: &[&str] = &[
     "toUpper",
     "toLower",
@@ -1503,7 +1503,7 @@ impl Eval<'_> {
                 self.call(name, args, pos)
             }
             // A method given arguments: `.CommonLabels.Remove .GroupLabels.Names`, `.StartsAt.Format "..."`.
-            Arg::Dot(fields) | Arg::Var(_, fields)
+            Arg::Dot(fields) | Arg::Var(_, fields) | Arg::Chain(_, fields)
                 if self.dialect == Dialect::Alertmanager
                     && !fields.is_empty()
                     && (!rest.is_empty() || piped.is_some()) =>
@@ -1518,6 +1518,10 @@ impl Eval<'_> {
                 let receiver = match first {
                     Arg::Var(name, _) => {
                         let base = self.var(name);
+                        self.fields(base, path, pos)?
+                    }
+                    Arg::Chain(p, _) => {
+                        let base = self.pipeline(p)?;
                         self.fields(base, path, pos)?
                     }
                     _ => self.dot_fields(path, pos)?,
