@@ -4,7 +4,8 @@
 //! existing Alertmanager cluster instead.
 //!
 //! Each integration is built from its settings struct in [`config`], whose fields carry Alertmanager's
-//! names; [`build`] builds any of them from [`ReceiverSettings`].
+//! names; [`build`] builds any of them from [`ReceiverSettings`]. Their text fields are Alertmanager
+//! templates, rendered per notification by [`template`] with Alertmanager's data and default templates.
 
 use std::borrow::Cow;
 use std::sync::Arc;

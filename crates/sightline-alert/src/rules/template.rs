@@ -1167,8 +1167,11 @@ struct Eval<'a> {
     dialect: Dialect,
 }
 
-/// The most actions one expansion may run.
+/// The most actions one expansion of an alert template may run.
 const MAX_STEPS: usize = 100_000;
+/// The most actions one notification template may run: Alertmanager's default email runs about 40 per
+/// alert, so this renders groups of well over 100,000 alerts and still stops a runaway template.
+const MAX_NOTIFICATION_STEPS: usize = 10_000_000;
 /// The deepest `{{ template }}` nesting.
 const MAX_DEPTH: usize = 64;
 
@@ -1187,8 +1190,12 @@ impl Eval<'_> {
     fn walk(&mut self, nodes: &[Node]) -> Result<(), TemplateError> {
         for node in nodes {
             self.steps += 1;
-            if self.steps > MAX_STEPS {
-                return Err(self.error(Pos::default(), format!("template ran more than {MAX_STEPS} actions")));
+            let limit = match self.dialect {
+                Dialect::Prometheus => MAX_STEPS,
+                Dialect::Alertmanager => MAX_NOTIFICATION_STEPS,
+            };
+            if self.steps > limit {
+                return Err(self.error(Pos::default(), format!("template ran more than {limit} actions")));
             }
             match node {
                 Node::Text(t) => {
@@ -1750,7 +1757,8 @@ fn compare(a: &TValue, b: &TValue) -> Result<std::cmp::Ordering, String> {
     match (a, b) {
         (TValue::Int(x), TValue::Int(y)) => Ok(x.cmp(y)),
         (TValue::Float(x), TValue::Float(y)) => Ok(x.partial_cmp(y).unwrap_or(Ordering::Less)),
-        (TValue::Str(x), TValue::Str(y)) => Ok(x.cmp(y)),
+        // `template.HTML` is a string kind, which Go compares as a string.
+        (TValue::Str(x) | TValue::Html(x), TValue::Str(y) | TValue::Html(y)) => Ok(x.cmp(y)),
         (TValue::Bool(x), TValue::Bool(y)) => Ok(x.cmp(y)),
         (TValue::Nil, TValue::Nil) => Ok(Ordering::Equal),
         _ => Err("incompatible types for comparison".into()),
@@ -1941,6 +1949,13 @@ fn strip_html_comments(text: &str) -> String {
 /// the rest is percent-encoded where URLs need it; everywhere, `& < > " ' +` and NUL are escaped.
 /// `safeHtml` values pass unchanged in text.
 fn html_escape_in_context(out: &str, v: &TValue) -> String {
+    // Only the end of the output decides the context; a tag is never this long, and looking no further
+    // keeps long outputs linear.
+    let mut start = out.len().saturating_sub(4096);
+    while !out.is_char_boundary(start) {
+        start += 1;
+    }
+    let out = &out[start..];
     let in_tag = match (out.rfind('<'), out.rfind('>')) {
         (Some(open), Some(close)) => open > close,
         (Some(_), None) => true,
@@ -2086,7 +2101,11 @@ pub fn sprintf(format: &str, args: &[TValue]) -> String {
                 Some(p) => format_g(*f, Some(p)),
                 None => format_g(*f, None),
             },
-            ('v', a) | ('s', a @ TValue::Str(_)) => a.to_string(),
+            ('v', a) => a.to_string(),
+            // Strings, and values with a `String` method or a composite form (`KV`, slices, times).
+            ('s', a) if !matches!(a, TValue::Int(_) | TValue::Float(_) | TValue::Bool(_) | TValue::Nil) => {
+                a.to_string()
+            }
             ('d', TValue::Int(i)) => i.to_string(),
             ('f' | 'F', TValue::Float(f)) => format_f(*f, prec.unwrap_or(6)),
             ('e', TValue::Float(f)) => format_e(*f, Some(prec.unwrap_or(6))),
