@@ -1211,8 +1211,11 @@ impl Eval<'_> {
                         if self.html {
                             let escaped = html_escape_in_context(&self.out, &v);
                             self.out.push_str(&escaped);
+                        } else if let TValue::Str(s) = &v {
+                            self.out.push_str(s);
                         } else {
-                            self.out.push_str(&v.to_string());
+                            // Straight into the output, without a string of its own.
+                            let _ = fmt::Write::write_fmt(&mut self.out, format_args!("{v}"));
                         }
                     }
                 }
@@ -1453,7 +1456,7 @@ impl Eval<'_> {
                             TValue::Struct(s) => s
                                 .fields
                                 .iter()
-                                .any(|(n, v)| *n == "Status" && *v == TValue::Str(status.into())),
+                                .any(|(n, v)| *n == "Status" && matches!(v, TValue::Str(v) if v == status)),
                             _ => false,
                         })
                         .cloned()
