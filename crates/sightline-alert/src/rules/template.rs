@@ -1597,13 +1597,10 @@ impl Eval<'_> {
             }
             "trimSpace" | "safeUrl" => {
                 want(1)?;
-                TValue::Str(
-                    args[0]
-                        .as_str()
-                        .map_err(err)?
-                        .trim_matches(|c: char| c.is_whitespace() && name == "trimSpace")
-                        .to_owned(),
-                )
+                let s = args[0].as_str().map_err(err)?;
+                // `safeUrl` marks a URL as trusted by html/template's scheme filter; here it stays a string,
+                // so in an HTML attribute a scheme other than http(s) or mailto is still filtered out.
+                TValue::Str(if name == "trimSpace" { s.trim() } else { s }.to_owned())
             }
             "urlUnescape" => {
                 want(1)?;
