@@ -3,6 +3,7 @@
 //! field by field onto its settings struct, with the `global` block's defaults (SMTP, Slack and PagerDuty
 //! URLs) and `*_file` fields read at build time, as Alertmanager does.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,31 +68,51 @@ pub fn settings(
             icon_url: string_extra(&c.extra, "icon_url"),
             title: c.title.clone(),
             title_link: string_extra(&c.extra, "title_link"),
+            pretext: string_extra(&c.extra, "pretext"),
             text: c.text.clone(),
+            fallback: string_extra(&c.extra, "fallback"),
             color: c.color.clone(),
+            footer: string_extra(&c.extra, "footer"),
+            callback_id: string_extra(&c.extra, "callback_id"),
+            image_url: string_extra(&c.extra, "image_url"),
+            thumb_url: string_extra(&c.extra, "thumb_url"),
+            fields: slack_fields(&c.extra)?,
+            short_fields: c.extra.get("short_fields").and_then(Value::as_bool).unwrap_or(false),
+            link_names: c.extra.get("link_names").and_then(Value::as_bool).unwrap_or(false),
+            mrkdwn_in: c
+                .extra
+                .get("mrkdwn_in")
+                .and_then(Value::as_sequence)
+                .map(|items| items.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default(),
             max_alerts,
             http_config: http_config(c.http_config.as_ref())?,
+            templates: global.templates.clone(),
         }),
         IntegrationConfig::PagerDuty(c) => {
             let key = secret(c.routing_key.as_deref(), c.routing_key_file.as_deref(), "routing_key")?
                 .or(secret(c.service_key.as_deref(), c.service_key_file.as_deref(), "service_key")?)
                 .ok_or("pagerduty_configs: set `routing_key` or `routing_key_file`")?;
-            let defaults = notify::PagerDutySettings::default();
             ReceiverSettings::PagerDuty(notify::PagerDutySettings {
                 routing_key: key,
-                url: c.url.clone().or_else(|| global.pagerduty_url.clone()).unwrap_or(defaults.url),
+                url: c
+                    .url
+                    .clone()
+                    .or_else(|| global.pagerduty_url.clone())
+                    .unwrap_or_else(|| notify::config::PAGERDUTY_EVENTS_URL.to_owned()),
                 send_resolved: c.send_resolved.unwrap_or(true),
                 severity: c.severity.clone(),
-                client: string_extra(&c.extra, "client").unwrap_or(defaults.client),
+                client: string_extra(&c.extra, "client"),
                 client_url: string_extra(&c.extra, "client_url"),
                 description: string_extra(&c.extra, "description"),
+                details: string_map_extra(&c.extra, "details"),
                 source: string_extra(&c.extra, "source"),
                 class: string_extra(&c.extra, "class"),
                 component: string_extra(&c.extra, "component"),
                 group: string_extra(&c.extra, "group"),
                 max_alerts,
                 http_config: http_config(c.http_config.as_ref())?,
-                ..defaults
+                templates: global.templates.clone(),
             })
         }
         IntegrationConfig::Email(c) => {
@@ -114,7 +135,10 @@ pub fn settings(
                 headers: c.headers.clone().into_iter().collect(),
                 send_resolved: c.send_resolved.unwrap_or(false),
                 hello: string_extra(&c.extra, "hello").unwrap_or(defaults.hello),
+                html: string_extra(&c.extra, "html"),
+                text: string_extra(&c.extra, "text"),
                 max_alerts,
+                templates: global.templates.clone(),
                 ..defaults
             })
         }
@@ -134,8 +158,117 @@ fn secret(inline: Option<&str>, file: Option<&str>, field: &str) -> Result<Optio
     }
 }
 
-fn string_extra(extra: &std::collections::BTreeMap<String, Value>, key: &str) -> Option<String> {
+fn string_extra(extra: &BTreeMap<String, Value>, key: &str) -> Option<String> {
     extra.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// A mapping of strings (PagerDuty's `details`).
+fn string_map_extra(extra: &BTreeMap<String, Value>, key: &str) -> BTreeMap<String, String> {
+    let Some(Value::Mapping(map)) = extra.get(key) else {
+        return BTreeMap::new();
+    };
+    map.iter()
+        .filter_map(|(k, v)| {
+            let value = match v {
+                Value::String(s) => s.clone(),
+                Value::Bool(_) | Value::Number(_) => serde_yaml_ng::to_string(v).ok()?.trim().to_owned(),
+                _ => return None,
+            };
+            Some((k.as_str()?.to_owned(), value))
+        })
+        .collect()
+}
+
+/// Slack's `fields`: a list of `{title, value, short}`.
+fn slack_fields(extra: &BTreeMap<String, Value>) -> Result<Vec<notify::SlackField>, String> {
+    let Some(value) = extra.get("fields") else {
+        return Ok(Vec::new());
+    };
+    let Some(items) = value.as_sequence() else {
+        return Err("slack_configs: `fields` must be a list of {title, value, short}".to_owned());
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let text = |key: &str| item.get(key).and_then(Value::as_str).map(str::to_owned);
+            match (text("title"), text("value")) {
+                (Some(title), Some(value)) => {
+                    Ok(notify::SlackField { title, value, short: item.get("short").and_then(Value::as_bool) })
+                }
+                _ => Err(format!("slack_configs: fields[{i}] needs a `title` and a `value`")),
+            }
+        })
+        .collect()
+}
+
+/// The templated texts of an integration's configuration, each with its setting's path below the
+/// integration (`title`, `fields[0].value`, `details.firing`, `headers.Subject`), for checking them when
+/// the configuration loads.
+pub fn template_fields(integration: &IntegrationConfig) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut push = |name: &str, text: Option<&str>| {
+        if let Some(text) = text {
+            out.push((name.to_owned(), text.to_owned()));
+        }
+    };
+    let extra_keys =
+        |extra: &BTreeMap<String, Value>, keys: &[&str], push: &mut dyn FnMut(&str, Option<&str>)| {
+            for key in keys {
+                push(key, extra.get(*key).and_then(Value::as_str));
+            }
+        };
+    match integration {
+        IntegrationConfig::Webhook(_) => {}
+        IntegrationConfig::Slack(c) => {
+            for (name, text) in [
+                ("channel", &c.channel),
+                ("username", &c.username),
+                ("title", &c.title),
+                ("text", &c.text),
+                ("color", &c.color),
+            ] {
+                push(name, text.as_deref());
+            }
+            extra_keys(
+                &c.extra,
+                &[
+                    "icon_emoji",
+                    "icon_url",
+                    "title_link",
+                    "pretext",
+                    "fallback",
+                    "footer",
+                    "callback_id",
+                    "image_url",
+                    "thumb_url",
+                ],
+                &mut push,
+            );
+            for (i, field) in slack_fields(&c.extra).unwrap_or_default().iter().enumerate() {
+                push(&format!("fields[{i}].title"), Some(&field.title));
+                push(&format!("fields[{i}].value"), Some(&field.value));
+            }
+        }
+        IntegrationConfig::PagerDuty(c) => {
+            push("severity", c.severity.as_deref());
+            extra_keys(
+                &c.extra,
+                &["client", "client_url", "description", "source", "class", "component", "group"],
+                &mut push,
+            );
+            for (name, text) in string_map_extra(&c.extra, "details") {
+                push(&format!("details.{name}"), Some(&text));
+            }
+        }
+        IntegrationConfig::Email(c) => {
+            for (name, text) in &c.headers {
+                push(&format!("headers.{name}"), Some(text));
+            }
+            extra_keys(&c.extra, &["html", "text"], &mut push);
+        }
+    }
+    out
 }
 
 /// Alertmanager's `http_config`: basic auth, authorization (or the legacy bearer token) and

@@ -1064,6 +1064,9 @@ pub struct AlertingConfig {
     pub escalations: Vec<sightline_alert::pipeline::config::Escalation>,
     pub acknowledgement: sightline_alert::pipeline::config::Acknowledgement,
     pub silencing: sightline_alert::pipeline::config::Silencing,
+    /// Notification template files (globs, relative to the working directory), as Alertmanager's
+    /// `templates:`; receivers' fields can call the templates they define.
+    pub templates: Vec<String>,
 }
 
 impl Default for AlertingConfig {
@@ -1083,6 +1086,7 @@ impl Default for AlertingConfig {
             escalations: Vec::new(),
             acknowledgement: Default::default(),
             silencing: Default::default(),
+            templates: Vec::new(),
         }
     }
 }
@@ -1098,7 +1102,7 @@ impl AlertingConfig {
             inhibit_rules: self.inhibit_rules.clone(),
             time_intervals: self.time_intervals.clone(),
             mute_time_intervals: self.mute_time_intervals.clone(),
-            templates: Vec::new(),
+            templates: self.templates.clone(),
             escalations: self.escalations.clone(),
             acknowledgement: self.acknowledgement.clone(),
             silencing: self.silencing.clone(),
@@ -1185,7 +1189,20 @@ impl Config {
         };
         let mut config = config.with_env(env)?;
         config.source = path.map(Path::to_owned);
+        // Overrides went through serde, which does not carry the loaded templates.
+        config.load_alerting_templates().map_err(|message| ConfigError::InvalidNoLocation {
+            path: path.map(Path::to_owned).unwrap_or_default(),
+            message,
+        })?;
         Ok(config)
+    }
+
+    /// Reads the notification templates of `alerting.templates` into `alerting.global.templates`, which
+    /// the receivers built from the global block render with (validation has read and checked them).
+    fn load_alerting_templates(&mut self) -> Result<(), String> {
+        self.alerting.global.templates = sightline_alert::notify::Templates::load(&self.alerting.templates)
+            .map_err(|e| format!("alerting: templates: {e}"))?;
+        Ok(())
     }
 
     /// Parses YAML text; `path` only names the source in errors.
@@ -1197,11 +1214,18 @@ impl Config {
         }
         let config: Config = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(path, text, &e))?;
         config.validate().map_err(|message| {
-            match locate_scrape_error(text, &message).or_else(|| locate_value(text, &message, 1)) {
+            match locate_scrape_error(text, &message)
+                .or_else(|| locate_alerting_error(text, &message))
+                .or_else(|| locate_value(text, &message, 1))
+            {
                 Some((line, column)) => ConfigError::Invalid { path: path.to_owned(), line, column, message },
                 None => ConfigError::InvalidNoLocation { path: path.to_owned(), message },
             }
         })?;
+        let mut config = config;
+        config
+            .load_alerting_templates()
+            .map_err(|message| ConfigError::InvalidNoLocation { path: path.to_owned(), message })?;
         Ok(config)
     }
 
@@ -1245,7 +1269,8 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         sightline_tsdb::scrape::validate_configs(&self.scrape_global(), &self.scrape_configs)
             .map_err(|e| format!("scrape_configs: {e}"))?;
-        if let Some(routing) = self.alerting.routing() {
+        if let Some(mut routing) = self.alerting.routing() {
+            routing.load_templates().map_err(|e| format!("alerting: {e}"))?;
             routing.validate().map_err(|e| format!("alerting: {e}"))?;
         } else if !self.alerting.receivers.is_empty() {
             return Err("alerting: receivers are set but no `route` sends alerts to them; add `route: {receiver: NAME}`".to_owned());
@@ -1372,6 +1397,19 @@ fn locate_scrape_error(text: &str, message: &str) -> Option<(usize, usize)> {
     Some((start + 1, column + 1))
 }
 
+/// An `alerting:` error names the setting's path in the pipeline's configuration
+/// (`alerting: receivers[0].slack_configs[0].title: ...`): point at that setting.
+fn locate_alerting_error(text: &str, message: &str) -> Option<(usize, usize)> {
+    let rest = message.strip_prefix("alerting: ")?;
+    let (path, _) = rest.split_once(": ")?;
+    if path.contains(' ') {
+        return None;
+    }
+    let line = sightline_alert::pipeline::config::locate(text, &format!("alerting.{path}"))?;
+    let column = text.lines().nth(line - 1).map_or(1, |l| l.len() - l.trim_start().len() + 1);
+    Some((line, column))
+}
+
 /// serde_yaml appends " at line L column C" to messages; the location is reported separately.
 fn strip_location(message: &str) -> String {
     match message.rfind(" at line ") {
@@ -1404,3 +1442,41 @@ fn tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod alerting_templates_tests {
+    use super::*;
+
+    /// `alerting.templates` files are read at load, receivers' fields can call their templates, and a
+    /// field that does not parse is an error at the field's line.
+    #[test]
+    fn alerting_templates_load_and_bad_fields_point_at_their_line() {
+        let dir = sightline_testkit::TempDir::new("config-alerting-templates");
+        std::fs::write(dir.path().join("team.tmpl"), "{{ define \"team.title\" }}T {{ .Status }}{{ end }}")
+            .expect("write the template file");
+        let text = |title: &str| {
+            format!(
+                "alerting:\n  templates: ['{}/*.tmpl']\n  route: {{receiver: team}}\n  receivers:\n  - name: team\n    slack_configs:\n    - api_url: http://127.0.0.1:1/x\n      title: '{title}'\n",
+                dir.path().display()
+            )
+        };
+        let config =
+            Config::parse(&text(r#"{{ template "team.title" . }}"#), Path::new("s.yml")).expect("valid");
+        let data =
+            sightline_alert::notify::template::data(&sightline_alert::notify::test_notification("team"));
+        let rendered = config.alerting.global.templates.render_named("team.title", &data, false);
+        assert_eq!(rendered.as_deref(), Ok("T firing"));
+
+        let err = Config::parse(&text(r#"{{ template "team.titel" . }}"#), Path::new("s.yml"))
+            .expect_err("undefined template");
+        let ConfigError::Invalid { line, message, .. } = &err else { panic!("{err:?}") };
+        assert_eq!(*line, 8, "{err}");
+        assert!(
+            message.starts_with(
+                "alerting: receivers[0].slack_configs[0].title: receiver \"team\": invalid template"
+            ),
+            "{err}"
+        );
+        assert!(message.contains("template \"team.titel\" not defined"), "{err}");
+    }
+}

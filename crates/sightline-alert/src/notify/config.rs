@@ -2,13 +2,15 @@
 //! `send_resolved`, `max_alerts`, `http_config`, `api_url`, `routing_key`, `smarthost`, ...) so that a
 //! receiver block of an Alertmanager configuration maps onto them field by field.
 //!
-//! Alertmanager's Go templates are not evaluated: where Alertmanager takes a template (Slack's `title`
-//! and `text`, PagerDuty's `description`, ...) a field here is a literal string, and when it is left
-//! unset the receiver renders what Alertmanager's default template renders.
+//! Where Alertmanager takes a Go template (Slack's `title` and `text`, PagerDuty's `description` and
+//! `details`, email's `html`, `text` and `headers`, ...) a field here holds the template's text, rendered
+//! for each notification with the settings' [`Templates`]; a field left unset renders Alertmanager's
+//! default template for it (`slack.default.title`, `email.default.html`, ...).
 
 use std::time::Duration;
 
 use crate::model::LabelSet;
+use crate::notify::template::Templates;
 
 /// Alertmanager's `http_config` (the subset that matters for sending notifications).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -98,7 +100,8 @@ impl Default for WebhookSettings {
     }
 }
 
-/// Alertmanager's `slack_configs` entry: an incoming-webhook message with one attachment.
+/// Alertmanager's `slack_configs` entry: an incoming-webhook message with one attachment. The text fields
+/// are templates.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SlackSettings {
     /// `api_url` (or the contents of `api_url_file`): the incoming webhook's URL.
@@ -107,24 +110,56 @@ pub struct SlackSettings {
     pub send_resolved: bool,
     /// `channel`: overrides the webhook's channel.
     pub channel: Option<String>,
-    /// `username`: overrides the webhook's user name.
+    /// `username`; by default `slack.default.username` (`Sightline`).
     pub username: Option<String>,
-    /// `icon_emoji`.
+    /// `icon_emoji`; by default `slack.default.iconemoji` (empty).
     pub icon_emoji: Option<String>,
-    /// `icon_url`.
+    /// `icon_url`; by default `slack.default.iconurl` (empty).
     pub icon_url: Option<String>,
-    /// `title`, literal; by default `[FIRING:N] alertname (group label values)`.
+    /// `title`; by default `slack.default.title` (`[FIRING:N] alertname (other common label values)`).
     pub title: Option<String>,
-    /// `title_link`, literal; by default the notification's external URL.
+    /// `title_link`; by default `slack.default.titlelink` (the external URL).
     pub title_link: Option<String>,
-    /// `text`, literal; by default each alert's annotations.
+    /// `pretext`; by default `slack.default.pretext` (empty).
+    pub pretext: Option<String>,
+    /// `text`; by default `slack.default.text` (Sightline's: each alert and its annotations).
     pub text: Option<String>,
-    /// `color`, literal; by default `danger` (firing critical), `warning` (other firing), `good` (resolved).
+    /// `fallback`; by default `slack.default.fallback` (`title | title_link`).
+    pub fallback: Option<String>,
+    /// `color`; by default `slack.default.color`: `danger` (firing), `warning` (only warnings firing),
+    /// `good` (resolved).
     pub color: Option<String>,
-    /// Sightline's addition: at most this many alerts in the text, 0 for all.
+    /// `footer`; by default `slack.default.footer` (empty).
+    pub footer: Option<String>,
+    /// `callback_id`; by default `slack.default.callbackid` (empty).
+    pub callback_id: Option<String>,
+    /// `image_url`.
+    pub image_url: Option<String>,
+    /// `thumb_url`.
+    pub thumb_url: Option<String>,
+    /// `fields`: the attachment's fields, title and value templated.
+    pub fields: Vec<SlackField>,
+    /// `short_fields`: whether fields without their own `short` are short.
+    pub short_fields: bool,
+    /// `link_names`.
+    pub link_names: bool,
+    /// `mrkdwn_in`; by default `fallback`, `pretext` and `text`.
+    pub mrkdwn_in: Vec<String>,
+    /// Sightline's addition: at most this many alerts in the message, 0 for all.
     pub max_alerts: usize,
     /// `http_config`.
     pub http_config: HttpConfig,
+    /// The named templates the fields are rendered with.
+    pub templates: Templates,
+}
+
+/// One of Slack's attachment `fields`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlackField {
+    pub title: String,
+    pub value: String,
+    /// `short`; by default the receiver's `short_fields`.
+    pub short: Option<bool>,
 }
 
 /// The PagerDuty Events API v2 endpoint.
@@ -139,18 +174,20 @@ pub struct PagerDutySettings {
     pub url: String,
     /// `send_resolved` (true by default, as in Alertmanager).
     pub send_resolved: bool,
-    /// `client` ("Sightline" by default).
-    pub client: String,
-    /// `client_url`, by default the notification's external URL.
+    /// `client`; by default `pagerduty.default.client` (`Sightline`).
+    pub client: Option<String>,
+    /// `client_url`; by default `pagerduty.default.clientURL` (the external URL).
     pub client_url: Option<String>,
-    /// `description`, literal: the event's summary; by default `[FIRING:N] alertname (...)`.
+    /// `description`: the event's summary; by default `pagerduty.default.description`
+    /// (`[FIRING:N] alertname (...)`).
     pub description: Option<String>,
-    /// `details`: extra `custom_details`, next to `firing`, `resolved` and `num_firing`/`num_resolved`.
+    /// `details`: `custom_details` templates, added to (or replacing) Alertmanager's `firing`,
+    /// `resolved`, `num_firing` and `num_resolved`.
     pub details: LabelSet,
-    /// `source`, by default the client name.
+    /// `source`; by default the rendered client.
     pub source: Option<String>,
-    /// `severity`: `critical`, `error`, `warning` or `info`; by default the alerts' common `severity`
-    /// label when it is one of those, else `error` (Alertmanager's default).
+    /// `severity`: must render to `critical`, `error`, `warning` or `info`; by default the alerts' common
+    /// `severity` label when it is one of those, else `error` (Alertmanager's default).
     pub severity: Option<String>,
     /// `class`.
     pub class: Option<String>,
@@ -162,6 +199,8 @@ pub struct PagerDutySettings {
     pub max_alerts: usize,
     /// `http_config`.
     pub http_config: HttpConfig,
+    /// The named templates the fields are rendered with.
+    pub templates: Templates,
 }
 
 impl Default for PagerDutySettings {
@@ -170,7 +209,7 @@ impl Default for PagerDutySettings {
             routing_key: String::new(),
             url: PAGERDUTY_EVENTS_URL.to_owned(),
             send_resolved: true,
-            client: "Sightline".to_owned(),
+            client: None,
             client_url: None,
             description: None,
             details: LabelSet::new(),
@@ -181,6 +220,7 @@ impl Default for PagerDutySettings {
             group: None,
             max_alerts: 0,
             http_config: HttpConfig::default(),
+            templates: Templates::default(),
         }
     }
 }
@@ -219,12 +259,21 @@ pub struct EmailSettings {
     pub force_implicit_tls: bool,
     /// `tls_config`.
     pub tls_config: TlsConfig,
-    /// `headers`: extra headers; `Subject`, `To` and `From` here replace the defaults.
+    /// `headers`, templates: extra headers; `Subject` (by default `email.default.subject`), `To` and
+    /// `From` here replace the defaults.
     pub headers: LabelSet,
+    /// `html`: the HTML body, rendered with `html/template`'s escaping; by default `email.default.html`.
+    /// `Some("")` sends no HTML part.
+    pub html: Option<String>,
+    /// `text`: the plain-text body; by default Sightline's `email.default.text` (Alertmanager sends none).
+    /// `Some("")` sends no text part.
+    pub text: Option<String>,
     /// `send_resolved` (false by default, as in Alertmanager).
     pub send_resolved: bool,
     /// Sightline's addition: at most this many alerts listed, 0 for all.
     pub max_alerts: usize,
+    /// The named templates the headers and bodies are rendered with.
+    pub templates: Templates,
 }
 
 impl Default for EmailSettings {
@@ -240,8 +289,11 @@ impl Default for EmailSettings {
             force_implicit_tls: false,
             tls_config: TlsConfig::default(),
             headers: LabelSet::new(),
+            html: None,
+            text: None,
             send_resolved: false,
             max_alerts: 0,
+            templates: Templates::default(),
         }
     }
 }

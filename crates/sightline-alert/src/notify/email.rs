@@ -1,20 +1,22 @@
-//! The email integration: a plain-text and HTML message listing the alerts, sent over SMTP with lettre
-//! (implicit TLS, STARTTLS or plain, with PLAIN/LOGIN authentication), as Alertmanager's email receiver
-//! chooses them.
+//! The email integration: an HTML message (Alertmanager's `email.default.html` unless `html` is set) with a
+//! plain-text alternative (Sightline's `email.default.text` unless `text` is set), its subject and headers
+//! rendered from templates, sent over SMTP with lettre (implicit TLS, STARTTLS or plain, with PLAIN/LOGIN
+//! authentication), as Alertmanager's email receiver chooses them.
 
 use std::time::Duration;
 
 use lettre::address::{Address, Envelope};
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, Mailboxes, MultiPart};
+use lettre::message::{Mailbox, Mailboxes, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::model::{Alert, AlertStatus, BoxFuture, Notification, Notifier, NotifyError};
+use crate::model::{BoxFuture, Notification, Notifier, NotifyError};
 use crate::notify::config::{EmailSettings, SmtpSecurity};
-use crate::notify::{alerts_with, counts, prepare, subject, text_alert_list};
+use crate::notify::prepare;
+use crate::notify::template::{FieldTemplate, compile_field, compile_or, data, render_field};
 
 /// The SMTP conversation's own timeout per command; the retry wrapper bounds the whole delivery.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,6 +25,7 @@ const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct EmailNotifier {
     settings: EmailSettings,
+    fields: Fields,
     from: Mailbox,
     to: Vec<Mailbox>,
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -82,28 +85,45 @@ impl EmailNotifier {
                 ))
                 .authentication(vec![Mechanism::Plain, Mechanism::Login]);
         }
-        Ok(Self { transport: builder.build(), settings, from, to })
+        let fields = compile(&settings)?;
+        Ok(Self { transport: builder.build(), settings, fields, from, to })
     }
 
-    /// The message for `notification` (already prepared for `send_resolved` and `max_alerts`).
+    /// The message for `notification` (already prepared for `send_resolved` and `max_alerts`), its subject,
+    /// headers and bodies rendered.
     pub fn message(&self, notification: &Notification) -> Result<Message, NotifyError> {
-        let mut builder = Message::builder().from(self.from.clone()).subject(subject(notification));
-        for to in &self.to {
-            builder = builder.to(to.clone());
+        let data = data(notification);
+        let t = &self.settings.templates;
+        let f = &self.fields;
+        let mut builder = Message::builder().subject(render_field(t, "email", &f.subject, &data, false)?);
+        // `From` and `To` headers set in `headers` replace the ones made from the settings.
+        if !f.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("From")) {
+            builder = builder.from(self.from.clone());
+        }
+        if !f.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("To")) {
+            for to in &self.to {
+                builder = builder.to(to.clone());
+            }
         }
         // The envelope goes to `to` whatever a `To` header override says, as in Alertmanager.
         let recipients: Vec<Address> = self.to.iter().map(|m| m.email.clone()).collect();
         let envelope = Envelope::new(Some(self.from.email.clone()), recipients)
             .map_err(|e| NotifyError::permanent(format!("email receiver: bad envelope: {e}")))?;
         builder = builder.envelope(envelope);
-        for (name, value) in &self.settings.headers {
+        for (name, template) in &f.headers {
             let name = HeaderName::new_from_ascii(name.clone())
                 .map_err(|_| NotifyError::permanent(format!("email receiver: bad header name {name:?}")))?;
-            builder = builder.raw_header(HeaderValue::new(name, value.clone()));
+            builder =
+                builder.raw_header(HeaderValue::new(name, render_field(t, "email", template, &data, false)?));
         }
-        builder
-            .multipart(MultiPart::alternative_plain_html(text_body(notification), html_body(notification)))
-            .map_err(|e| NotifyError::permanent(format!("email receiver: cannot build the message: {e}")))
+        let html = render_field(t, "email", &f.html, &data, true)?;
+        let text = render_field(t, "email", &f.text, &data, false)?;
+        let built = match (text.is_empty(), html.is_empty()) {
+            (false, false) => builder.multipart(MultiPart::alternative_plain_html(text, html)),
+            (true, false) => builder.singlepart(SinglePart::html(html)),
+            _ => builder.singlepart(SinglePart::plain(text)),
+        };
+        built.map_err(|e| NotifyError::permanent(format!("email receiver: cannot build the message: {e}")))
     }
 
     async fn send(&self, notification: &Notification) -> Result<(), NotifyError> {
@@ -139,91 +159,37 @@ impl Notifier for EmailNotifier {
     }
 }
 
-/// The plain-text body: the subject, then the firing and the resolved alerts in Alertmanager's text list
-/// format.
-pub fn text_body(notification: &Notification) -> String {
-    let (firing, resolved) = counts(notification);
-    let mut out = format!("{}\n", subject(notification));
-    if !notification.external_url.is_empty() {
-        out.push_str(&format!("{}\n", notification.external_url));
-    }
-    if firing > 0 {
-        out.push_str(&format!("\n{firing} firing:\n\n"));
-        out.push_str(&text_alert_list(alerts_with(notification, AlertStatus::Firing)));
-    }
-    if resolved > 0 {
-        out.push_str(&format!("\n{resolved} resolved:\n\n"));
-        out.push_str(&text_alert_list(alerts_with(notification, AlertStatus::Resolved)));
-    }
-    if notification.truncated_alerts > 0 {
-        out.push_str(&format!("\n{} more alerts left out.\n", notification.truncated_alerts));
-    }
-    out
+/// The settings' templated fields, parsed.
+#[derive(Debug)]
+struct Fields {
+    subject: FieldTemplate,
+    /// Every header but `Subject`.
+    headers: Vec<(String, FieldTemplate)>,
+    html: FieldTemplate,
+    text: FieldTemplate,
 }
 
-/// The HTML body: the same content as [`text_body`], as a simple document.
-pub fn html_body(notification: &Notification) -> String {
-    let (firing, resolved) = counts(notification);
-    let mut out = String::from("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head><body>\n");
-    out.push_str(&format!("<h2>{}</h2>\n", escape(&subject(notification))));
-    if !notification.external_url.is_empty() {
-        let url = escape(&notification.external_url);
-        out.push_str(&format!("<p><a href=\"{url}\">{url}</a></p>\n"));
+/// Parses the templated fields, with Alertmanager's defaults for the unset ones.
+fn compile(s: &EmailSettings) -> Result<Fields, NotifyError> {
+    let t = &s.templates;
+    let subject =
+        s.headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("Subject")).map(|(_, v)| v.as_str());
+    let mut headers = Vec::new();
+    for (name, text) in s.headers.iter().filter(|(name, _)| !name.eq_ignore_ascii_case("Subject")) {
+        headers.push((name.clone(), compile_field(t, "email", &format!("headers.{name}"), text)?));
     }
-    for (status, count, heading) in
-        [(AlertStatus::Firing, firing, "firing"), (AlertStatus::Resolved, resolved, "resolved")]
-    {
-        if count == 0 {
-            continue;
-        }
-        out.push_str(&format!("<h3>{count} {heading}</h3>\n"));
-        for alert in alerts_with(notification, status) {
-            html_alert(&mut out, alert);
-        }
-    }
-    if notification.truncated_alerts > 0 {
-        out.push_str(&format!("<p>{} more alerts left out.</p>\n", notification.truncated_alerts));
-    }
-    out.push_str("</body></html>\n");
-    out
-}
-
-fn html_alert(out: &mut String, alert: &Alert) {
-    out.push_str(
-        "<table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse;margin-bottom:1em\">\n",
-    );
-    for (kind, set) in [("label", &alert.labels), ("annotation", &alert.annotations)] {
-        for (name, value) in set {
-            out.push_str(&format!(
-                "<tr><td>{kind}</td><td><b>{}</b></td><td>{}</td></tr>\n",
-                escape(name),
-                escape(value)
-            ));
-        }
-    }
-    if !alert.generator_url.is_empty() {
-        let url = escape(&alert.generator_url);
-        out.push_str(&format!(
-            "<tr><td>source</td><td colspan=\"2\"><a href=\"{url}\">{url}</a></td></tr>\n"
-        ));
-    }
-    out.push_str("</table>\n");
-}
-
-/// Escapes text for HTML content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    Ok(Fields {
+        subject: compile_or(
+            t,
+            "email",
+            "headers.Subject",
+            subject,
+            r#"{{ template "email.default.subject" . }}"#,
+        )?,
+        headers,
+        html: compile_or(t, "email", "html", s.html.as_deref(), r#"{{ template "email.default.html" . }}"#)?,
+        text: compile_or(t, "email", "text", s.text.as_deref(), r#"{{ template "email.default.text" . }}"#)?,
+    })
 }
 
 #[cfg(test)]
@@ -251,10 +217,5 @@ mod tests {
         let err = EmailNotifier::new(EmailSettings { to: String::new(), ..settings() }).expect_err("to");
         assert!(err.message.contains("`to`"), "{}", err.message);
         assert!(EmailNotifier::new(settings()).is_ok());
-    }
-
-    #[test]
-    fn html_is_escaped() {
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
     }
 }

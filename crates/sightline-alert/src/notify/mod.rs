@@ -4,7 +4,8 @@
 //! existing Alertmanager cluster instead.
 //!
 //! Each integration is built from its settings struct in [`config`], whose fields carry Alertmanager's
-//! names; [`build`] builds any of them from [`ReceiverSettings`].
+//! names; [`build`] builds any of them from [`ReceiverSettings`]. Their text fields are Alertmanager
+//! templates, rendered per notification by [`template`] with Alertmanager's data and default templates.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -20,12 +21,13 @@ pub mod log;
 pub mod pagerduty;
 pub mod retry;
 pub mod slack;
+pub mod template;
 pub mod webhook;
 
 pub use alertmanager::AlertmanagerClient;
 pub use config::{
     AlertmanagerSettings, Authorization, BasicAuth, EmailSettings, HttpConfig, LogSettings,
-    PagerDutySettings, RetrySettings, SlackSettings, SmtpSecurity, TlsConfig, WebhookSettings,
+    PagerDutySettings, RetrySettings, SlackField, SlackSettings, SmtpSecurity, TlsConfig, WebhookSettings,
 };
 pub use email::EmailNotifier;
 pub use http::{ZERO_TIME, rfc3339};
@@ -33,6 +35,7 @@ pub use log::LogNotifier;
 pub use pagerduty::PagerDutyNotifier;
 pub use retry::{Retrying, truncate};
 pub use slack::SlackNotifier;
+pub use template::Templates;
 pub use webhook::WebhookNotifier;
 
 /// The settings of one integration of a receiver, for [`build`].
@@ -123,56 +126,15 @@ pub(crate) fn prepare(
     Some(prepared)
 }
 
-/// The number of firing and of resolved alerts.
-pub(crate) fn counts(notification: &Notification) -> (usize, usize) {
-    let firing = notification.alerts.iter().filter(|(status, _)| *status == AlertStatus::Firing).count();
-    (firing, notification.alerts.len() - firing)
-}
-
-/// Alertmanager's default subject (its `__subject` template): `[FIRING:2] <group label values>
-/// (<other common label values>)`, or `[RESOLVED] ...`.
-pub fn subject(notification: &Notification) -> String {
-    let (firing, _) = counts(notification);
-    let mut out = match notification.status {
-        AlertStatus::Firing => format!("[FIRING:{firing}] "),
-        AlertStatus::Resolved => "[RESOLVED] ".to_owned(),
-    };
-    out.push_str(&notification.group_labels.values().map(String::as_str).collect::<Vec<_>>().join(" "));
-    out.push(' ');
-    let rest: Vec<&str> = notification
-        .common_labels
-        .iter()
-        .filter(|(name, _)| !notification.group_labels.contains_key(*name))
-        .map(|(_, value)| value.as_str())
-        .collect();
-    if !rest.is_empty() {
-        out.push('(');
-        out.push_str(&rest.join(" "));
-        out.push(')');
+/// `text` cut to at most `max` characters, the last one `…` when cut, as Alertmanager's
+/// `TruncateInRunes` cuts titles and summaries.
+pub(crate) fn cut_runes(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
     }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
     out
-}
-
-/// Alertmanager's `__text_alert_list` template: each alert's labels, annotations and source.
-pub fn text_alert_list<'a>(alerts: impl IntoIterator<Item = &'a Alert>) -> String {
-    let mut out = String::new();
-    for alert in alerts {
-        out.push_str("Labels:\n");
-        for (name, value) in &alert.labels {
-            out.push_str(&format!(" - {name} = {value}\n"));
-        }
-        out.push_str("Annotations:\n");
-        for (name, value) in &alert.annotations {
-            out.push_str(&format!(" - {name} = {value}\n"));
-        }
-        out.push_str(&format!("Source: {}\n", alert.generator_url));
-    }
-    out
-}
-
-/// The alerts of `notification` with status `status`.
-pub(crate) fn alerts_with(notification: &Notification, status: AlertStatus) -> impl Iterator<Item = &Alert> {
-    notification.alerts.iter().filter(move |(s, _)| *s == status).map(|(_, alert)| alert)
 }
 
 #[cfg(test)]
@@ -194,18 +156,6 @@ mod tests {
     }
 
     #[test]
-    fn subjects_match_alertmanagers_template() {
-        let mut n = test_notification("team");
-        n.group_labels = labels(&[("alertname", "HighLatency")]);
-        n.common_labels =
-            labels(&[("alertname", "HighLatency"), ("service", "api"), ("severity", "critical")]);
-        assert_eq!(subject(&n), "[FIRING:1] HighLatency (api critical)");
-        n.common_labels = n.group_labels.clone();
-        n.status = AlertStatus::Resolved;
-        assert_eq!(subject(&n), "[RESOLVED] HighLatency ");
-    }
-
-    #[test]
     fn prepare_drops_resolved_without_send_resolved_and_truncates() {
         let mut n = test_notification("r");
         n.alerts = vec![
@@ -220,15 +170,5 @@ mod tests {
         n.alerts.retain(|(s, _)| *s == AlertStatus::Resolved);
         assert!(prepare(&n, false, 0).is_none());
         assert!(prepare(&n, true, 0).is_some());
-    }
-
-    #[test]
-    fn alert_lists_follow_the_text_template() {
-        let mut a = alert("A");
-        a.annotations = labels(&[("summary", "s")]);
-        assert_eq!(
-            text_alert_list([&a]),
-            "Labels:\n - alertname = A\nAnnotations:\n - summary = s\nSource: http://x/graph\n"
-        );
     }
 }

@@ -10,14 +10,23 @@ use sha2::{Digest, Sha256};
 use crate::model::{AlertStatus, BoxFuture, Notification, Notifier, NotifyError};
 use crate::notify::config::PagerDutySettings;
 use crate::notify::http::HttpClient;
+use crate::notify::template::{FieldTemplate, compile_field, compile_or, data, render_field};
 use crate::notify::webhook::check_url;
-use crate::notify::{alerts_with, counts, prepare, subject, text_alert_list};
+use crate::notify::{cut_runes, prepare};
 
 /// PagerDuty caps a summary at 1024 characters; Alertmanager cuts it there too.
 const MAX_SUMMARY: usize = 1024;
 
 /// The severities the Events API v2 accepts.
 const SEVERITIES: [&str; 4] = ["critical", "error", "warning", "info"];
+
+/// Alertmanager's default `details`, each a template.
+const DEFAULT_DETAILS: [(&str, &str); 4] = [
+    ("firing", r#"{{ template "pagerduty.default.instances" .Alerts.Firing }}"#),
+    ("resolved", r#"{{ template "pagerduty.default.instances" .Alerts.Resolved }}"#),
+    ("num_firing", "{{ .Alerts.Firing | len }}"),
+    ("num_resolved", "{{ .Alerts.Resolved | len }}"),
+];
 
 /// An Events API v2 event, in Alertmanager's field order.
 #[derive(Debug, Serialize, PartialEq)]
@@ -39,25 +48,41 @@ pub struct PagerDutyPayload {
     pub source: String,
     pub severity: String,
     pub custom_details: BTreeMap<String, serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub component: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub class: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub component: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
+}
+
+/// The settings' templated fields, parsed.
+#[derive(Debug)]
+struct Fields {
+    client: FieldTemplate,
+    client_url: FieldTemplate,
+    description: FieldTemplate,
+    source: Option<FieldTemplate>,
+    severity: Option<FieldTemplate>,
+    class: FieldTemplate,
+    component: FieldTemplate,
+    group: FieldTemplate,
+    details: Vec<(String, FieldTemplate)>,
 }
 
 /// Sends Events API v2 events.
 #[derive(Debug)]
 pub struct PagerDutyNotifier {
     settings: PagerDutySettings,
+    fields: Fields,
     client: HttpClient,
 }
 
 // === impl PagerDutyNotifier ===
 
 impl PagerDutyNotifier {
-    /// Fails without a `routing_key` or with a `url` that is not http(s).
+    /// Fails without a `routing_key`, with a `url` that is not http(s), a `severity` PagerDuty does not
+    /// know or a field that is not a valid template.
     pub fn new(settings: PagerDutySettings) -> Result<Self, NotifyError> {
         if settings.routing_key.trim().is_empty() {
             return Err(NotifyError::permanent(
@@ -65,58 +90,60 @@ impl PagerDutyNotifier {
             ));
         }
         check_url("pagerduty", "url", &settings.url)?;
-        if let Some(severity) = &settings.severity
-            && !SEVERITIES.contains(&severity.as_str())
-        {
-            return Err(NotifyError::permanent(format!(
-                "pagerduty receiver: `severity` {severity:?} is not one PagerDuty accepts; use one of {}",
-                SEVERITIES.join(", ")
-            )));
+        let fields = compile(&settings)?;
+        if let Some(severity) = fields.severity.as_ref().and_then(FieldTemplate::literal) {
+            check_severity(severity)?;
         }
         let client = HttpClient::new(&settings.http_config)?;
-        Ok(Self { settings, client })
+        Ok(Self { settings, fields, client })
     }
 
-    /// The event for `notification` (already prepared for `send_resolved` and `max_alerts`).
-    pub fn event(&self, notification: &Notification) -> PagerDutyEvent {
+    /// The event for `notification` (already prepared for `send_resolved` and `max_alerts`). Fails when a
+    /// field's template fails for this notification or `severity` renders to one PagerDuty refuses.
+    pub fn event(&self, notification: &Notification) -> Result<PagerDutyEvent, NotifyError> {
         let s = &self.settings;
-        let client_url = s.client_url.clone().unwrap_or_else(|| notification.external_url.clone());
+        let f = &self.fields;
+        let data = data(notification);
+        let render = |field: &FieldTemplate| render_field(&s.templates, "pagerduty", field, &data, false);
+        let client = render(&f.client)?;
+        let client_url = render(&f.client_url)?;
         let firing = notification.status == AlertStatus::Firing;
-        let payload = firing.then(|| {
-            let (num_firing, num_resolved) = counts(notification);
+        let payload = if firing {
             let mut custom_details: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-            custom_details.insert(
-                "firing".into(),
-                text_alert_list(alerts_with(notification, AlertStatus::Firing)).into(),
-            );
-            custom_details.insert(
-                "resolved".into(),
-                text_alert_list(alerts_with(notification, AlertStatus::Resolved)).into(),
-            );
-            custom_details.insert("num_firing".into(), num_firing.to_string().into());
-            custom_details.insert("num_resolved".into(), num_resolved.to_string().into());
-            for (name, value) in &s.details {
-                custom_details.insert(name.clone(), value.clone().into());
+            for (name, template) in &f.details {
+                custom_details.insert(name.clone(), render(template)?.into());
             }
-            let summary = s.description.clone().unwrap_or_else(|| subject(notification));
-            PagerDutyPayload {
-                summary: cut(&summary, MAX_SUMMARY),
-                source: s.source.clone().unwrap_or_else(|| s.client.clone()),
-                severity: s.severity.clone().unwrap_or_else(|| default_severity(notification).to_owned()),
+            let severity = match &f.severity {
+                Some(template) => {
+                    let severity = render(template)?;
+                    check_severity(&severity)?;
+                    severity
+                }
+                None => default_severity(notification).to_owned(),
+            };
+            Some(PagerDutyPayload {
+                summary: cut_runes(&render(&f.description)?, MAX_SUMMARY),
+                source: match &f.source {
+                    Some(template) => render(template)?,
+                    None => client.clone(),
+                },
+                severity,
                 custom_details,
-                class: s.class.clone(),
-                component: s.component.clone(),
-                group: s.group.clone(),
-            }
-        });
-        PagerDutyEvent {
+                class: render(&f.class)?,
+                component: render(&f.component)?,
+                group: render(&f.group)?,
+            })
+        } else {
+            None
+        };
+        Ok(PagerDutyEvent {
             routing_key: s.routing_key.clone(),
             event_action: if firing { "trigger" } else { "resolve" },
             dedup_key: dedup_key(&notification.group_key),
             payload,
-            client: s.client.clone(),
+            client,
             client_url,
-        }
+        })
     }
 
     async fn send(&self, notification: &Notification) -> Result<(), NotifyError> {
@@ -124,9 +151,58 @@ impl PagerDutyNotifier {
         else {
             return Ok(());
         };
-        let body = serde_json::to_vec(&self.event(&notification))
+        let body = serde_json::to_vec(&self.event(&notification)?)
             .map_err(|e| NotifyError::permanent(format!("cannot encode the PagerDuty event: {e}")))?;
         self.client.post_json(&self.settings.url, body, None).await
+    }
+}
+
+/// Parses the templated fields, with Alertmanager's defaults for the unset ones.
+fn compile(s: &PagerDutySettings) -> Result<Fields, NotifyError> {
+    let t = &s.templates;
+    let field = |name: &str, text: &Option<String>, default: &str| {
+        compile_or(t, "pagerduty", name, text.as_deref(), default)
+    };
+    let optional = |name: &str, text: &Option<String>| {
+        text.as_deref().map(|text| compile_field(t, "pagerduty", name, text)).transpose()
+    };
+    let mut details: BTreeMap<String, &str> =
+        DEFAULT_DETAILS.iter().map(|(name, text)| ((*name).to_owned(), *text)).collect();
+    for (name, text) in &s.details {
+        details.insert(name.clone(), text);
+    }
+    let details = details
+        .into_iter()
+        .map(|(name, text)| {
+            let template = compile_field(t, "pagerduty", &format!("details.{name}"), text)?;
+            Ok((name, template))
+        })
+        .collect::<Result<Vec<_>, NotifyError>>()?;
+    Ok(Fields {
+        client: field("client", &s.client, r#"{{ template "pagerduty.default.client" . }}"#)?,
+        client_url: field("client_url", &s.client_url, r#"{{ template "pagerduty.default.clientURL" . }}"#)?,
+        description: field(
+            "description",
+            &s.description,
+            r#"{{ template "pagerduty.default.description" .}}"#,
+        )?,
+        source: optional("source", &s.source)?,
+        severity: optional("severity", &s.severity)?,
+        class: field("class", &s.class, "")?,
+        component: field("component", &s.component, "")?,
+        group: field("group", &s.group, "")?,
+        details,
+    })
+}
+
+fn check_severity(severity: &str) -> Result<(), NotifyError> {
+    if SEVERITIES.contains(&severity) {
+        Ok(())
+    } else {
+        Err(NotifyError::permanent(format!(
+            "pagerduty receiver: `severity` {severity:?} is not one PagerDuty accepts; use one of {}",
+            SEVERITIES.join(", ")
+        )))
     }
 }
 
@@ -155,16 +231,6 @@ fn default_severity(notification: &Notification) -> &'static str {
     }
 }
 
-/// `text` cut to at most `max` characters, the last one `…` when cut.
-fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut out: String = text.chars().take(max - 1).collect();
-    out.push('…');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,8 +243,8 @@ mod tests {
 
     #[test]
     fn summaries_are_cut() {
-        assert_eq!(cut("abc", 3), "abc");
-        assert_eq!(cut("abcd", 3), "ab…");
+        assert_eq!(cut_runes("abc", 3), "abc");
+        assert_eq!(cut_runes("abcd", 3), "ab…");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde_yaml_ng::Value;
 use super::duration::PromDuration;
 use super::matchers::{MatchType, Matcher, MatcherError, Matchers, parse_matchers, valid_label_name};
 use super::timeinterval::NamedTimeInterval;
+use crate::notify::template::Templates;
 
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,7 +64,8 @@ pub struct Config {
     /// The older name of `time_intervals`, still accepted by Alertmanager.
     #[serde(default)]
     pub mute_time_intervals: Vec<NamedTimeInterval>,
-    /// Notification templates; kept for pasted files, rendered by the notifiers.
+    /// Notification template files (globs, relative to the working directory) whose `define`s receivers'
+    /// fields can call; read by [`Config::load_templates`].
     #[serde(default)]
     pub templates: Vec<String>,
     /// Sightline: escalation policies.
@@ -91,6 +93,12 @@ pub struct GlobalConfig {
     pub http_config: Option<Value>,
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
+    /// Not a key of the block: the notification templates receivers render their fields with,
+    /// Alertmanager's defaults plus the files of the configuration's `templates:` once
+    /// [`Config::load_templates`] has read them. Carried here because every receiver is built from its
+    /// own settings and the global block.
+    #[serde(skip)]
+    pub templates: Templates,
 }
 
 /// One node of the routing tree, as written.
@@ -289,7 +297,7 @@ pub enum IntegrationConfig {
 impl Config {
     /// Parses and checks a configuration file's text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = serde_yaml_ng::from_str(text).map_err(|e| {
+        let mut config: Config = serde_yaml_ng::from_str(text).map_err(|e| {
             let location = e.location();
             ConfigError::Yaml {
                 message: e.to_string(),
@@ -297,12 +305,28 @@ impl Config {
                 column: location.as_ref().map(|l| l.column()),
             }
         })?;
+        config.load_templates()?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Checks what `amtool check-config` checks, and Sightline's keys.
+    /// Reads the files of `templates:` into `global.templates`; an error names the glob or the file and
+    /// line that is wrong.
+    pub fn load_templates(&mut self) -> Result<(), ConfigError> {
+        self.global.templates =
+            Templates::load(&self.templates).map_err(|e| ConfigError::invalid("templates", e.to_string()))?;
+        Ok(())
+    }
+
+    /// Checks what `amtool check-config` checks, and Sightline's keys; and, beyond Alertmanager, that every
+    /// templated receiver field parses and calls only templates that exist.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.global.templates.globs() != self.templates.as_slice() {
+            return Err(ConfigError::invalid(
+                "templates",
+                "the template files were not read: call Config::load_templates after changing `templates`",
+            ));
+        }
         let mut names = BTreeSet::new();
         for (i, receiver) in self.receivers.iter().enumerate() {
             let path = format!("receivers[{i}]");
@@ -516,6 +540,21 @@ impl Config {
                 format!("{path}.{key}"),
                 "not supported by Sightline: use webhook_configs, slack_configs, pagerduty_configs or email_configs",
             ));
+        }
+        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+        for integration in receiver.integrations() {
+            let kind = integration.kind();
+            let slot = index.entry(kind).or_default();
+            let at = format!("{kind}_configs[{slot}]");
+            *slot += 1;
+            for (field, text) in crate::factory::template_fields(&integration) {
+                if let Err(e) = self.global.templates.compile(&field, &text) {
+                    return Err(ConfigError::invalid(
+                        format!("{path}.{at}.{field}"),
+                        format!("receiver {:?}: invalid template in {at}.{field}: {e}", receiver.name),
+                    ));
+                }
+            }
         }
         for (i, webhook) in receiver.webhook_configs.iter().enumerate() {
             let p = format!("{path}.webhook_configs[{i}]");

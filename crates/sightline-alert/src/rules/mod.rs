@@ -3,7 +3,8 @@
 //! - [`file`]: rule files read and validated as `promtool check rules` does, errors with file:line
 //!   ([`check_files`], [`run_check`] for `sightline rules check`).
 //! - [`template`]: the Go `text/template` subset of alert labels and annotations, with Prometheus's
-//!   functions (`humanize`, `humanizeDuration`, `printf`, ...).
+//!   functions (`humanize`, `humanizeDuration`, `printf`, ...), and its Alertmanager dialect for
+//!   notification templates ([`crate::notify::template`]).
 //! - [`group`]: a group's evaluation at a time: recording rules append their results, alerting rules
 //!   run the inactive -> pending -> firing -> resolved state machine and append `ALERTS` and
 //!   `ALERTS_FOR_STATE`; `for` state is restored from `ALERTS_FOR_STATE` after a restart.
@@ -18,6 +19,7 @@ mod gofmt;
 pub mod group;
 pub mod manager;
 pub mod template;
+mod template_time;
 pub mod unittest;
 
 pub use file::{Diagnostic, GroupDef, RuleDef, RuleKind, check_files, load_files, run_check};

@@ -1,8 +1,10 @@
-//! The subset of Go's `text/template` that Prometheus alert templates use, with Prometheus's functions.
+//! The subset of Go's `text/template` that Prometheus alert templates and Alertmanager notification
+//! templates use, with each one's functions.
 //!
 //! Hand-written rather than taken from crates.io: the one Go-template crate (`gtmpl`) has not been
 //! released since 2021, formats numbers its own way rather than as Go's `fmt` does, and its error
-//! messages carry no template name, while alert text must match what Prometheus renders byte for byte.
+//! messages carry no template name, while alert text must match what Prometheus and Alertmanager render
+//! byte for byte.
 //!
 //! Supported: text and `{{ }}` actions with `{{-`/`-}}` trimming and `{{/* comments */}}`; variables
 //! `$labels`, `$value`, `$externalLabels`, `$externalURL`, `$` and `.` (with `.Labels`, `.Value`, ...),
@@ -15,9 +17,17 @@
 //! `label`, ...) needs a store: such templates parse, so that rule files written for Prometheus pass
 //! `rules check`, and expanding them fails with a message saying so (the alert's text then shows
 //! `<error expanding template: ...>`, as Prometheus shows expansion errors).
+//!
+//! [`Dialect::Alertmanager`] adds what notification templates need: `{{ define }}`, `{{ template }}` and
+//! `{{ block }}` with a [`TemplateSet`] of named templates, Alertmanager's data (structs, lists, `KV`
+//! maps with `SortedPairs`/`Names`/`Values`/`Remove`, times with `Format`/`Unix`), method calls with
+//! arguments, `range` over lists, its functions (`join`, `stringSlice`, `trimSpace`, `safeHtml`, ...) and
+//! `html/template`'s escaping for HTML fields (see [`TemplateSet::execute`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::gofmt::{format_e, format_f, format_g, go_quote};
 
@@ -31,6 +41,14 @@ pub struct TemplateError {
     pub message: String,
 }
 
+/// Which template language: Prometheus's alert templates (rule labels and annotations) or
+/// Alertmanager's notification templates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Prometheus,
+    Alertmanager,
+}
+
 /// A value in a template.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TValue {
@@ -39,7 +57,39 @@ pub enum TValue {
     Int(i64),
     Float(f64),
     Str(String),
+    /// A Go `map[string]string` (Prometheus's `$labels`), printed `map[a:b]`.
     Map(BTreeMap<String, String>),
+    /// Alertmanager's `template.KV`: a map with the methods `SortedPairs`, `Names`, `Values`, `Remove`,
+    /// printed `a=b, c=d`.
+    Kv(Arc<BTreeMap<String, String>>),
+    /// A slice; the kind says which methods it has.
+    List(ListKind, Arc<Vec<TValue>>),
+    /// A struct (Alertmanager's `Data`, `Alert`, `Pair`): fields by name.
+    Struct(Arc<Struct>),
+    /// A `time.Time` in UTC; `None` is Go's zero time.
+    Time(Option<SystemTime>),
+    /// `html/template.HTML` (from `safeHtml`): not escaped in HTML output.
+    Html(String),
+}
+
+/// What a [`TValue::List`] holds, for its methods and its printed form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListKind {
+    /// `[]string`.
+    Strings,
+    /// Alertmanager's `Pairs` (`Names`, `Values`, printed `a=b, c=d`).
+    Pairs,
+    /// Alertmanager's `Alerts` (`Firing`, `Resolved`).
+    Alerts,
+    /// Any other slice (`[]Alert` as `Firing` returns it).
+    Plain,
+}
+
+/// A struct value: its Go type name (for errors) and its fields in declaration order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Struct {
+    pub type_name: &'static str,
+    pub fields: Vec<(&'static str, TValue)>,
 }
 
 // === impl TValue ===
@@ -51,8 +101,11 @@ impl TValue {
             TValue::Bool(b) => *b,
             TValue::Int(i) => *i != 0,
             TValue::Float(f) => *f != 0.0,
-            TValue::Str(s) => !s.is_empty(),
+            TValue::Str(s) | TValue::Html(s) => !s.is_empty(),
             TValue::Map(m) => !m.is_empty(),
+            TValue::Kv(m) => !m.is_empty(),
+            TValue::List(_, l) => !l.is_empty(),
+            TValue::Struct(_) | TValue::Time(_) => true,
         }
     }
 
@@ -64,6 +117,14 @@ impl TValue {
             TValue::Float(_) => "float64",
             TValue::Str(_) => "string",
             TValue::Map(_) => "map[string]string",
+            TValue::Kv(_) => "template.KV",
+            TValue::List(ListKind::Strings, _) => "[]string",
+            TValue::List(ListKind::Pairs, _) => "template.Pairs",
+            TValue::List(ListKind::Alerts, _) => "template.Alerts",
+            TValue::List(ListKind::Plain, _) => "[]template.Alert",
+            TValue::Struct(s) => s.type_name,
+            TValue::Time(_) => "time.Time",
+            TValue::Html(_) => "template.HTML",
         }
     }
 
@@ -78,9 +139,53 @@ impl TValue {
             other => Err(format!("can't convert {} to float", other.type_name())),
         }
     }
+
+    /// A string argument, as Go passes one to a `string` parameter: strings (and `template.HTML`) only.
+    fn as_str(&self) -> Result<&str, String> {
+        match self {
+            TValue::Str(s) | TValue::Html(s) => Ok(s),
+            other => Err(format!("wrong type for value; expected string; got {}", other.type_name())),
+        }
+    }
+
+    /// A `[]string` argument.
+    fn as_strings(&self) -> Result<Vec<String>, String> {
+        match self {
+            TValue::List(ListKind::Strings, items) => Ok(items.iter().map(ToString::to_string).collect()),
+            other => Err(format!("wrong type for value; expected []string; got {}", other.type_name())),
+        }
+    }
+
+    /// A `[]string` value.
+    pub fn strings(items: impl IntoIterator<Item = String>) -> TValue {
+        TValue::List(ListKind::Strings, Arc::new(items.into_iter().map(TValue::Str).collect()))
+    }
 }
 
-/// As Go's `%v` prints values (`fmt.Sprint`).
+/// Alertmanager's `KV.SortedPairs`: by name, except that `alertname` comes first.
+fn sorted_pairs(kv: &BTreeMap<String, String>) -> Vec<(&String, &String)> {
+    let mut pairs: Vec<(&String, &String)> = Vec::with_capacity(kv.len());
+    if let Some((k, v)) = kv.get_key_value("alertname") {
+        pairs.push((k, v));
+    }
+    pairs.extend(kv.iter().filter(|(k, _)| k.as_str() != "alertname"));
+    pairs
+}
+
+fn write_pairs<'a>(
+    f: &mut fmt::Formatter<'_>,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> fmt::Result {
+    for (i, (k, v)) in pairs.enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{k}={v}")?;
+    }
+    Ok(())
+}
+
+/// As Go's `%v` prints values (`fmt.Sprint`), using a type's `String` method where it has one.
 impl fmt::Display for TValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -88,7 +193,7 @@ impl fmt::Display for TValue {
             TValue::Bool(b) => write!(f, "{b}"),
             TValue::Int(i) => write!(f, "{i}"),
             TValue::Float(v) => f.write_str(&format_g(*v, None)),
-            TValue::Str(s) => f.write_str(s),
+            TValue::Str(s) | TValue::Html(s) => f.write_str(s),
             TValue::Map(m) => {
                 f.write_str("map[")?;
                 for (i, (k, v)) in m.iter().enumerate() {
@@ -99,6 +204,40 @@ impl fmt::Display for TValue {
                 }
                 f.write_str("]")
             }
+            TValue::Kv(m) => {
+                write_pairs(f, sorted_pairs(m).into_iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            }
+            TValue::List(ListKind::Pairs, items) => write_pairs(
+                f,
+                items.iter().filter_map(|p| match p {
+                    TValue::Struct(s) => match s.fields.as_slice() {
+                        [(_, TValue::Str(k)), (_, TValue::Str(v))] => Some((k.as_str(), v.as_str())),
+                        _ => None,
+                    },
+                    _ => None,
+                }),
+            ),
+            TValue::List(_, items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+            TValue::Struct(s) => {
+                f.write_str("{")?;
+                for (i, (_, v)) in s.fields.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str("}")
+            }
+            TValue::Time(t) => f.write_str(&super::template_time::go_string(*t)),
         }
     }
 }
@@ -116,6 +255,17 @@ pub struct TemplateData {
 #[derive(Clone, Debug)]
 pub struct Template {
     name: String,
+    nodes: Vec<Node>,
+    /// Templates the text `define`s (Alertmanager dialect), looked up before the set's.
+    defines: Defs,
+}
+
+/// Named templates: their file (for errors) and body.
+pub(crate) type Defs = HashMap<String, Arc<Def>>;
+
+#[derive(Debug)]
+pub(crate) struct Def {
+    file: String,
     nodes: Vec<Node>,
 }
 
@@ -138,6 +288,12 @@ enum Node {
         pipe: Pipeline,
         body: Vec<Node>,
         otherwise: Vec<Node>,
+    },
+    /// `{{ template "name" pipeline }}` (and the call half of `{{ block }}`).
+    Template {
+        name: String,
+        pipe: Option<Pipeline>,
+        pos: Pos,
     },
 }
 
@@ -162,12 +318,18 @@ enum Arg {
     Dot(Vec<String>),
     Lit(TValue),
     Sub(Pipeline),
+    /// `(pipeline).Field.Method`.
+    Chain(Pipeline, Vec<String>),
 }
 
+/// Go's built-in template functions, in both dialects.
+const GO_FUNCS: &[&str] = &[
+    "printf", "print", "println", "len", "index", "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not",
+    "html", "js", "urlquery",
+];
+
+/// Prometheus's template functions.
 const FUNCS: &[&str] = &[
-    "printf",
-    "print",
-    "println",
     "humanize",
     "humanize1024",
     "humanizePercentage",
@@ -180,20 +342,24 @@ const FUNCS: &[&str] = &[
     "reReplaceAll",
     "match",
     "safeHtml",
-    "len",
-    "index",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "and",
-    "or",
-    "not",
-    "html",
-    "js",
-    "urlquery",
+];
+
+/// Alertmanager's `DefaultFuncs`: 0.25's, plus `trimSpace`, `safeUrl`, `urlUnescape`, `date` and
+/// `humanizeDuration` from later releases.
+const AM_FUNCS: &[&str] = &[
+    "toUpper",
+    "toLower",
+    "title",
+    "trimSpace",
+    "join",
+    "match",
+    "safeHtml",
+    "safeUrl",
+    "urlUnescape",
+    "reReplaceAll",
+    "stringSlice",
+    "date",
+    "humanizeDuration",
 ];
 
 /// Functions of Prometheus's template set that need a store or a running server.
@@ -218,23 +384,27 @@ const UNSUPPORTED: &[&str] = &[
 impl Template {
     /// Parses `text`; `name` is used in errors (Prometheus names alert templates `__alert_NAME`).
     pub fn parse(name: &str, text: &str) -> Result<Self, TemplateError> {
-        let mut parser = Parser {
-            name,
-            text,
-            pos: 0,
-            vars: vec![
+        Self::parse_in(name, text, Dialect::Prometheus)
+    }
+
+    /// Parses `text` in `dialect`.
+    pub fn parse_in(name: &str, text: &str, dialect: Dialect) -> Result<Self, TemplateError> {
+        let vars: Vec<String> = match dialect {
+            Dialect::Prometheus => vec![
                 "$".into(),
                 "$labels".into(),
                 "$value".into(),
                 "$externalLabels".into(),
                 "$externalURL".into(),
             ],
+            Dialect::Alertmanager => vec!["$".into()],
         };
+        let mut parser = Parser { name, text, pos: 0, vars, dialect, nesting: 0, defines: HashMap::new() };
         let (nodes, end) = parser.parse_list()?;
         if let Some((kw, pos)) = end {
             return Err(parser.error_at(pos, format!("unexpected {{{{{kw}}}}}")));
         }
-        Ok(Self { name: name.to_owned(), nodes })
+        Ok(Self { name: name.to_owned(), nodes, defines: parser.defines })
     }
 
     /// Whether the text has no actions at all (so expansion would return it unchanged).
@@ -251,7 +421,8 @@ impl Template {
             ("Value".to_owned(), TValue::Float(data.value)),
         ]);
         let mut ev = Eval {
-            name: &self.name,
+            file: self.name.clone(),
+            exec: self.name.clone(),
             dot: Dot::Root(&dot),
             vars: vec![
                 ("$labels".into(), TValue::Map(data.labels.clone())),
@@ -261,9 +432,42 @@ impl Template {
             ],
             out: String::new(),
             steps: 0,
+            defs: [&self.defines, &self.defines],
+            html: false,
+            depth: 0,
+            dialect: Dialect::Prometheus,
         };
         ev.walk(&self.nodes)?;
         Ok(ev.out)
+    }
+
+    /// The names of the templates this text calls (`{{ template "x" }}`), its own `define`s included.
+    fn calls(&self) -> Vec<(String, Pos)> {
+        let mut out = Vec::new();
+        collect_calls(&self.nodes, &mut out);
+        for def in self.defines.values() {
+            collect_calls(&def.nodes, &mut out);
+        }
+        out
+    }
+}
+
+fn collect_calls(nodes: &[Node], out: &mut Vec<(String, Pos)>) {
+    for node in nodes {
+        match node {
+            Node::Template { name, pos, .. } => out.push((name.clone(), *pos)),
+            Node::If { branches, otherwise } => {
+                for (_, body) in branches {
+                    collect_calls(body, out);
+                }
+                collect_calls(otherwise, out);
+            }
+            Node::With { body, otherwise, .. } | Node::Range { body, otherwise, .. } => {
+                collect_calls(body, out);
+                collect_calls(otherwise, out);
+            }
+            Node::Text(_) | Node::Action(_) => {}
+        }
     }
 }
 
@@ -272,11 +476,115 @@ pub fn expand(name: &str, text: &str, data: &TemplateData) -> Result<String, Tem
     Template::parse(name, text)?.expand(data)
 }
 
+/// A set of named templates in Alertmanager's dialect (the `define`s of template files), which texts are
+/// executed against, as Alertmanager executes a receiver's fields against its default templates and the
+/// files of `templates:`.
+#[derive(Clone, Debug, Default)]
+pub struct TemplateSet {
+    defs: Defs,
+}
+
+// === impl TemplateSet ===
+
+impl TemplateSet {
+    /// Adds the `define`s (and `block`s) of a template file; a name defined again replaces the earlier
+    /// definition, so files loaded later override earlier ones, as in Go. The file's top-level text is
+    /// itself a template named `file_name`, as Go's `ParseFiles` names it.
+    pub fn add_file(&mut self, file_name: &str, text: &str) -> Result<(), TemplateError> {
+        let parsed = Template::parse_in(file_name, text, Dialect::Alertmanager)?;
+        self.defs.extend(parsed.defines);
+        // Go keeps the file's own template unless it is only whitespace and defines.
+        let blank = parsed.nodes.iter().all(|n| matches!(n, Node::Text(t) if t.trim().is_empty()));
+        if !blank || !self.defs.contains_key(file_name) {
+            self.defs.insert(
+                file_name.to_owned(),
+                Arc::new(Def { file: file_name.to_owned(), nodes: parsed.nodes }),
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether a template of that name is defined.
+    pub fn has(&self, name: &str) -> bool {
+        self.defs.contains_key(name)
+    }
+
+    /// Parses a text (a receiver field) in Alertmanager's dialect and checks that every template it
+    /// calls is defined, in the text itself or in this set.
+    pub fn parse(&self, name: &str, text: &str) -> Result<Template, TemplateError> {
+        let template = Template::parse_in(name, text, Dialect::Alertmanager)?;
+        self.check_calls(&template)?;
+        Ok(template)
+    }
+
+    /// Checks that every template the set's own definitions call is defined.
+    pub fn check(&self) -> Result<(), TemplateError> {
+        for def in self.defs.values() {
+            let mut calls = Vec::new();
+            collect_calls(&def.nodes, &mut calls);
+            for (called, pos) in calls {
+                if !self.defs.contains_key(&called) {
+                    return Err(TemplateError {
+                        name: def.file.clone(),
+                        line: pos.line,
+                        column: pos.column,
+                        message: format!(
+                            "template {called:?} is called but not defined: define it in a templates: file"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_calls(&self, template: &Template) -> Result<(), TemplateError> {
+        for (called, pos) in template.calls() {
+            if !self.defs.contains_key(&called) && !template.defines.contains_key(&called) {
+                return Err(TemplateError {
+                    name: template.name.clone(),
+                    line: pos.line,
+                    column: pos.column,
+                    message: format!(
+                        "template {called:?} not defined: define it in a templates: file or use one of Alertmanager's default templates"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Executes `template` with `data` as `.` and `$`. With `html`, the output of each action is escaped
+    /// as Go's `html/template` escapes it in that place (HTML text, attribute values, URL attributes),
+    /// except `safeHtml` values, and HTML comments in the text are dropped; this follows `html/template`
+    /// for the markup notification templates are made of, not for scripts or style sheets.
+    pub fn execute(&self, template: &Template, data: &TValue, html: bool) -> Result<String, TemplateError> {
+        let mut ev = Eval {
+            file: template.name.clone(),
+            exec: template.name.clone(),
+            dot: Dot::Value(data.clone()),
+            vars: vec![("$".into(), data.clone())],
+            out: String::new(),
+            steps: 0,
+            defs: [&template.defines, &self.defs],
+            html,
+            depth: 0,
+            dialect: Dialect::Alertmanager,
+        };
+        ev.walk(&template.nodes)?;
+        Ok(ev.out)
+    }
+}
+
 struct Parser<'a> {
     name: &'a str,
     text: &'a str,
     pos: usize,
     vars: Vec<String>,
+    dialect: Dialect,
+    /// How deep in `if`/`with`/`range` bodies the parser is; `define` is only allowed at the top.
+    nesting: usize,
+    defines: Defs,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -383,6 +691,13 @@ impl Parser<'_> {
                     nodes.push(node);
                 }
                 Some((Tok::Ident(kw), _))
+                    if self.dialect == Dialect::Alertmanager
+                        && ["define", "template", "block"].contains(&kw.as_str()) =>
+                {
+                    let node = self.parse_named(kw, &toks[1..], action_start)?;
+                    nodes.extend(node);
+                }
+                Some((Tok::Ident(kw), _))
                     if ["define", "template", "block", "break", "continue"].contains(&kw.as_str()) =>
                 {
                     return Err(self.error_at(
@@ -427,7 +742,59 @@ impl Parser<'_> {
         None
     }
 
+    /// `{{ define "name" }}...{{ end }}`, `{{ template "name" [pipeline] }}` or
+    /// `{{ block "name" pipeline }}...{{ end }}` (a define and a call).
+    fn parse_named(
+        &mut self,
+        kw: &str,
+        toks: &[(Tok, usize)],
+        start: usize,
+    ) -> Result<Option<Node>, TemplateError> {
+        let Some((Tok::Str(name), _)) = toks.first() else {
+            return Err(self.error_at(start, format!("{{{{{kw}}}}} needs a quoted template name")));
+        };
+        let name = name.clone();
+        let pos = self.position(start);
+        let pipe = match &toks[1..] {
+            [] => None,
+            rest => Some(self.pipeline(rest, start)?),
+        };
+        if kw == "template" {
+            return Ok(Some(Node::Template { name, pipe, pos }));
+        }
+        if kw == "define" && (self.nesting > 0 || pipe.is_some()) {
+            return Err(self.error_at(
+                start,
+                "{{define}} takes only a name and must be at the top level of a file, not inside another action".into(),
+            ));
+        }
+        if kw == "block" && pipe.is_none() {
+            return Err(self.error_at(start, "{{block}} needs a pipeline after its name".into()));
+        }
+        // A definition's body sees only `$`, whatever variables surround it.
+        let vars = std::mem::replace(&mut self.vars, vec!["$".into()]);
+        let body = self.parse_body(kw, start);
+        self.vars = vars;
+        let (body, otherwise) = body?;
+        if !otherwise.is_empty() {
+            return Err(self.error_at(start, format!("{{{{else}}}} is not allowed in {{{{{kw}}}}}")));
+        }
+        self.defines.insert(name.clone(), Arc::new(Def { file: self.name.to_owned(), nodes: body }));
+        Ok((kw == "block").then_some(Node::Template { name, pipe, pos }))
+    }
+
     fn parse_body(&mut self, what: &str, start: usize) -> Result<(Vec<Node>, Vec<Node>), TemplateError> {
+        self.nesting += 1;
+        let result = self.parse_body_inner(what, start);
+        self.nesting -= 1;
+        result
+    }
+
+    fn parse_body_inner(
+        &mut self,
+        what: &str,
+        start: usize,
+    ) -> Result<(Vec<Node>, Vec<Node>), TemplateError> {
         let (body, end) = self.parse_list()?;
         match end {
             Some((kw, _)) if kw == "end" => Ok((body, Vec::new())),
@@ -452,6 +819,13 @@ impl Parser<'_> {
     }
 
     fn parse_if(&mut self, cond: &[(Tok, usize)], start: usize) -> Result<Node, TemplateError> {
+        self.nesting += 1;
+        let result = self.parse_if_inner(cond, start);
+        self.nesting -= 1;
+        result
+    }
+
+    fn parse_if_inner(&mut self, cond: &[(Tok, usize)], start: usize) -> Result<Node, TemplateError> {
         let mut branches = vec![];
         let mut pipe = self.pipeline(cond, start)?;
         loop {
@@ -703,8 +1077,19 @@ impl Parser<'_> {
                         j += 1;
                     }
                     let sub = self.pipeline(&rest[i + 1..j], *p)?;
-                    cmd.push(Arg::Sub(sub));
-                    i = j;
+                    // `(x).Field`: a field chain right after the parenthesis applies to its value.
+                    match rest.get(j + 1) {
+                        Some((Tok::Field(fields), at))
+                            if self.dialect == Dialect::Alertmanager && *at == rest[j].1 + 1 =>
+                        {
+                            cmd.push(Arg::Chain(sub, fields.clone()));
+                            i = j + 1;
+                        }
+                        _ => {
+                            cmd.push(Arg::Sub(sub));
+                            i = j;
+                        }
+                    }
                 }
                 Tok::RParen => return Err(self.error_at(*p, "unexpected right paren".into())),
                 Tok::Declare | Tok::Assign | Tok::Comma => {
@@ -714,10 +1099,18 @@ impl Parser<'_> {
                     "true" => cmd.push(Arg::Lit(TValue::Bool(true))),
                     "false" => cmd.push(Arg::Lit(TValue::Bool(false))),
                     "nil" => cmd.push(Arg::Lit(TValue::Nil)),
-                    n if FUNCS.contains(&n) => cmd.push(Arg::Func(n.to_owned())),
+                    n if GO_FUNCS.contains(&n) => cmd.push(Arg::Func(n.to_owned())),
+                    n if self.dialect == Dialect::Prometheus && FUNCS.contains(&n) => {
+                        cmd.push(Arg::Func(n.to_owned()))
+                    }
+                    n if self.dialect == Dialect::Alertmanager && AM_FUNCS.contains(&n) => {
+                        cmd.push(Arg::Func(n.to_owned()))
+                    }
                     // Prometheus's functions that need a store or a server parse (so that rule files
                     // written for Prometheus pass `rules check`) and fail when run.
-                    n if UNSUPPORTED.contains(&n) => cmd.push(Arg::Func(n.to_owned())),
+                    n if self.dialect == Dialect::Prometheus && UNSUPPORTED.contains(&n) => {
+                        cmd.push(Arg::Func(n.to_owned()))
+                    }
                     n => return Err(self.error_at(*p, format!("function {n:?} not defined"))),
                 },
                 Tok::Var(name, fields) => {
@@ -756,41 +1149,74 @@ enum Dot<'a> {
 }
 
 struct Eval<'a> {
-    name: &'a str,
+    /// The file (or text) the running template came from, for error positions.
+    file: String,
+    /// The running template's name, for "executing NAME" in errors.
+    exec: String,
     dot: Dot<'a>,
     vars: Vec<(String, TValue)>,
     out: String,
     /// Actions run so far; bounds the work of a template (ranges over large maps).
     steps: usize,
+    /// Named templates: the text's own, then the set's.
+    defs: [&'a Defs; 2],
+    /// Escape action output as `html/template` does.
+    html: bool,
+    /// `{{ template }}` calls in progress, bounded so that a recursive template cannot overflow the stack.
+    depth: usize,
+    dialect: Dialect,
 }
 
-/// The most actions one expansion may run.
+/// The most actions one expansion of an alert template may run.
 const MAX_STEPS: usize = 100_000;
+/// The most actions one notification template may run: Alertmanager's default email runs about 40 per
+/// alert, so this renders groups of well over 100,000 alerts and still stops a runaway template.
+const MAX_NOTIFICATION_STEPS: usize = 10_000_000;
+/// The deepest `{{ template }}` nesting.
+const MAX_DEPTH: usize = 64;
 
 // === impl Eval ===
 
 impl Eval<'_> {
     fn error(&self, pos: Pos, message: String) -> TemplateError {
         TemplateError {
-            name: self.name.to_owned(),
+            name: self.file.clone(),
             line: pos.line,
             column: pos.column,
-            message: format!("executing {:?}: {message}", self.name),
+            message: format!("executing {:?}: {message}", self.exec),
         }
     }
 
     fn walk(&mut self, nodes: &[Node]) -> Result<(), TemplateError> {
         for node in nodes {
             self.steps += 1;
-            if self.steps > MAX_STEPS {
-                return Err(self.error(Pos::default(), format!("template ran more than {MAX_STEPS} actions")));
+            let limit = match self.dialect {
+                Dialect::Prometheus => MAX_STEPS,
+                Dialect::Alertmanager => MAX_NOTIFICATION_STEPS,
+            };
+            if self.steps > limit {
+                return Err(self.error(Pos::default(), format!("template ran more than {limit} actions")));
             }
             match node {
-                Node::Text(t) => self.out.push_str(t),
+                Node::Text(t) => {
+                    if self.html && t.contains("<!--") {
+                        self.out.push_str(&strip_html_comments(t));
+                    } else {
+                        self.out.push_str(t);
+                    }
+                }
                 Node::Action(p) => {
                     let v = self.pipeline(p)?;
                     if p.decl.is_none() {
-                        self.out.push_str(&v.to_string());
+                        if self.html {
+                            let escaped = html_escape_in_context(&self.out, &v);
+                            self.out.push_str(&escaped);
+                        } else if let TValue::Str(s) = &v {
+                            self.out.push_str(s);
+                        } else {
+                            // Straight into the output, without a string of its own.
+                            let _ = fmt::Write::write_fmt(&mut self.out, format_args!("{v}"));
+                        }
                     }
                 }
                 Node::If { branches, otherwise } => {
@@ -826,6 +1252,12 @@ impl Eval<'_> {
                         TValue::Map(m) => {
                             m.into_iter().map(|(k, v)| (TValue::Str(k), TValue::Str(v))).collect()
                         }
+                        TValue::Kv(m) => {
+                            m.iter().map(|(k, v)| (TValue::Str(k.clone()), TValue::Str(v.clone()))).collect()
+                        }
+                        TValue::List(_, l) => {
+                            l.iter().enumerate().map(|(i, v)| (TValue::Int(i as i64), v.clone())).collect()
+                        }
                         TValue::Int(n) => (0..n.max(0)).map(|i| (TValue::Int(i), TValue::Int(i))).collect(),
                         TValue::Nil => Vec::new(),
                         other => {
@@ -850,9 +1282,36 @@ impl Eval<'_> {
                     }
                     self.vars.truncate(depth);
                 }
+                Node::Template { name, pipe, pos } => self.call_template(name, pipe.as_ref(), *pos)?,
             }
         }
         Ok(())
+    }
+
+    /// `{{ template "name" pipeline }}`: runs the named template with the pipeline's value as `.` and `$`.
+    fn call_template(&mut self, name: &str, pipe: Option<&Pipeline>, pos: Pos) -> Result<(), TemplateError> {
+        let Some(def) = self.defs.iter().find_map(|d| d.get(name)).cloned() else {
+            return Err(self.error(pos, format!("template {name:?} not defined")));
+        };
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error(pos, format!("templates call each other more than {MAX_DEPTH} deep")));
+        }
+        let data = match pipe {
+            Some(p) => self.pipeline(p)?,
+            None => TValue::Nil,
+        };
+        let vars = std::mem::replace(&mut self.vars, vec![("$".into(), data.clone())]);
+        let dot = std::mem::replace(&mut self.dot, Dot::Value(data));
+        let file = std::mem::replace(&mut self.file, def.file.clone());
+        let exec = std::mem::replace(&mut self.exec, name.to_owned());
+        self.depth += 1;
+        let result = self.walk(&def.nodes);
+        self.depth -= 1;
+        self.vars = vars;
+        self.dot = dot;
+        self.file = file;
+        self.exec = exec;
+        result
     }
 
     fn pipeline(&mut self, p: &Pipeline) -> Result<TValue, TemplateError> {
@@ -871,66 +1330,180 @@ impl Eval<'_> {
         Ok(v)
     }
 
+    fn var(&self, name: &str) -> TValue {
+        if let Some((_, v)) = self.vars.iter().rev().find(|(n, _)| n == name) {
+            return v.clone();
+        }
+        match (name, &self.dot) {
+            ("$", Dot::Root(m)) => TValue::Map(BTreeMap::new()).clone_root(m),
+            ("$", Dot::Value(v)) => v.clone(),
+            _ => TValue::Nil,
+        }
+    }
+
     fn arg(&mut self, a: &Arg, pos: Pos) -> Result<TValue, TemplateError> {
         match a {
             Arg::Lit(v) => Ok(v.clone()),
             Arg::Sub(p) => self.pipeline(p),
-            Arg::Var(name, fields) => {
-                let base = if name == "$" {
-                    match &self.dot {
-                        Dot::Root(m) => TValue::Map(BTreeMap::new()).clone_root(m),
-                        Dot::Value(v) => v.clone(),
-                    }
-                } else {
-                    self.vars
-                        .iter()
-                        .rev()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or(TValue::Nil)
-                };
+            Arg::Chain(p, fields) => {
+                let base = self.pipeline(p)?;
                 self.fields(base, fields, pos)
             }
-            Arg::Dot(fields) => match (&self.dot, fields.split_first()) {
-                (Dot::Root(m), Some((first, rest))) => {
-                    let Some(v) = m.get(first) else {
-                        return Err(self
-                            .error(pos, format!("can't evaluate field {first} in type *template.tmplData")));
-                    };
-                    self.fields(v.clone(), rest, pos)
-                }
-                (Dot::Root(_), None) => {
-                    Ok(TValue::Str("{Labels, ExternalLabels, ExternalURL, Value}".into()))
-                }
-                (Dot::Value(v), _) => self.fields(v.clone(), fields, pos),
-            },
+            Arg::Var(name, fields) => {
+                let base = self.var(name);
+                self.fields(base, fields, pos)
+            }
+            Arg::Dot(fields) => self.dot_fields(fields, pos),
             Arg::Func(name) => self.call(name, Vec::new(), pos),
+        }
+    }
+
+    fn dot_fields(&self, fields: &[String], pos: Pos) -> Result<TValue, TemplateError> {
+        match (&self.dot, fields.split_first()) {
+            (Dot::Root(m), Some((first, rest))) => {
+                let Some(v) = m.get(first) else {
+                    return Err(
+                        self.error(pos, format!("can't evaluate field {first} in type *template.tmplData"))
+                    );
+                };
+                self.fields(v.clone(), rest, pos)
+            }
+            (Dot::Root(_), None) => Ok(TValue::Str("{Labels, ExternalLabels, ExternalURL, Value}".into())),
+            (Dot::Value(v), _) => self.fields(v.clone(), fields, pos),
         }
     }
 
     fn fields(&self, mut v: TValue, fields: &[String], pos: Pos) -> Result<TValue, TemplateError> {
         for f in fields {
-            v = match v {
-                // A missing key of a map[string]string is the zero value, as in Go.
-                TValue::Map(m) => TValue::Str(m.get(f).cloned().unwrap_or_default()),
-                TValue::Nil => TValue::Nil,
-                other => {
-                    return Err(
-                        self.error(pos, format!("can't evaluate field {f} in type {}", other.type_name()))
-                    );
-                }
-            };
+            v = self.field(v, f, Vec::new(), pos)?;
         }
         Ok(v)
+    }
+
+    /// Field `f` of `v`, or the result of its method `f` called with `args`.
+    fn field(&self, v: TValue, f: &str, args: Vec<TValue>, pos: Pos) -> Result<TValue, TemplateError> {
+        let no_args = |v: TValue| -> Result<TValue, TemplateError> {
+            if args.is_empty() {
+                Ok(v)
+            } else {
+                Err(self.error(pos, format!("{f} has arguments but cannot be invoked as function")))
+            }
+        };
+        let want = |n: usize| -> Result<(), TemplateError> {
+            if args.len() == n {
+                Ok(())
+            } else {
+                Err(self.error(pos, format!("wrong number of args for {f}: want {n} got {}", args.len())))
+            }
+        };
+        let err = |m: String| self.error(pos, format!("error calling {f}: {m}"));
+        let cant =
+            |v: &TValue| self.error(pos, format!("can't evaluate field {f} in type {}", v.type_name()));
+        match v {
+            // A missing key of a map[string]string is the zero value, as in Go.
+            TValue::Map(m) => no_args(TValue::Str(m.get(f).cloned().unwrap_or_default())),
+            TValue::Nil => no_args(TValue::Nil),
+            TValue::Kv(ref m) => match f {
+                "SortedPairs" => {
+                    want(0)?;
+                    Ok(pairs_value(m))
+                }
+                "Names" => {
+                    want(0)?;
+                    Ok(TValue::strings(sorted_pairs(m).into_iter().map(|(k, _)| k.clone())))
+                }
+                "Values" => {
+                    want(0)?;
+                    Ok(TValue::strings(sorted_pairs(m).into_iter().map(|(_, v)| v.clone())))
+                }
+                "String" => {
+                    want(0)?;
+                    Ok(TValue::Str(v.to_string()))
+                }
+                "Remove" => {
+                    want(1)?;
+                    let keys = args[0].as_strings().map_err(err)?;
+                    let mut kept = (**m).clone();
+                    for k in &keys {
+                        kept.remove(k);
+                    }
+                    Ok(TValue::Kv(Arc::new(kept)))
+                }
+                _ if self.dialect == Dialect::Alertmanager => {
+                    no_args(TValue::Str(m.get(f).cloned().unwrap_or_default()))
+                }
+                _ => Err(cant(&v)),
+            },
+            TValue::List(kind, ref items) => match (kind, f) {
+                (ListKind::Pairs, "Names" | "Values") => {
+                    want(0)?;
+                    let index = usize::from(f == "Values");
+                    Ok(TValue::strings(items.iter().filter_map(|p| match p {
+                        TValue::Struct(s) => s.fields.get(index).map(|(_, v)| v.to_string()),
+                        _ => None,
+                    })))
+                }
+                (ListKind::Pairs, "String") => {
+                    want(0)?;
+                    Ok(TValue::Str(v.to_string()))
+                }
+                (ListKind::Alerts, "Firing" | "Resolved") => {
+                    want(0)?;
+                    let status = if f == "Firing" { "firing" } else { "resolved" };
+                    let kept = items
+                        .iter()
+                        .filter(|a| match a {
+                            TValue::Struct(s) => s
+                                .fields
+                                .iter()
+                                .any(|(n, v)| *n == "Status" && matches!(v, TValue::Str(v) if v == status)),
+                            _ => false,
+                        })
+                        .cloned()
+                        .collect();
+                    Ok(TValue::List(ListKind::Plain, Arc::new(kept)))
+                }
+                _ => Err(cant(&v)),
+            },
+            TValue::Struct(ref s) => match s.fields.iter().find(|(n, _)| *n == f) {
+                Some((_, field)) => no_args(field.clone()),
+                None => Err(cant(&v)),
+            },
+            TValue::Time(t) => match f {
+                "Format" => {
+                    want(1)?;
+                    let layout = args[0].as_str().map_err(err)?;
+                    Ok(TValue::Str(super::template_time::format(t, layout)))
+                }
+                "Unix" => {
+                    want(0)?;
+                    Ok(TValue::Int(super::template_time::unix(t)))
+                }
+                "UTC" | "Local" => {
+                    want(0)?;
+                    Ok(TValue::Time(t))
+                }
+                "IsZero" => {
+                    want(0)?;
+                    Ok(TValue::Bool(t.is_none()))
+                }
+                "String" => {
+                    want(0)?;
+                    Ok(TValue::Str(v.to_string()))
+                }
+                _ => Err(cant(&v)),
+            },
+            other => Err(cant(&other)),
+        }
     }
 
     fn command(&mut self, cmd: &[Arg], piped: Option<TValue>, pos: Pos) -> Result<TValue, TemplateError> {
         let Some((first, rest)) = cmd.split_first() else {
             return Ok(TValue::Nil);
         };
+        let mut args = Vec::with_capacity(rest.len() + 1);
         match first {
             Arg::Func(name) => {
-                let mut args = Vec::with_capacity(rest.len() + 1);
                 for a in rest {
                     args.push(self.arg(a, pos)?);
                 }
@@ -938,6 +1511,32 @@ impl Eval<'_> {
                     args.push(p);
                 }
                 self.call(name, args, pos)
+            }
+            // A method given arguments: `.CommonLabels.Remove .GroupLabels.Names`, `.StartsAt.Format "..."`.
+            Arg::Dot(fields) | Arg::Var(_, fields) | Arg::Chain(_, fields)
+                if self.dialect == Dialect::Alertmanager
+                    && !fields.is_empty()
+                    && (!rest.is_empty() || piped.is_some()) =>
+            {
+                for a in rest {
+                    args.push(self.arg(a, pos)?);
+                }
+                if let Some(p) = piped {
+                    args.push(p);
+                }
+                let (method, path) = fields.split_last().expect("fields is not empty");
+                let receiver = match first {
+                    Arg::Var(name, _) => {
+                        let base = self.var(name);
+                        self.fields(base, path, pos)?
+                    }
+                    Arg::Chain(p, _) => {
+                        let base = self.pipeline(p)?;
+                        self.fields(base, path, pos)?
+                    }
+                    _ => self.dot_fields(path, pos)?,
+                };
+                self.field(receiver, method, args, pos)
             }
             other => {
                 if !rest.is_empty() || piped.is_some() {
@@ -992,6 +1591,48 @@ impl Eval<'_> {
                     _ => humanize_timestamp(v),
                 })
             }
+            "safeHtml" if self.dialect == Dialect::Alertmanager => {
+                want(1)?;
+                TValue::Html(args[0].as_str().map_err(err)?.to_owned())
+            }
+            "trimSpace" | "safeUrl" => {
+                want(1)?;
+                let s = args[0].as_str().map_err(err)?;
+                // `safeUrl` marks a URL as trusted by html/template's scheme filter; here it stays a string,
+                // so in an HTML attribute a scheme other than http(s) or mailto is still filtered out.
+                TValue::Str(if name == "trimSpace" { s.trim() } else { s }.to_owned())
+            }
+            "urlUnescape" => {
+                want(1)?;
+                TValue::Str(query_unescape(args[0].as_str().map_err(err)?).map_err(err)?)
+            }
+            "join" => {
+                want(2)?;
+                let sep = args[0].as_str().map_err(err)?;
+                TValue::Str(args[1].as_strings().map_err(err)?.join(sep))
+            }
+            "stringSlice" => {
+                let mut items = Vec::with_capacity(args.len());
+                for a in &args {
+                    items.push(a.as_str().map_err(err)?.to_owned());
+                }
+                TValue::strings(items)
+            }
+            "date" => {
+                want(2)?;
+                let layout = args[0].as_str().map_err(err)?;
+                let TValue::Time(t) = args[1] else {
+                    return Err(err(format!(
+                        "wrong type for value; expected time.Time; got {}",
+                        args[1].type_name()
+                    )));
+                };
+                TValue::Str(super::template_time::format(t, layout))
+            }
+            "title" if self.dialect == Dialect::Alertmanager => {
+                want(1)?;
+                TValue::Str(title_case(args[0].as_str().map_err(err)?))
+            }
             "toUpper" | "toLower" | "title" | "stripPort" | "safeHtml" | "html" | "js" | "urlquery" => {
                 want(1)?;
                 let s = str_arg(&args[0]);
@@ -1026,8 +1667,10 @@ impl Eval<'_> {
             "len" => {
                 want(1)?;
                 match &args[0] {
-                    TValue::Str(s) => TValue::Int(s.len() as i64),
+                    TValue::Str(s) | TValue::Html(s) => TValue::Int(s.len() as i64),
                     TValue::Map(m) => TValue::Int(m.len() as i64),
+                    TValue::Kv(m) => TValue::Int(m.len() as i64),
+                    TValue::List(_, l) => TValue::Int(l.len() as i64),
                     other => return Err(err(format!("len of type {}", other.type_name()))),
                 }
             }
@@ -1035,6 +1678,19 @@ impl Eval<'_> {
                 want(2)?;
                 match &args[0] {
                     TValue::Map(m) => TValue::Str(m.get(&str_arg(&args[1])).cloned().unwrap_or_default()),
+                    TValue::Kv(m) => TValue::Str(m.get(&str_arg(&args[1])).cloned().unwrap_or_default()),
+                    TValue::List(_, l) => match &args[1] {
+                        TValue::Int(i) if *i >= 0 && (*i as usize) < l.len() => l[*i as usize].clone(),
+                        TValue::Int(i) => {
+                            return Err(err(format!("error calling index: index out of range: {i}")));
+                        }
+                        other => {
+                            return Err(err(format!(
+                                "cannot index slice/array with type {}",
+                                other.type_name()
+                            )));
+                        }
+                    },
                     other => return Err(err(format!("can't index item of type {}", other.type_name()))),
                 }
             }
@@ -1101,7 +1757,8 @@ fn compare(a: &TValue, b: &TValue) -> Result<std::cmp::Ordering, String> {
     match (a, b) {
         (TValue::Int(x), TValue::Int(y)) => Ok(x.cmp(y)),
         (TValue::Float(x), TValue::Float(y)) => Ok(x.partial_cmp(y).unwrap_or(Ordering::Less)),
-        (TValue::Str(x), TValue::Str(y)) => Ok(x.cmp(y)),
+        // `template.HTML` is a string kind, which Go compares as a string.
+        (TValue::Str(x) | TValue::Html(x), TValue::Str(y) | TValue::Html(y)) => Ok(x.cmp(y)),
         (TValue::Bool(x), TValue::Bool(y)) => Ok(x.cmp(y)),
         (TValue::Nil, TValue::Nil) => Ok(Ordering::Equal),
         _ => Err("incompatible types for comparison".into()),
@@ -1221,6 +1878,151 @@ fn title(s: &str) -> String {
     out
 }
 
+/// Alertmanager's `title` (`cases.Title`): each word's first letter upper-cased, the rest lower-cased.
+fn title_case(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_word = false;
+    for c in s.chars() {
+        if !in_word && c.is_alphabetic() {
+            out.extend(c.to_uppercase());
+        } else if in_word {
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+        in_word = c.is_alphanumeric() || c == '\'' || c == '_';
+    }
+    out
+}
+
+/// Go's `url.QueryUnescape`.
+fn query_unescape(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3).ok_or_else(|| format!("invalid URL escape {:?}", &s[i..]))?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("invalid URL escape \"%{hex}\""))?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|e| e.to_string())
+}
+
+/// `SortedPairs` as a value: a `Pairs` list of `Pair{Name, Value}` structs.
+fn pairs_value(kv: &BTreeMap<String, String>) -> TValue {
+    let pairs = sorted_pairs(kv)
+        .into_iter()
+        .map(|(k, v)| {
+            TValue::Struct(Arc::new(Struct {
+                type_name: "template.Pair",
+                fields: vec![("Name", TValue::Str(k.clone())), ("Value", TValue::Str(v.clone()))],
+            }))
+        })
+        .collect();
+    TValue::List(ListKind::Pairs, Arc::new(pairs))
+}
+
+/// HTML comments, which `html/template` drops from a template's text.
+fn strip_html_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("<!--") {
+        out.push_str(&rest[..start]);
+        match rest[start + 4..].find("-->") {
+            Some(end) => rest = &rest[start + 4 + end + 3..],
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Escapes `v` for where it lands after `out` in an HTML document, as `html/template` does: in a URL
+/// attribute (`href`, `src`, ...) a URL with another scheme than http(s)/mailto becomes `#ZgotmplZ` and
+/// the rest is percent-encoded where URLs need it; everywhere, `& < > " ' +` and NUL are escaped.
+/// `safeHtml` values pass unchanged in text.
+fn html_escape_in_context(out: &str, v: &TValue) -> String {
+    // Only the end of the output decides the context; a tag is never this long, and looking no further
+    // keeps long outputs linear.
+    let mut start = out.len().saturating_sub(4096);
+    while !out.is_char_boundary(start) {
+        start += 1;
+    }
+    let out = &out[start..];
+    let in_tag = match (out.rfind('<'), out.rfind('>')) {
+        (Some(open), Some(close)) => open > close,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    let url_attr = in_tag && {
+        let tag = &out[out.rfind('<').unwrap_or(0)..];
+        let mut quote: Option<char> = None;
+        let mut attr = String::new();
+        let mut name = String::new();
+        for c in tag.chars() {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '"' || c == '\'' => {
+                    quote = Some(c);
+                    attr = std::mem::take(&mut name);
+                }
+                None if c.is_alphanumeric() || c == '-' || c == '_' || c == ':' => name.push(c),
+                None if c == '=' => {}
+                None => name.clear(),
+            }
+        }
+        quote.is_some()
+            && matches!(attr.to_ascii_lowercase().as_str(), "href" | "src" | "action" | "cite" | "background")
+    };
+    let text = match v {
+        TValue::Html(s) if !in_tag => return s.clone(),
+        other => other.to_string(),
+    };
+    let text = if url_attr {
+        let scheme = text.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+        let safe = match scheme {
+            Some(s) if !s.contains(['/', '?', '#']) => matches!(s.as_str(), "http" | "https" | "mailto"),
+            _ => true,
+        };
+        if !safe {
+            return "#ZgotmplZ".into();
+        }
+        let mut normalized = String::with_capacity(text.len());
+        for b in text.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~!#$&*+,/:;=?@[]%()'".contains(&b) {
+                normalized.push(char::from(b));
+            } else {
+                normalized.push_str(&format!("%{b:02x}"));
+            }
+        }
+        normalized
+    } else {
+        text
+    };
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&#34;"),
+            '\'' => escaped.push_str("&#39;"),
+            '+' => escaped.push_str("&#43;"),
+            '\0' => escaped.push('\u{FFFD}'),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
 fn strip_port(s: &str) -> String {
     if let Some(rest) = s.strip_prefix('[') {
         if let Some((host, _)) = rest.split_once(']') {
@@ -1299,7 +2101,11 @@ pub fn sprintf(format: &str, args: &[TValue]) -> String {
                 Some(p) => format_g(*f, Some(p)),
                 None => format_g(*f, None),
             },
-            ('v', a) | ('s', a @ TValue::Str(_)) => a.to_string(),
+            ('v', a) => a.to_string(),
+            // Strings, and values with a `String` method or a composite form (`KV`, slices, times).
+            ('s', a) if !matches!(a, TValue::Int(_) | TValue::Float(_) | TValue::Bool(_) | TValue::Nil) => {
+                a.to_string()
+            }
             ('d', TValue::Int(i)) => i.to_string(),
             ('f' | 'F', TValue::Float(f)) => format_f(*f, prec.unwrap_or(6)),
             ('e', TValue::Float(f)) => format_e(*f, Some(prec.unwrap_or(6))),
