@@ -221,3 +221,9 @@ async fn full_text_words_phrases_and_plans() {
         .unwrap();
     assert_eq!(counts, [("ci".to_owned(), 300)]);
 }
+
+#[tokio::test]
+async fn full_text_plans() {
+    let Some(schema) = Schema::create().await else { return };
+    suite::full_text_plans(schema.store().await).await;
+}
