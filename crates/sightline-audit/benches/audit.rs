@@ -53,7 +53,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 use sightline_audit::query::Query;
-use sightline_audit::store::{AuditStore, Checkpoint, Page, StoreError};
+use sightline_audit::store::{AuditStore, ChainLink, Checkpoint, Page, StoreError};
 use sightline_audit::{
     ActionPattern, AuditEvent, AuditWriter, Cursor, Facet, Hash, Outcome, Severity, StoredEvent, WriterConfig,
 };
@@ -595,6 +595,10 @@ impl<S: AuditStore> AuditStore for Timed<S> {
 
     async fn scan(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.scan(after, limit).await
+    }
+
+    async fn scan_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
+        self.inner.scan_chain(after, limit).await
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {

@@ -10,7 +10,9 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::event::{Hash, StoredEvent, micros};
 use crate::query::{ActionPattern, Cursor, Facet, Query};
-use crate::store::{AuditStore, COLUMN_COUNT, COLUMNS, Checkpoint, Page, StoreError, from_row};
+use crate::store::{
+    AuditStore, COLUMN_COUNT, COLUMNS, ChainLink, Checkpoint, Page, StoreError, collect_links, from_row,
+};
 
 /// [`COLUMNS`] for `SELECT`: `id` is a UUID column, read back as text.
 static SELECT_COLUMNS: LazyLock<String> = LazyLock::new(|| COLUMNS.replacen(", id,", ", id::text AS id,", 1));
@@ -489,6 +491,15 @@ impl AuditStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(from_row).collect()
+    }
+
+    async fn scan_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
+        // Streamed: the server sends the next rows while this task hashes.
+        let sql =
+            format!("SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2", *SELECT_COLUMNS);
+        let rows =
+            sqlx::query(&sql).bind(after).bind(i64::try_from(limit).unwrap_or(i64::MAX)).fetch(&self.pool);
+        collect_links(rows, limit).await
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {

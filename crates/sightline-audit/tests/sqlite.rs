@@ -131,3 +131,26 @@ async fn full_text_plans() {
     assert!(held < 101, "{held}");
     assert_eq!(store.search(&terms(suite::OLD_WORD), 100, None).await.unwrap().events.len(), 100);
 }
+
+/// Rows that the fast, row-hashing pass of `verify` cannot vouch for are checked as whole events, with the
+/// same verdicts as before: an id in upper case is still the same UUID (and hashes as one), a hash of the
+/// wrong length makes the row unreadable.
+#[tokio::test]
+async fn verify_reads_odd_rows_as_events() {
+    use sightline_audit::{AuditEvent, AuditStore, AuditWriter, StoreError};
+    let dir = TempDir::new("audit-sqlite");
+    let store = Arc::new(fresh(&dir).await);
+    let (writer, task) = AuditWriter::start(store.clone(), Default::default(), None).await.unwrap();
+    let events = (0..20).map(|i| AuditEvent::builder("a.b", format!("u{i}")).build().unwrap()).collect();
+    writer.record_all_durable(events).await.unwrap();
+    writer.shutdown(task).await;
+    let exec = exec(&store);
+    exec("UPDATE audit_events SET id = upper(id) WHERE seq = 7".into()).await;
+    let link = &store.scan_chain(6, 1).await.unwrap()[0];
+    assert_ne!(link.computed, Some(link.hash), "the stored text is not the canonical one");
+    let report = sightline_audit::verify::verify(store.as_ref()).await.unwrap();
+    assert!(report.ok && report.checked == 20, "{report:?}");
+    exec("UPDATE audit_events SET hash = x'00' WHERE seq = 12".into()).await;
+    let error = sightline_audit::verify::verify(store.as_ref()).await.unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { seq: 12, .. }), "{error}");
+}
