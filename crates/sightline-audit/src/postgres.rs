@@ -11,7 +11,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use crate::event::{Hash, StoredEvent, micros};
 use crate::query::{ActionPattern, Cursor, Facet, Query};
 use crate::store::{
-    AuditStore, COLUMN_COUNT, COLUMNS, ChainLink, Checkpoint, Page, StoreError, collect_links, from_row,
+    AuditStore, COLUMN_COUNT, COLUMNS, ChainLink, Checkpoint, Page, StoreError, chain_link, from_row,
 };
 
 /// [`COLUMNS`] for `SELECT`: `id` is a UUID column, read back as text.
@@ -62,6 +62,21 @@ impl PgStore {
     /// The connection pool, for tests that tamper with rows.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Rows of the events with `seq > after`, in chain order. Read whole, not streamed: a `fetch` stream
+    /// over a pooled connection was seen to leave the connection out of step with the server (sqlx 0.8.6:
+    /// "expected ParseComplete, got ReadyForQuery" on its next query), and the server's process fills the
+    /// socket while this task decodes anyway.
+    async fn chain_rows(&self, after: i64, limit: usize) -> Result<Vec<PgRow>, StoreError> {
+        Ok(sqlx::query(&format!(
+            "SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+            *SELECT_COLUMNS
+        ))
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Up to `fetch` events matching `query` (whose terms are `tsquery`) among the newest `scan` that pass
@@ -482,24 +497,11 @@ impl AuditStore for PgStore {
     }
 
     async fn scan(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
-            *SELECT_COLUMNS
-        ))
-        .bind(after)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(from_row).collect()
+        self.chain_rows(after, limit).await?.iter().map(from_row).collect()
     }
 
     async fn scan_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
-        // Streamed: the server sends the next rows while this task hashes.
-        let sql =
-            format!("SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2", *SELECT_COLUMNS);
-        let rows =
-            sqlx::query(&sql).bind(after).bind(i64::try_from(limit).unwrap_or(i64::MAX)).fetch(&self.pool);
-        collect_links(rows, limit).await
+        self.chain_rows(after, limit).await?.iter().map(chain_link).collect()
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {

@@ -256,6 +256,7 @@ where
 
 /// Collects a stream of rows of [`COLUMNS`] as [`ChainLink`]s, hashing each row as it arrives (while the
 /// database side reads the next ones).
+#[cfg(feature = "sqlite")]
 pub(crate) async fn collect_links<R, S>(mut rows: S, limit: usize) -> Result<Vec<ChainLink>, StoreError>
 where
     S: futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
