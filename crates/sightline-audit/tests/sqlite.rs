@@ -154,3 +154,11 @@ async fn verify_reads_odd_rows_as_events() {
     let error = sightline_audit::verify::verify(store.as_ref()).await.unwrap_err();
     assert!(matches!(error, StoreError::Corrupt { seq: 12, .. }), "{error}");
 }
+
+#[tokio::test]
+async fn verify_spans_batches() {
+    let dir = TempDir::new("audit-sqlite");
+    let store = fresh(&dir).await;
+    let exec = exec(&store);
+    suite::verify_spans_batches(store, exec).await;
+}

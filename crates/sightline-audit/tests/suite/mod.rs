@@ -401,3 +401,33 @@ pub async fn full_text_plans<S: AuditStore>(store: S) -> Arc<S> {
     }
     store
 }
+
+/// `verify` over several batches (it reads two at a time): problems in the first, the second and a later
+/// batch, and at a batch's edge, are found where they are, with the events before them counted.
+pub async fn verify_spans_batches<S: AuditStore>(store: S, exec: Exec) {
+    let store = Arc::new(store);
+    let config = WriterConfig { redaction: Redaction::off(), ..config() };
+    let (writer, task) = AuditWriter::start(store.clone(), config, None).await.unwrap();
+    for chunk in 0..5 {
+        let events = (0..5_000)
+            .map(|i| event("doc.edit", "alice", Outcome::Success, 0, &format!("edit {chunk} {i}")))
+            .collect();
+        writer.record_all_durable(events).await.unwrap();
+    }
+    writer.shutdown(task).await;
+    let report = verify(store.as_ref()).await.unwrap();
+    assert!(report.ok && report.checked == 25_000 && report.head_seq == 25_000, "{report:?}");
+    for seq in [3_000, 10_000, 10_001, 15_000, 24_999] {
+        exec(format!("UPDATE audit_events SET message = 'nothing to see' WHERE seq = {seq}")).await;
+        let report = verify(store.as_ref()).await.unwrap();
+        let problem = report.problem.unwrap();
+        assert_eq!((problem.kind, problem.seq, report.checked), (ProblemKind::Altered, seq, seq as u64));
+        let (chunk, i) = ((seq - 1) / 5_000, (seq - 1) % 5_000);
+        exec(format!("UPDATE audit_events SET message = 'edit {chunk} {i}' WHERE seq = {seq}")).await;
+    }
+    assert!(verify(store.as_ref()).await.unwrap().ok, "restored");
+    exec("DELETE FROM audit_events WHERE seq = 20001".into()).await;
+    let report = verify(store.as_ref()).await.unwrap();
+    let problem = report.problem.unwrap();
+    assert_eq!((problem.kind, problem.seq, report.checked), (ProblemKind::Missing, 20_001, 20_001));
+}
