@@ -83,30 +83,13 @@ pub async fn verify<S: AuditStore>(store: &S) -> Result<Report, StoreError> {
         None => (0, Hash::GENESIS),
     };
     let mut at = Position { last_seq: from_seq, expected_prev, checked: 0 };
-    let batch = i64::try_from(BATCH).unwrap_or(i64::MAX);
     loop {
-        // Two batches at once: the one after `at`, and the one after that if the first has no gap (as in
-        // every intact chain), so that the database reads the second while this task hashes the first.
-        // When the first does have a gap the second is not used.
-        let (first, second) = tokio::join!(
-            store.scan_chain(at.last_seq, BATCH),
-            store.scan_chain(at.last_seq.saturating_add(batch), BATCH)
-        );
-        if let Ok(links) = first {
+        if let Ok(links) = store.scan_chain(at.last_seq, BATCH).await {
             if links.is_empty() {
                 break;
             }
             if let Some(next) = follow(at, &links) {
-                let expected_end = at.last_seq.saturating_add(batch);
                 at = next;
-                match second {
-                    Ok(links) if at.last_seq == expected_end => match follow(at, &links) {
-                        Some(next) if links.is_empty() => return Ok(finished(next, from_seq)),
-                        Some(next) => at = next,
-                        None => {}
-                    },
-                    _ => {}
-                }
                 continue;
             }
         }
