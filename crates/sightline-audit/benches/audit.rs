@@ -176,8 +176,8 @@ impl Args {
         if args.http && !events_given {
             args.events = 300_000;
         }
-        if args.skip_ingest && args.db.is_none() {
-            return Err("--skip-ingest needs --db PATH (an existing store)".into());
+        if args.skip_ingest && args.db.is_none() && args.pg_schema.is_none() {
+            return Err("--skip-ingest needs --db PATH or --pg-schema NAME (an existing store)".into());
         }
         Ok(args)
     }
