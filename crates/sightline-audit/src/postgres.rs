@@ -64,10 +64,7 @@ impl PgStore {
         &self.pool
     }
 
-    /// Rows of the events with `seq > after`, in chain order. Read whole, not streamed: a `fetch` stream
-    /// over a pooled connection was seen to leave the connection out of step with the server (sqlx 0.8.6:
-    /// "expected ParseComplete, got ReadyForQuery" on its next query), and the server's process fills the
-    /// socket while this task decodes anyway.
+    /// Rows of the events with `seq > after`, in chain order (for `scan` and `scan_chain`).
     async fn chain_rows(&self, after: i64, limit: usize) -> Result<Vec<PgRow>, StoreError> {
         Ok(sqlx::query(&format!(
             "SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
