@@ -53,7 +53,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 use sightline_audit::query::Query;
-use sightline_audit::store::{AuditStore, Checkpoint, Page, StoreError};
+use sightline_audit::store::{AuditStore, ChainLink, Checkpoint, Page, StoreError};
 use sightline_audit::{
     ActionPattern, AuditEvent, AuditWriter, Cursor, Facet, Hash, Outcome, Severity, StoredEvent, WriterConfig,
 };
@@ -107,11 +107,13 @@ struct Args {
     pg_schema: Option<String>,
     /// Skip the queries (for profiling `verify` alone).
     skip_queries: bool,
+    /// Also time `verify` reading whole events, as it did before it hashed rows (same session, same store).
+    verify_whole_too: bool,
 }
 
 const USAGE: &str = "usage: cargo bench -p sightline-audit --bench audit -- [--backend sqlite|postgres] \
 [--events N] [--http [--server PATH] [--clients N]] [--queries N] [--record-tasks N] [--durable-tasks N] \
-[--db PATH | --pg-schema NAME] [--skip-ingest] [--skip-queries] [--out PATH]";
+[--db PATH | --pg-schema NAME] [--skip-ingest] [--skip-queries] [--verify-whole-too] [--out PATH]";
 
 impl Args {
     fn parse() -> Result<Self, String> {
@@ -129,6 +131,7 @@ impl Args {
             skip_ingest: false,
             pg_schema: None,
             skip_queries: false,
+            verify_whole_too: false,
         };
         let mut events_given = false;
         let mut it = std::env::args().skip(1);
@@ -164,6 +167,7 @@ impl Args {
                 "--db" => args.db = Some(it.next().ok_or("--db takes a path")?.into()),
                 "--skip-ingest" => args.skip_ingest = true,
                 "--skip-queries" => args.skip_queries = true,
+                "--verify-whole-too" => args.verify_whole_too = true,
                 "--pg-schema" => args.pg_schema = Some(it.next().ok_or("--pg-schema takes a name")?),
                 "-h" | "--help" => return Err(String::new()),
                 other => return Err(format!("unknown argument `{other}`")),
@@ -172,8 +176,8 @@ impl Args {
         if args.http && !events_given {
             args.events = 300_000;
         }
-        if args.skip_ingest && args.db.is_none() {
-            return Err("--skip-ingest needs --db PATH (an existing store)".into());
+        if args.skip_ingest && args.db.is_none() && args.pg_schema.is_none() {
+            return Err("--skip-ingest needs --db PATH or --pg-schema NAME (an existing store)".into());
         }
         Ok(args)
     }
@@ -539,6 +543,8 @@ struct Timed<S> {
     counters: Mutex<Counters>,
     appended: AtomicU64,
     indexed: AtomicU64,
+    /// `scan_chain` reads whole events (`scan`, then hashes each event), as `verify` did before links.
+    whole_events: AtomicBool,
 }
 
 impl<S> Timed<S> {
@@ -549,6 +555,7 @@ impl<S> Timed<S> {
             counters: Mutex::default(),
             appended: AtomicU64::new(0),
             indexed: AtomicU64::new(0),
+            whole_events: AtomicBool::new(false),
         }
     }
 }
@@ -595,6 +602,13 @@ impl<S: AuditStore> AuditStore for Timed<S> {
 
     async fn scan(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner.scan(after, limit).await
+    }
+
+    async fn scan_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
+        if self.whole_events.load(Ordering::Relaxed) {
+            return Ok(self.inner.scan(after, limit).await?.iter().map(ChainLink::of).collect());
+        }
+        self.inner.scan_chain(after, limit).await
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
@@ -993,14 +1007,14 @@ async fn queries<S: AuditStore>(
     Value::Object(out)
 }
 
-async fn verify_store<S: AuditStore>(store: &S, table: &mut Table) -> Value {
+async fn verify_store<S: AuditStore>(store: &S, table: &mut Table, label: &str) -> Value {
     let t = Instant::now();
     let report = sightline_audit::verify::verify(store).await.unwrap();
     let took = t.elapsed().as_secs_f64();
     assert!(report.ok, "{report:?}");
     let rate = report.checked as f64 / took;
     table.row(
-        format!("`verify`, {} events", report.checked),
+        format!("`verify`, {} events{label}", report.checked),
         ">= 500k/s",
         format!("{}/s ({took:.2} s)", fmt_rate(rate)),
         Some(rate >= TARGET_VERIFY),
@@ -1058,7 +1072,15 @@ async fn run_store<S: AuditStore>(
         }
         _ => Value::Null,
     };
-    let verify = verify_store(store.as_ref(), &mut table).await;
+    let verify = verify_store(store.as_ref(), &mut table, "").await;
+    let verify_whole = if args.verify_whole_too {
+        store.whole_events.store(true, Ordering::Relaxed);
+        let whole = verify_store(store.as_ref(), &mut table, ", whole events (as before links)").await;
+        store.whole_events.store(false, Ordering::Relaxed);
+        whole
+    } else {
+        Value::Null
+    };
     table.print(&format!(
         "{name}: {stored} events (load average before: {load_before}; after: {})",
         loadavg()
@@ -1070,6 +1092,7 @@ async fn run_store<S: AuditStore>(
         "queries": first_queries,
         "queries_after_maintenance": queries_after,
         "verify": verify,
+        "verify_whole_events": verify_whole,
         "table": table.json(),
         "load_before": load_before,
         "load_after": loadavg(),

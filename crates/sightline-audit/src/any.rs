@@ -2,7 +2,7 @@
 
 use crate::event::{Hash, StoredEvent};
 use crate::query::{Cursor, Facet, Query};
-use crate::store::{AuditStore, Checkpoint, Page, StoreError};
+use crate::store::{AuditStore, ChainLink, Checkpoint, Page, StoreError};
 
 /// One of the compiled-in backends.
 #[derive(Debug, Clone)]
@@ -80,6 +80,10 @@ impl AuditStore for AnyStore {
 
     async fn scan(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         delegate!(self, s => s.scan(after, limit))
+    }
+
+    async fn scan_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
+        delegate!(self, s => s.scan_chain(after, limit))
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {

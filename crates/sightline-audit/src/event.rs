@@ -345,6 +345,66 @@ impl Serialize for Canonical<'_> {
     }
 }
 
+/// An event's fields as a store keeps them (text, with the attributes as their compact JSON), borrowed from
+/// a database row. Verification hashes these straight from the row: for a row the writer stored, the
+/// result is the event's [`AuditEvent::chain_hash`] (the attributes column holds exactly the JSON the
+/// canonical encoding contains), without building the event.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoredFields<'a> {
+    pub id: &'a str,
+    pub ts: i64,
+    pub actor_id: &'a str,
+    pub actor_type: &'a str,
+    pub actor_ip: Option<&'a str>,
+    pub actor_user_agent: Option<&'a str>,
+    pub action: &'a str,
+    pub target_type: Option<&'a str>,
+    pub target_id: Option<&'a str>,
+    pub outcome: &'a str,
+    pub severity: &'a str,
+    pub component: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub trace_id: Option<&'a str>,
+    pub message: &'a str,
+    pub attributes: &'a str,
+}
+
+impl StoredFields<'_> {
+    /// SHA-256 over `previous` and the canonical encoding of these fields, written element by element with
+    /// the same serializer as [`Canonical`]; the attributes are taken as stored.
+    pub(crate) fn chain_hash(&self, previous: &Hash) -> Hash {
+        let mut hasher = Sha256::new();
+        hasher.update(previous.0);
+        hasher.update(b"[1");
+        let h = &mut hasher;
+        element(h, self.id);
+        element(h, &self.ts);
+        element(h, self.actor_id);
+        element(h, self.actor_type);
+        element(h, &self.actor_ip);
+        element(h, &self.actor_user_agent);
+        element(h, self.action);
+        element(h, &self.target_type);
+        element(h, &self.target_id);
+        element(h, self.outcome);
+        element(h, self.severity);
+        element(h, &self.component);
+        element(h, &self.request_id);
+        element(h, &self.trace_id);
+        element(h, self.message);
+        hasher.update(b",");
+        hasher.update(self.attributes.as_bytes());
+        hasher.update(b"]");
+        Hash(hasher.finalize().into())
+    }
+}
+
+/// Writes `,` and `value` as JSON into `hasher`.
+fn element<T: Serialize + ?Sized>(hasher: &mut Sha256, value: &T) {
+    hasher.update(b",");
+    let _ = serde_json::to_writer(HashWriter(hasher), value);
+}
+
 struct HashWriter<'a>(&'a mut Sha256);
 
 impl std::io::Write for HashWriter<'_> {
@@ -361,6 +421,61 @@ impl std::io::Write for HashWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hashing the stored columns gives the event's own hash, whatever the text holds.
+    #[test]
+    fn stored_fields_hash_like_the_event() {
+        let texts = [
+            "plain",
+            "",
+            "quote \" backslash \\ slash /",
+            "tab\tnew\nline\r\u{1}\u{1f}\u{7f}",
+            "é ü 日本 🎉 \u{2028}",
+        ];
+        for (i, text) in texts.iter().enumerate() {
+            let mut builder = AuditEvent::builder("auth.login", format!("actor {text}"))
+                .timestamp(UNIX_EPOCH + Duration::from_micros(1_764_460_800_123_456 + i as u64))
+                .message(*text)
+                .attribute("text", *text)
+                .attribute("n", serde_json::json!([1, -2, 0.5, 1e300, null, true, {"z": text, "a": {}}]));
+            if i % 2 == 0 {
+                builder = builder
+                    .target("account", *text)
+                    .component(*text)
+                    .trace_id("0af7651916cd43dd8448eb211c80319c");
+            }
+            let mut event = builder.build().unwrap();
+            if i == 1 {
+                event.actor.ip = Some(text.to_string());
+                event.actor.user_agent = Some("curl".into());
+                event.attributes.clear();
+            }
+            let attributes = serde_json::to_string(&event.attributes).unwrap();
+            let id = event.id.to_string();
+            let fields = StoredFields {
+                id: &id,
+                ts: event.timestamp_micros(),
+                actor_id: &event.actor.id,
+                actor_type: &event.actor.kind,
+                actor_ip: event.actor.ip.as_deref(),
+                actor_user_agent: event.actor.user_agent.as_deref(),
+                action: &event.action,
+                target_type: event.target.as_ref().map(|t| t.kind.as_str()),
+                target_id: event.target.as_ref().map(|t| t.id.as_str()),
+                outcome: event.outcome.as_str(),
+                severity: event.severity.as_str(),
+                component: event.component.as_deref(),
+                request_id: event.request_id.as_deref(),
+                trace_id: event.trace_id.as_deref(),
+                message: &event.message,
+                attributes: &attributes,
+            };
+            let previous = Hash([i as u8; 32]);
+            assert_eq!(fields.chain_hash(&previous), event.chain_hash(&previous), "{text:?}");
+            let changed = StoredFields { message: "changed", ..fields };
+            assert_ne!(changed.chain_hash(&previous), event.chain_hash(&previous), "{text:?}");
+        }
+    }
 
     #[test]
     fn the_canonical_encoding_is_stable() {

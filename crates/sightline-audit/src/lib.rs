@@ -67,5 +67,5 @@ pub use postgres::PgStore;
 pub use query::{ActionPattern, Cursor, Facet, Query, QueryError};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
-pub use store::{AuditStore, Checkpoint, Page, StoreError};
+pub use store::{AuditStore, ChainLink, Checkpoint, Page, StoreError};
 pub use writer::{AuditWriter, Redaction, WriteError, WriterConfig, WriterTask};

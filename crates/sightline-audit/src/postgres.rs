@@ -10,7 +10,9 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::event::{Hash, StoredEvent, micros};
 use crate::query::{ActionPattern, Cursor, Facet, Query};
-use crate::store::{AuditStore, COLUMN_COUNT, COLUMNS, Checkpoint, Page, StoreError, from_row};
+use crate::store::{
+    AuditStore, COLUMN_COUNT, COLUMNS, ChainLink, Checkpoint, Page, StoreError, chain_link, from_row,
+};
 
 /// [`COLUMNS`] for `SELECT`: `id` is a UUID column, read back as text.
 static SELECT_COLUMNS: LazyLock<String> = LazyLock::new(|| COLUMNS.replacen(", id,", ", id::text AS id,", 1));
@@ -60,6 +62,18 @@ impl PgStore {
     /// The connection pool, for tests that tamper with rows.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Rows of the events with `seq > after`, in chain order (for `scan` and `scan_chain`).
+    async fn chain_rows(&self, after: i64, limit: usize) -> Result<Vec<PgRow>, StoreError> {
+        Ok(sqlx::query(&format!(
+            "SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+            *SELECT_COLUMNS
+        ))
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Up to `fetch` events matching `query` (whose terms are `tsquery`) among the newest `scan` that pass
@@ -480,15 +494,11 @@ impl AuditStore for PgStore {
     }
 
     async fn scan(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
-            *SELECT_COLUMNS
-        ))
-        .bind(after)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(from_row).collect()
+        self.chain_rows(after, limit).await?.iter().map(from_row).collect()
+    }
+
+    async fn scan_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
+        self.chain_rows(after, limit).await?.iter().map(chain_link).collect()
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {

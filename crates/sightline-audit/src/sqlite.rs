@@ -5,16 +5,45 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::event::{Hash, StoredEvent, micros};
 use crate::query::{Cursor, Facet, Query};
-use crate::store::{AuditStore, COLUMN_COUNT, COLUMNS, Checkpoint, Page, StoreError, from_row, fts5_query};
+use crate::store::{
+    AuditStore, COLUMN_COUNT, COLUMNS, ChainLink, Checkpoint, Page, StoreError, collect_links, from_row,
+    fts5_query,
+};
 
 /// Rows per multi-row INSERT: 19 columns each, well under SQLite's 32,766 bound variables.
 const ROWS_PER_INSERT: usize = 500;
+
+/// How many of the newest matches a full-text search counts before it picks a plan (see
+/// `choose_text_plan`); at least twice the page.
+const PROBE_MATCHES: i64 = 2_000;
+
+/// The longest walk of the time index a full-text search plans: beyond it, sorting the matches is cheaper
+/// (a walked event costs well under a microsecond, a sorted match a few).
+const MAX_WALK: i64 = 100_000;
+
+/// How many segments a walk takes (each four times longer than the one before) before it sorts the rest.
+const WALK_SEGMENTS: usize = 3;
+
+/// How a full-text search finds its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextPlan {
+    /// Every match is fetched and sorted: best when there are few.
+    Sort,
+    /// The time index is walked newest first and each event checked against the matches: best when they
+    /// are dense. The walk goes in segments of events, the first this long; each segment's events are
+    /// checked against the matches among their own sequence numbers, a short list.
+    Walk {
+        /// Events in the first segment: four times as many as the density of the matches suggests a page
+        /// needs.
+        events: i64,
+    },
+}
 
 /// An audit store in a SQLite file.
 #[derive(Debug, Clone)]
@@ -62,6 +91,137 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// How `search` finds a page of `fetch` events (the page and one more) for `query` after `cursor`,
+    /// for diagnostics and tests. Searches without text, or with field filters, keep SQLite's own plan
+    /// ([`TextPlan::Sort`]); for the others see `choose_text_plan`.
+    pub async fn text_plan(
+        &self,
+        query: &Query,
+        cursor: Option<Cursor>,
+        fetch: i64,
+    ) -> Result<TextPlan, StoreError> {
+        if query.terms.is_empty() || has_field_filters(query) {
+            return Ok(TextPlan::Sort);
+        }
+        let top = match cursor {
+            Some(cursor) => cursor.seq,
+            None => sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(seq) FROM audit_events")
+                .fetch_one(&self.pool)
+                .await?
+                .unwrap_or(0),
+        };
+        let probe = PROBE_MATCHES.max(fetch.saturating_mul(2));
+        let probed: Option<i64> = sqlx::query_scalar(
+            "SELECT rowid FROM audit_fts WHERE audit_fts MATCH ? AND rowid <= ? \
+             ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+        )
+        .bind(fts5_query(&query.terms))
+        .bind(top)
+        .bind(probe - 1)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(choose_text_plan(top, probed, probe, fetch))
+    }
+
+    /// A page of `fetch` events matching `query` (text and time only) after `cursor`, walking the time
+    /// index newest first in segments. A segment's bounds come from the index alone (its events' lowest
+    /// and highest seq, and its last event); its events are then checked against the matches between
+    /// those seqs. An event that is not among them (one committed in between) is checked on its own. A
+    /// page not full after `WALK_SEGMENTS` segments is finished by sorting the rest.
+    async fn walk(
+        &self,
+        query: &Query,
+        cursor: Option<Cursor>,
+        fetch: i64,
+        first_segment: i64,
+    ) -> Result<Vec<SqliteRow>, StoreError> {
+        let fts = fts5_query(&query.terms);
+        let mut found = Vec::new();
+        let mut at = cursor;
+        let mut events = first_segment.max(1);
+        for _ in 0..WALK_SEGMENTS {
+            let want = fetch - i64::try_from(found.len()).unwrap_or(i64::MAX);
+            let mut builder: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+                "SELECT MIN(seq), MAX(seq), COUNT(*) FROM (SELECT seq FROM audit_events \
+                 INDEXED BY audit_events_ts WHERE 1 = 1",
+            );
+            push_time(&mut builder, query);
+            push_cursor(&mut builder, at);
+            builder.push(" ORDER BY ts DESC, seq DESC LIMIT ").push_bind(events).push(")");
+            let (lo, hi, count): (Option<i64>, Option<i64>, i64) =
+                builder.build_query_as().fetch_one(&self.pool).await?;
+            let (Some(lo), Some(hi)) = (lo, hi) else { return Ok(found) };
+            // The segment's last event, unless it reaches the end of the range.
+            let last: Option<(i64, i64)> = if count == events {
+                let mut builder: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+                    "SELECT ts, seq FROM audit_events INDEXED BY audit_events_ts WHERE 1 = 1",
+                );
+                push_time(&mut builder, query);
+                push_cursor(&mut builder, at);
+                builder.push(" ORDER BY ts DESC, seq DESC LIMIT 1 OFFSET ").push_bind(events - 1);
+                builder.build_query_as().fetch_optional(&self.pool).await?
+            } else {
+                None
+            };
+            let mut builder: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
+                "SELECT {COLUMNS} FROM audit_events INDEXED BY audit_events_ts WHERE 1 = 1"
+            ));
+            push_time(&mut builder, query);
+            push_cursor(&mut builder, at);
+            if let Some((ts, seq)) = last {
+                builder
+                    .push(" AND ts >= ")
+                    .push_bind(ts)
+                    .push(" AND (ts > ")
+                    .push_bind(ts)
+                    .push(" OR seq >= ")
+                    .push_bind(seq)
+                    .push(")");
+            }
+            builder
+                .push(" AND CASE WHEN seq BETWEEN ")
+                .push_bind(lo)
+                .push(" AND ")
+                .push_bind(hi)
+                .push(" THEN seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ")
+                .push_bind(fts.clone())
+                .push(" AND rowid BETWEEN ")
+                .push_bind(lo)
+                .push(" AND ")
+                .push_bind(hi)
+                .push(") ELSE EXISTS (SELECT 1 FROM audit_fts WHERE audit_fts MATCH ")
+                .push_bind(fts.clone())
+                .push(" AND rowid = seq) END ORDER BY ts DESC, seq DESC LIMIT ")
+                .push_bind(want);
+            found.extend(builder.build().fetch_all(&self.pool).await?);
+            let Some((ts, seq)) = last else { return Ok(found) };
+            if i64::try_from(found.len()).unwrap_or(i64::MAX) >= fetch {
+                return Ok(found);
+            }
+            at = Some(Cursor { ts_micros: ts, seq });
+            events = events.saturating_mul(4);
+        }
+        let want = fetch - i64::try_from(found.len()).unwrap_or(i64::MAX);
+        found.extend(self.sorted(query, at, want).await?);
+        Ok(found)
+    }
+
+    /// Up to `fetch` events matching `query` after `cursor`, newest first, in SQLite's own plan: with text,
+    /// every match is fetched and sorted.
+    async fn sorted(
+        &self,
+        query: &Query,
+        cursor: Option<Cursor>,
+        fetch: i64,
+    ) -> Result<Vec<SqliteRow>, StoreError> {
+        let mut builder: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_events"));
+        push_filters(&mut builder, query);
+        push_cursor(&mut builder, cursor);
+        builder.push(" ORDER BY ts DESC, seq DESC LIMIT ").push_bind(fetch);
+        Ok(builder.build().fetch_all(&self.pool).await?)
+    }
 }
 
 fn push_filters<'a>(builder: &mut QueryBuilder<'a, Sqlite>, query: &'a Query) {
@@ -104,17 +264,88 @@ fn push_filters<'a>(builder: &mut QueryBuilder<'a, Sqlite>, query: &'a Query) {
         }
         builder.push(")");
     }
+    push_time(builder, query);
+    if !query.terms.is_empty() {
+        builder
+            .push(" AND seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ")
+            .push_bind(fts5_query(&query.terms))
+            .push(")");
+    }
+}
+
+/// The time range.
+fn push_time(builder: &mut QueryBuilder<'_, Sqlite>, query: &Query) {
     if let Some(since) = query.since {
         builder.push(" AND ts >= ").push_bind(micros(since));
     }
     if let Some(until) = query.until {
         builder.push(" AND ts < ").push_bind(micros(until));
     }
-    if !query.terms.is_empty() {
+}
+
+/// Events after `cursor` in newest-first order. `ts <=` on its own gives SQLite a range of the time index.
+fn push_cursor(builder: &mut QueryBuilder<'_, Sqlite>, cursor: Option<Cursor>) {
+    if let Some(cursor) = cursor {
         builder
-            .push(" AND seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ")
-            .push_bind(fts5_query(&query.terms))
+            .push(" AND ts <= ")
+            .push_bind(cursor.ts_micros)
+            .push(" AND (ts < ")
+            .push_bind(cursor.ts_micros)
+            .push(" OR seq < ")
+            .push_bind(cursor.seq)
             .push(")");
+    }
+}
+
+/// Whether `query` filters on anything but full text and time. Such a search keeps SQLite's own plan:
+/// whether to walk the time index is decided from the density of the text matches alone, and a filter
+/// would make a walk longer by a factor nobody has counted.
+fn has_field_filters(query: &Query) -> bool {
+    // Destructured, so that a new field cannot be forgotten here.
+    let Query {
+        terms: _,
+        actor,
+        actor_type,
+        action,
+        target_type,
+        target_id,
+        outcome,
+        severity,
+        min_severity,
+        component,
+        request_id,
+        trace_id,
+        since: _,
+        until: _,
+    } = query;
+    actor.is_some()
+        || actor_type.is_some()
+        || action.is_some()
+        || target_type.is_some()
+        || target_id.is_some()
+        || outcome.is_some()
+        || severity.is_some()
+        || min_severity.is_some()
+        || component.is_some()
+        || request_id.is_some()
+        || trace_id.is_some()
+}
+
+/// Picks a plan for a full-text search, as measured on 1M events (`docs/benchmarks.md`, Audit). Sorting
+/// costs in proportion to the matches (0.2 ms for a unique word, 1.1 s for a word in 87% of events);
+/// walking the time index newest first costs in proportion to the events walked before a page is full,
+/// so it suits dense words and not rare ones. `probed` is the `probe`th newest match at or below seq
+/// `top`, if there are that many (0.1 ms to find): when there are not, the matches are few and sorting
+/// them is cheap; otherwise the distance between the two says how far a walk would go for `fetch`
+/// matches.
+pub(crate) fn choose_text_plan(top: i64, probed: Option<i64>, probe: i64, fetch: i64) -> TextPlan {
+    let Some(lo) = probed else { return TextPlan::Sort };
+    let span = top.saturating_sub(lo).saturating_add(1).max(1);
+    let walk = fetch.saturating_mul(span) / probe.max(1);
+    if walk > MAX_WALK {
+        TextPlan::Sort
+    } else {
+        TextPlan::Walk { events: walk.saturating_mul(4).max(fetch) }
     }
 }
 
@@ -203,22 +434,11 @@ impl AuditStore for SqliteStore {
     }
 
     async fn search(&self, query: &Query, limit: usize, cursor: Option<Cursor>) -> Result<Page, StoreError> {
-        let mut builder: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new(format!("SELECT {COLUMNS} FROM audit_events"));
-        push_filters(&mut builder, query);
-        if let Some(cursor) = cursor {
-            builder
-                .push(" AND (ts < ")
-                .push_bind(cursor.ts_micros)
-                .push(" OR (ts = ")
-                .push_bind(cursor.ts_micros)
-                .push(" AND seq < ")
-                .push_bind(cursor.seq)
-                .push("))");
-        }
         let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        builder.push(" ORDER BY ts DESC, seq DESC LIMIT ").push_bind(fetch);
-        let rows = builder.build().fetch_all(&self.pool).await?;
+        let rows = match self.text_plan(query, cursor, fetch).await? {
+            TextPlan::Sort => self.sorted(query, cursor, fetch).await?,
+            TextPlan::Walk { events } => self.walk(query, cursor, fetch, events).await?,
+        };
         let mut events = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if events.len() > limit {
             events.truncate(limit);
@@ -257,6 +477,14 @@ impl AuditStore for SqliteStore {
                 .fetch_all(&self.pool)
                 .await?;
         rows.iter().map(from_row).collect()
+    }
+
+    async fn scan_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
+        // Streamed: SQLite's thread reads the next rows while this one hashes.
+        let sql = format!("SELECT {COLUMNS} FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?");
+        let rows =
+            sqlx::query(&sql).bind(after).bind(i64::try_from(limit).unwrap_or(i64::MAX)).fetch(&self.pool);
+        collect_links(rows, limit).await
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
@@ -335,7 +563,23 @@ impl AuditStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::SqliteStore;
+    use super::{MAX_WALK, PROBE_MATCHES, SqliteStore, TextPlan, choose_text_plan};
+
+    /// The chooser's arithmetic (the suite checks that each plan gives the same pages).
+    #[test]
+    fn text_plans_follow_the_density_of_matches() {
+        let probe = PROBE_MATCHES;
+        assert_eq!(choose_text_plan(1_000_000, None, probe, 101), TextPlan::Sort, "few matches");
+        // The 2,000th newest match 2,300 events back (87% of events): a walk of about 116 events.
+        assert_eq!(choose_text_plan(1_000_000, Some(997_701), probe, 101), TextPlan::Walk { events: 464 });
+        // 1 in 500 (0.2%): about 50,000 events, still cheaper than sorting.
+        assert_eq!(choose_text_plan(1_000_000, Some(1), probe, 101), TextPlan::Walk { events: 202_000 });
+        // Sparser still: the walk would pass its limit (3M events for 2,000 matches: about 150,000).
+        assert!(101 * 3_000_000 / probe > MAX_WALK);
+        assert_eq!(choose_text_plan(3_000_000, Some(1), probe, 101), TextPlan::Sort);
+        // A segment is never shorter than the page.
+        assert_eq!(choose_text_plan(5_000, Some(4_000), probe, 101), TextPlan::Walk { events: 200 });
+    }
 
     /// The durability and ingest settings reach the pool's connections.
     #[tokio::test]

@@ -25,6 +25,34 @@ pub struct Page {
     pub next_cursor: Option<Cursor>,
 }
 
+/// One stored event as [`verify`](crate::verify::verify) first reads it: its place, its stored hashes and
+/// the hash its stored fields give, without the event itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainLink {
+    /// Its sequence number.
+    pub seq: i64,
+    /// Its stored hash.
+    pub hash: Hash,
+    /// Its stored `prev_hash`.
+    pub prev_hash: Hash,
+    /// SHA-256 over `prev_hash` and the canonical encoding of its stored fields; `None` when the row
+    /// cannot be hashed that way (a hash of the wrong length, a column of an unexpected type), in which
+    /// case verification reads the event itself.
+    pub computed: Option<Hash>,
+}
+
+impl ChainLink {
+    /// The link of an event read whole.
+    pub fn of(stored: &StoredEvent) -> Self {
+        Self {
+            seq: stored.seq,
+            hash: stored.hash,
+            prev_hash: stored.prev_hash,
+            computed: Some(stored.event.chain_hash(&stored.prev_hash)),
+        }
+    }
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -83,6 +111,17 @@ pub trait AuditStore: Send + Sync + 'static {
         after: i64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+
+    /// [`ChainLink`]s of the events with `seq > after`, in chain order: what [`scan`](Self::scan) returns,
+    /// hashed. Backends hash straight from their rows, which is what makes verification fast; this
+    /// default reads whole events.
+    fn scan_chain(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ChainLink>, StoreError>> + Send {
+        async move { Ok(self.scan(after, limit).await?.iter().map(ChainLink::of).collect()) }
+    }
 
     /// The latest retention checkpoint.
     fn checkpoint(&self) -> impl Future<Output = Result<Option<Checkpoint>, StoreError>> + Send;
@@ -171,6 +210,68 @@ where
         hash: Hash::from_slice(&hash).ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
         prev_hash: Hash::from_slice(&prev_hash).ok_or_else(|| corrupt("prev_hash is not 32 bytes".into()))?,
     })
+}
+
+/// Reads a row of [`COLUMNS`] as a [`ChainLink`], hashing its fields as stored. Columns are taken by position
+/// (a lookup by name hashes the name). Only an unreadable `seq` is an error; any other column that cannot
+/// be read leaves the link without a computed hash, for verification to look at the event itself.
+pub(crate) fn chain_link<'r, R>(row: &'r R) -> Result<ChainLink, StoreError>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'r [u8]: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    use crate::event::StoredFields;
+    let seq: i64 = row.try_get(0)?;
+    let hash = |i: usize| row.try_get::<&'r [u8], _>(i).ok().and_then(Hash::from_slice);
+    let (hash, prev_hash) = (hash(17), hash(18));
+    let fields = || -> Result<StoredFields<'r>, sqlx::Error> {
+        Ok(StoredFields {
+            id: row.try_get(1)?,
+            ts: row.try_get(2)?,
+            actor_id: row.try_get(3)?,
+            actor_type: row.try_get(4)?,
+            actor_ip: row.try_get(5)?,
+            actor_user_agent: row.try_get(6)?,
+            action: row.try_get(7)?,
+            target_type: row.try_get(8)?,
+            target_id: row.try_get(9)?,
+            outcome: row.try_get(10)?,
+            severity: row.try_get(11)?,
+            component: row.try_get(12)?,
+            request_id: row.try_get(13)?,
+            trace_id: row.try_get(14)?,
+            message: row.try_get(15)?,
+            attributes: row.try_get(16)?,
+        })
+    };
+    let computed = match (hash, prev_hash) {
+        (Some(_), Some(prev_hash)) => fields().ok().map(|fields| fields.chain_hash(&prev_hash)),
+        _ => None,
+    };
+    Ok(ChainLink { seq, hash: hash.unwrap_or_default(), prev_hash: prev_hash.unwrap_or_default(), computed })
+}
+
+/// Collects a stream of rows of [`COLUMNS`] as [`ChainLink`]s, hashing each row as it arrives (while the
+/// database side reads the next ones).
+#[cfg(feature = "sqlite")]
+pub(crate) async fn collect_links<R, S>(mut rows: S, limit: usize) -> Result<Vec<ChainLink>, StoreError>
+where
+    S: futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r [u8]: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    use futures_util::TryStreamExt;
+    let mut links = Vec::with_capacity(limit.min(16_384));
+    while let Some(row) = rows.try_next().await? {
+        links.push(chain_link(&row)?);
+    }
+    Ok(links)
 }
 
 /// Turns full-text terms into an FTS5 query: each term a quoted string (phrases stay phrases), all

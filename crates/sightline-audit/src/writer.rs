@@ -403,7 +403,9 @@ impl<S: AuditStore> Task<S> {
         // Full-text indexing runs beside the commits, on its own connection, so ingest is bounded by the
         // slower of the two rather than their sum. It is told after each commit and also wakes on a timer.
         let committed = Arc::new(tokio::sync::Notify::new());
-        let indexer = tokio::spawn(index_loop(self.store.clone(), self.config.clone(), committed.clone()));
+        let (stop_indexer, stop) = tokio::sync::watch::channel(());
+        let indexer =
+            tokio::spawn(index_loop(self.store.clone(), self.config.clone(), committed.clone(), stop));
         let mut closing = false;
         loop {
             let Some(first) = receiver.recv().await else { break };
@@ -444,7 +446,10 @@ impl<S: AuditStore> Task<S> {
                 break;
             }
         }
-        indexer.abort();
+        // The indexer stops between passes, not in the middle of one: a query cancelled halfway can leave
+        // its pooled connection out of step with the server (seen on PostgreSQL as "expected
+        // ParseComplete, got ReadyForQuery" on the connection's next query).
+        drop(stop_indexer);
         let _ = indexer.await;
         // Index what the last commits added before the task ends.
         index(self.store.as_ref(), &self.config, usize::MAX).await;
@@ -550,12 +555,24 @@ impl<S: AuditStore> Task<S> {
 
 /// Indexes pending events whenever a commit happens or the interval passes; first whatever a previous
 /// run left unindexed (a crash between commit and indexing).
-async fn index_loop<S: AuditStore>(store: Arc<S>, config: WriterConfig, committed: Arc<tokio::sync::Notify>) {
+async fn index_loop<S: AuditStore>(
+    store: Arc<S>,
+    config: WriterConfig,
+    committed: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<()>,
+) {
     loop {
         index(store.as_ref(), &config, usize::MAX).await;
-        let _ = tokio::time::timeout(config.index_interval, committed.notified()).await;
+        // `changed` fails once the writer drops the sender: time to stop.
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::timeout(config.index_interval, committed.notified()) => {}
+        }
         // Let a burst of commits accumulate into one larger indexing batch.
-        tokio::time::sleep(config.index_interval / 10).await;
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(config.index_interval / 10) => {}
+        }
     }
 }
 

@@ -221,3 +221,17 @@ async fn full_text_words_phrases_and_plans() {
         .unwrap();
     assert_eq!(counts, [("ci".to_owned(), 300)]);
 }
+
+#[tokio::test]
+async fn full_text_plans() {
+    let Some(schema) = Schema::create().await else { return };
+    suite::full_text_plans(schema.store().await).await;
+}
+
+#[tokio::test]
+async fn verify_spans_batches() {
+    let Some(schema) = Schema::create().await else { return };
+    let store = schema.store().await;
+    let exec = exec(&store);
+    suite::verify_spans_batches(store, exec).await;
+}

@@ -104,3 +104,61 @@ async fn shutdown_drains_while_other_handles_live_on() {
         other.record_durable(sightline_audit::AuditEvent::builder("a.b", "late").build().unwrap()).await;
     assert!(matches!(late, Err(sightline_audit::WriteError::Stopped)), "{late:?}");
 }
+
+#[tokio::test]
+async fn full_text_plans() {
+    use sightline_audit::sqlite::TextPlan;
+    use sightline_audit::{AuditStore, Query};
+    let dir = TempDir::new("audit-sqlite");
+    let store = suite::full_text_plans(fresh(&dir).await).await;
+    let terms = |word: &str| Query { terms: vec![word.into()], ..Query::default() };
+    // The suite's searches took both plans.
+    assert_eq!(store.text_plan(&terms(suite::RARE_WORD), None, 101).await.unwrap(), TextPlan::Sort);
+    assert_eq!(store.text_plan(&terms("absent"), None, 101).await.unwrap(), TextPlan::Sort);
+    let by_actor = Query { actor: Some("alice".into()), ..terms(suite::DENSE_WORD) };
+    assert_eq!(store.text_plan(&by_actor, None, 101).await.unwrap(), TextPlan::Sort);
+    for word in [suite::DENSE_WORD, suite::EVERY_WORD, suite::OLD_WORD] {
+        let plan = store.text_plan(&terms(word), None, 101).await.unwrap();
+        assert!(matches!(plan, TextPlan::Walk { .. }), "{word}: {plan:?}");
+    }
+    // The old word's first segment holds fewer matches than a page (only the early events stamped late): the
+    // walk went on.
+    let TextPlan::Walk { events } = store.text_plan(&terms(suite::OLD_WORD), None, 101).await.unwrap() else {
+        unreachable!()
+    };
+    let newest = store.search(&Query::default(), usize::try_from(events).unwrap(), None).await.unwrap();
+    let held = newest.events.iter().filter(|e| e.event.message.contains(suite::OLD_WORD)).count();
+    assert!(held < 101, "{held}");
+    assert_eq!(store.search(&terms(suite::OLD_WORD), 100, None).await.unwrap().events.len(), 100);
+}
+
+/// Rows that the fast, row-hashing pass of `verify` cannot vouch for are checked as whole events, with the
+/// same verdicts as before: an id in upper case is still the same UUID (and hashes as one), a hash of the
+/// wrong length makes the row unreadable.
+#[tokio::test]
+async fn verify_reads_odd_rows_as_events() {
+    use sightline_audit::{AuditEvent, AuditStore, AuditWriter, StoreError};
+    let dir = TempDir::new("audit-sqlite");
+    let store = Arc::new(fresh(&dir).await);
+    let (writer, task) = AuditWriter::start(store.clone(), Default::default(), None).await.unwrap();
+    let events = (0..20).map(|i| AuditEvent::builder("a.b", format!("u{i}")).build().unwrap()).collect();
+    writer.record_all_durable(events).await.unwrap();
+    writer.shutdown(task).await;
+    let exec = exec(&store);
+    exec("UPDATE audit_events SET id = upper(id) WHERE seq = 7".into()).await;
+    let link = &store.scan_chain(6, 1).await.unwrap()[0];
+    assert_ne!(link.computed, Some(link.hash), "the stored text is not the canonical one");
+    let report = sightline_audit::verify::verify(store.as_ref()).await.unwrap();
+    assert!(report.ok && report.checked == 20, "{report:?}");
+    exec("UPDATE audit_events SET hash = x'00' WHERE seq = 12".into()).await;
+    let error = sightline_audit::verify::verify(store.as_ref()).await.unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { seq: 12, .. }), "{error}");
+}
+
+#[tokio::test]
+async fn verify_spans_batches() {
+    let dir = TempDir::new("audit-sqlite");
+    let store = fresh(&dir).await;
+    let exec = exec(&store);
+    suite::verify_spans_batches(store, exec).await;
+}

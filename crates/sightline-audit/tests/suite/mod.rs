@@ -270,3 +270,164 @@ pub async fn severity_filters<S: AuditStore>(store: S) {
     assert_eq!(store.search(&q("min_severity:medium"), 10, None).await.unwrap().events.len(), 3);
     writer.shutdown(task).await;
 }
+
+/// Events written by [`full_text_plans`].
+pub const PLAN_EVENTS: usize = 5_000;
+/// In every other event: dense enough for a walk of the time index.
+pub const DENSE_WORD: &str = "common";
+/// In every event.
+pub const EVERY_WORD: &str = "every";
+/// In the oldest 2,100 events only: the newest events a walk meets first hold none of it.
+pub const OLD_WORD: &str = "old";
+/// In one event of a hundred: few enough to sort.
+pub const RARE_WORD: &str = "sparse";
+
+/// Full-text searches give the same pages whichever plan a store picks: few matches or many, dense only far
+/// back, a time range,
+/// a cursor, field filters, several terms, and events whose time is out of step with their position (old
+/// events imported late, and early events stamped in the future), which a walk of the time index meets
+/// outside the window of matches it looked at first. Returns the store, loaded, so a backend's own test
+/// can check which plans these searches take.
+pub async fn full_text_plans<S: AuditStore>(store: S) -> Arc<S> {
+    let store = Arc::new(store);
+    let config = WriterConfig { redaction: Redaction::off(), ..config() };
+    let (writer, task) = AuditWriter::start(store.clone(), config, None).await.unwrap();
+    let n = PLAN_EVENTS as u64;
+    // Whole seconds, so that the time ranges below fall between events, as stored (to the microsecond).
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let base = SystemTime::UNIX_EPOCH + Duration::from_secs(now - 10 * n);
+    let events: Vec<AuditEvent> = (0..n)
+        .map(|i| {
+            // Two events to a second (ties are broken by seq), except: events 10..20 stamped among the
+            // newest ones, and the last 30 stamped among the 150 before them.
+            let secs = match i {
+                10..20 => n - 100 + (i - 10) * 7,
+                _ if i >= n - 30 => n - 150 + (i - (n - 30)) * 3,
+                _ => i / 2 * 2,
+            };
+            let mut words = vec!["filler"];
+            if i % 2 == 0 {
+                words.push(DENSE_WORD);
+            }
+            if i % 100 == 0 {
+                words.push(RARE_WORD);
+            }
+            if i < 2_100 {
+                words.push(OLD_WORD);
+            }
+            words.push(EVERY_WORD);
+            AuditEvent::builder("doc.read", if i % 3 == 0 { "alice" } else { "bob" })
+                .timestamp(base + Duration::from_secs(secs))
+                .message(words.join(" "))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for chunk in events.chunks(1000) {
+        writer.record_all_durable(chunk.to_vec()).await.unwrap();
+    }
+    writer.shutdown(task).await;
+    while store.index_pending(100_000).await.unwrap() > 0 {}
+
+    let all = store.scan(0, PLAN_EVENTS + 1).await.unwrap();
+    assert_eq!(all.len(), PLAN_EVENTS);
+    let at = |secs: u64| base + Duration::from_secs(secs);
+    let cases: Vec<(&str, Query)> = vec![
+        ("dense", Query { terms: vec![DENSE_WORD.into()], ..Query::default() }),
+        ("every", Query { terms: vec![EVERY_WORD.into()], ..Query::default() }),
+        ("old", Query { terms: vec![OLD_WORD.into()], ..Query::default() }),
+        ("rare", Query { terms: vec![RARE_WORD.into()], ..Query::default() }),
+        ("none", Query { terms: vec!["absent".into()], ..Query::default() }),
+        ("two terms", Query { terms: vec![DENSE_WORD.into(), RARE_WORD.into()], ..Query::default() }),
+        (
+            "dense in a time range",
+            Query {
+                terms: vec![DENSE_WORD.into()],
+                since: Some(at(1_000)),
+                until: Some(at(3_000)),
+                ..Query::default()
+            },
+        ),
+        (
+            "dense until",
+            Query { terms: vec![DENSE_WORD.into()], until: Some(at(n - 120)), ..Query::default() },
+        ),
+        (
+            "dense in an empty range",
+            Query { terms: vec![DENSE_WORD.into()], since: Some(at(20 * n)), ..Query::default() },
+        ),
+        (
+            "dense by one actor",
+            Query { terms: vec![DENSE_WORD.into()], actor: Some("alice".into()), ..Query::default() },
+        ),
+    ];
+    for (name, query) in &cases {
+        let mut expected: Vec<(i64, i64)> = all
+            .iter()
+            .filter(|s| {
+                let e = &s.event;
+                let words: Vec<&str> = e.message.split(' ').collect();
+                query.terms.iter().all(|t| words.contains(&t.as_str()))
+                    && query.actor.as_ref().is_none_or(|a| *a == e.actor.id)
+                    && query.since.is_none_or(|since| e.timestamp >= since)
+                    && query.until.is_none_or(|until| e.timestamp < until)
+            })
+            .map(|s| (s.event.timestamp_micros(), s.seq))
+            .collect();
+        expected.sort_unstable_by(|a, b| b.cmp(a));
+        let expected: Vec<i64> = expected.into_iter().map(|(_, seq)| seq).collect();
+        for page_size in [100, 7] {
+            let mut seen = Vec::new();
+            let mut cursor = None;
+            // Pages of 7: the first 30 are enough to cross the out-of-step events.
+            let pages = if page_size == 100 { usize::MAX } else { 30 };
+            for _ in 0..pages {
+                let page = store.search(query, page_size, cursor).await.unwrap();
+                assert!(page.events.len() <= page_size);
+                seen.extend(page.events.iter().map(|e| e.seq));
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            let want = if pages == usize::MAX { &expected[..] } else { &expected[..seen.len()] };
+            assert_eq!(seen, want, "{name}, pages of {page_size}");
+            assert!(!seen.is_empty() || expected.is_empty(), "{name}");
+        }
+        // Counting agrees with searching.
+        let counted: u64 =
+            store.count_by(query, Facet::Outcome, 10).await.unwrap().iter().map(|(_, n)| n).sum();
+        assert_eq!(counted, expected.len() as u64, "{name}: count_by");
+    }
+    store
+}
+
+/// `verify` over several batches (it reads two at a time): problems in the first, the second and a later
+/// batch, and at a batch's edge, are found where they are, with the events before them counted.
+pub async fn verify_spans_batches<S: AuditStore>(store: S, exec: Exec) {
+    let store = Arc::new(store);
+    let config = WriterConfig { redaction: Redaction::off(), ..config() };
+    let (writer, task) = AuditWriter::start(store.clone(), config, None).await.unwrap();
+    for chunk in 0..5 {
+        let events = (0..5_000)
+            .map(|i| event("doc.edit", "alice", Outcome::Success, 0, &format!("edit {chunk} {i}")))
+            .collect();
+        writer.record_all_durable(events).await.unwrap();
+    }
+    writer.shutdown(task).await;
+    let report = verify(store.as_ref()).await.unwrap();
+    assert!(report.ok && report.checked == 25_000 && report.head_seq == 25_000, "{report:?}");
+    for seq in [3_000, 10_000, 10_001, 15_000, 24_999] {
+        exec(format!("UPDATE audit_events SET message = 'nothing to see' WHERE seq = {seq}")).await;
+        let report = verify(store.as_ref()).await.unwrap();
+        let problem = report.problem.unwrap();
+        assert_eq!((problem.kind, problem.seq, report.checked), (ProblemKind::Altered, seq, seq as u64));
+        let (chunk, i) = ((seq - 1) / 5_000, (seq - 1) % 5_000);
+        exec(format!("UPDATE audit_events SET message = 'edit {chunk} {i}' WHERE seq = {seq}")).await;
+    }
+    assert!(verify(store.as_ref()).await.unwrap().ok, "restored");
+    exec("DELETE FROM audit_events WHERE seq = 20001".into()).await;
+    let report = verify(store.as_ref()).await.unwrap();
+    let problem = report.problem.unwrap();
+    assert_eq!((problem.kind, problem.seq, report.checked), (ProblemKind::Missing, 20_001, 20_001));
+}
