@@ -486,6 +486,54 @@ fn a_restart_keeps_silences_and_does_not_repeat_a_sent_notification() {
     }
 }
 
+/// A server killed while a group waits (`group_wait`) for its first notification: after the restart the
+/// notification is sent, once.
+#[test]
+fn a_server_killed_mid_group_sends_the_waiting_notification_once_after_the_restart() {
+    let (hook, deliveries) = webhook();
+    let dir = TempDir::new("alerting-mid-group");
+    let rules = dir.path().join("test.rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: test\n    interval: 500ms\n    rules:\n      - alert: BuildInfoPresent\n\
+         \x20       expr: max without (instance) (sightline_build_info) == 1\n",
+    )
+    .expect("write rules");
+    let config = dir.path().join("sightline.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "tsdb:\n  self_scrape_interval: 500ms\nalerting:\n  rule_files: ['{}']\n  evaluation_interval: 500ms\n\
+             \x20 route:\n    receiver: hook\n    group_by: [alertname]\n    group_wait: 6s\n    group_interval: 1s\n\
+             \x20 receivers:\n    - name: hook\n      webhook_configs:\n        - url: http://{hook}/alerts\n",
+            rules.display()
+        ),
+    )
+    .expect("write config");
+    let data = dir.path().join("data");
+    let mut server = start(&data, &config);
+    // The alert is in the pipeline, its group waiting.
+    let fingerprint = eventually(Duration::from_secs(20), || {
+        let alerts = get(server.addr, "/api/v1/alerts");
+        let alert = alerts["data"]["alerts"].as_array()?.iter().find(|a| {
+            a["labels"]["alertname"] == "BuildInfoPresent"
+                && a["state"] == "firing"
+                && a.get("silencedBy").is_some()
+        })?;
+        alert["fingerprint"].as_str().map(str::to_owned)
+    })
+    .expect("the alert reaches the pipeline");
+    assert!(deliveries.try_recv().is_err(), "delivered before group_wait");
+    server.child.kill();
+
+    let server = start(&data, &config);
+    let delivery = next(&deliveries, "the waiting notification after the restart");
+    assert_eq!(delivery.body["status"], "firing", "{}", delivery.body);
+    assert_eq!(delivery.body["alerts"][0]["fingerprint"], fingerprint.as_str(), "{}", delivery.body);
+    assert_quiet(&deliveries, Duration::from_secs(4), "the notification was sent twice");
+    drop(server);
+}
+
 #[test]
 fn check_config_names_bad_routing_and_rule_files_with_their_lines() {
     let dir = TempDir::new("alerting-config");
