@@ -433,30 +433,37 @@ fn notify_test_sends_through_every_integration_of_a_receiver() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("have: ops"));
 }
 
-#[test]
-fn a_restart_keeps_silences_and_does_not_repeat_a_sent_notification() {
-    let (hook, deliveries) = webhook();
-    let dir = TempDir::new("alerting-restart");
-    let rules = dir.path().join("test.rules.yml");
-    // Each start listens on a new port, which is the self-scrape's `instance`: aggregate it away so the
-    // alert is the same one across the restart.
+/// A config for the restart tests, in `dir`: one rule that fires at once over the server's own
+/// `sightline_build_info`, every 500 ms, routed to the webhook at `hook` after `group_wait`. Each start
+/// listens on a new port, which is the self-scrape's `instance`: the rule aggregates it away so that the
+/// alert is the same one across a restart.
+fn restart_config(dir: &Path, hook: SocketAddr, group_wait: &str) -> PathBuf {
+    let rules = dir.join("test.rules.yml");
     std::fs::write(
         &rules,
-        "groups:\n  - name: test\n    interval: 1s\n    rules:\n      - alert: BuildInfoPresent\n\
+        "groups:\n  - name: test\n    interval: 500ms\n    rules:\n      - alert: BuildInfoPresent\n\
          \x20       expr: max without (instance) (sightline_build_info) == 1\n",
     )
     .expect("write rules");
-    let config = dir.path().join("sightline.yaml");
+    let config = dir.join("sightline.yaml");
     std::fs::write(
         &config,
         format!(
-            "tsdb:\n  self_scrape_interval: 500ms\nalerting:\n  rule_files: ['{}']\n  evaluation_interval: 1s\n\
-             \x20 route:\n    receiver: hook\n    group_by: [alertname]\n    group_wait: 1s\n    group_interval: 1s\n\
+            "tsdb:\n  self_scrape_interval: 500ms\nalerting:\n  rule_files: ['{}']\n  evaluation_interval: 500ms\n\
+             \x20 route:\n    receiver: hook\n    group_by: [alertname]\n    group_wait: {group_wait}\n    group_interval: 1s\n\
              \x20 receivers:\n    - name: hook\n      webhook_configs:\n        - url: http://{hook}/alerts\n",
             rules.display()
         ),
     )
     .expect("write config");
+    config
+}
+
+#[test]
+fn a_restart_keeps_silences_and_does_not_repeat_a_sent_notification() {
+    let (hook, deliveries) = webhook();
+    let dir = TempDir::new("alerting-restart");
+    let config = restart_config(dir.path(), hook, "1s");
     let data = dir.path().join("data");
     let mut server = start(&data, &config);
     let first = deliveries.recv_timeout(Duration::from_secs(30)).expect("a delivery").body;
@@ -492,24 +499,7 @@ fn a_restart_keeps_silences_and_does_not_repeat_a_sent_notification() {
 fn a_server_killed_mid_group_sends_the_waiting_notification_once_after_the_restart() {
     let (hook, deliveries) = webhook();
     let dir = TempDir::new("alerting-mid-group");
-    let rules = dir.path().join("test.rules.yml");
-    std::fs::write(
-        &rules,
-        "groups:\n  - name: test\n    interval: 500ms\n    rules:\n      - alert: BuildInfoPresent\n\
-         \x20       expr: max without (instance) (sightline_build_info) == 1\n",
-    )
-    .expect("write rules");
-    let config = dir.path().join("sightline.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "tsdb:\n  self_scrape_interval: 500ms\nalerting:\n  rule_files: ['{}']\n  evaluation_interval: 500ms\n\
-             \x20 route:\n    receiver: hook\n    group_by: [alertname]\n    group_wait: 6s\n    group_interval: 1s\n\
-             \x20 receivers:\n    - name: hook\n      webhook_configs:\n        - url: http://{hook}/alerts\n",
-            rules.display()
-        ),
-    )
-    .expect("write config");
+    let config = restart_config(dir.path(), hook, "6s");
     let data = dir.path().join("data");
     let mut server = start(&data, &config);
     // The alert is in the pipeline, its group waiting.
