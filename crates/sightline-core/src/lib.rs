@@ -57,6 +57,7 @@
 //! The workspace's `rust-version` (currently 1.85) and newer.
 
 mod cells;
+pub mod duration;
 mod error;
 pub mod naming;
 #[cfg(feature = "redact")]

@@ -579,44 +579,7 @@ impl PromDuration {
     /// Parses Prometheus's duration syntax: units `y` (365 d), `w`, `d`, `h`, `m`, `s`, `ms`, largest
     /// first, each at most once.
     pub fn parse(text: &str) -> Result<Self, String> {
-        const UNITS: [(&str, u64); 7] = [
-            ("y", 365 * 24 * 3600 * 1000),
-            ("w", 7 * 24 * 3600 * 1000),
-            ("d", 24 * 3600 * 1000),
-            ("h", 3600 * 1000),
-            ("m", 60 * 1000),
-            ("s", 1000),
-            ("ms", 1),
-        ];
-        let bad =
-            || format!("invalid duration {text:?}: use Prometheus syntax such as 500ms, 15s, 1m or 1h30m");
-        match text {
-            "0" => return Ok(Self(std::time::Duration::ZERO)),
-            "" => return Err(bad()),
-            _ => {}
-        }
-        let mut rest = text;
-        let mut next_unit = 0;
-        let mut millis: u64 = 0;
-        while !rest.is_empty() {
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 {
-                return Err(bad());
-            }
-            let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
-            rest = &rest[digits..];
-            let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-            let unit = &rest[..unit_len];
-            rest = &rest[unit_len..];
-            let position = UNITS.iter().position(|(name, _)| *name == unit).ok_or_else(bad)?;
-            if position < next_unit {
-                return Err(bad());
-            }
-            next_unit = position + 1;
-            millis =
-                number.checked_mul(UNITS[position].1).and_then(|m| m.checked_add(millis)).ok_or_else(bad)?;
-        }
-        Ok(Self(std::time::Duration::from_millis(millis)))
+        sightline_core::duration::parse_prometheus(text).map(Self).map_err(|e| e.to_string())
     }
 }
 

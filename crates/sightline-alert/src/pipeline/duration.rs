@@ -17,51 +17,9 @@ pub struct DurationError {
 }
 
 /// Parses a Prometheus duration: units y(365d), w, d, h, m, s, ms, each at most once and in that order;
-/// "0" alone is zero.
+/// "0" alone is zero. The one parser all of Sightline uses ([`sightline_core::duration`]).
 pub fn parse(input: &str) -> Result<Duration, DurationError> {
-    let err = || DurationError { input: input.to_owned() };
-    if input == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if input.is_empty() {
-        return Err(err());
-    }
-    const UNITS: [(&str, u64); 7] = [
-        ("y", 365 * 24 * 3600 * 1000),
-        ("w", 7 * 24 * 3600 * 1000),
-        ("d", 24 * 3600 * 1000),
-        ("h", 3600 * 1000),
-        ("m", 60 * 1000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let bytes = input.as_bytes();
-    let mut pos = 0;
-    let mut next_unit = 0;
-    let mut total_ms: u64 = 0;
-    while pos < bytes.len() {
-        let start = pos;
-        while pos < bytes.len() && bytes[pos].is_ascii_digit() {
-            pos += 1;
-        }
-        if start == pos {
-            return Err(err());
-        }
-        let number: u64 = input[start..pos].parse().map_err(|_| err())?;
-        let unit_start = pos;
-        while pos < bytes.len() && bytes[pos].is_ascii_alphabetic() {
-            pos += 1;
-        }
-        let unit = &input[unit_start..pos];
-        let index = UNITS.iter().position(|(name, _)| *name == unit).ok_or_else(err)?;
-        if index < next_unit {
-            return Err(err());
-        }
-        next_unit = index + 1;
-        let ms = number.checked_mul(UNITS[index].1).ok_or_else(err)?;
-        total_ms = total_ms.checked_add(ms).ok_or_else(err)?;
-    }
-    Ok(Duration::from_millis(total_ms))
+    sightline_core::duration::parse_prometheus(input).map_err(|_| DurationError { input: input.to_owned() })
 }
 
 /// Formats a duration the way Prometheus prints it (`1h30m`, `0s`).

@@ -52,67 +52,13 @@ impl PromDuration {
     }
 }
 
-/// Hand-written because Prometheus's grammar is fixed and small: humantime (already a dependency) also
-/// accepts `1 sec`, `2hours` and unordered units, which Prometheus rejects, and a pasted config should mean
-/// the same in both.
+/// Prometheus's notation, read by the one parser all of Sightline uses
+/// ([`sightline_core::duration::parse_prometheus`]); the error is the reason alone.
 impl FromStr for PromDuration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        if s == "0" {
-            return Ok(Self(Duration::ZERO));
-        }
-        if s.is_empty() {
-            return Err("empty duration; write it like 15s, 1m, 500ms or 1h30m".into());
-        }
-        // Units in the only order Prometheus accepts, with their length in milliseconds.
-        const UNITS: [(&str, u128); 7] = [
-            ("y", 365 * 86_400_000),
-            ("w", 7 * 86_400_000),
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-            ("ms", 1),
-        ];
-        let bytes = s.as_bytes();
-        let mut pos = 0;
-        let mut next_unit = 0;
-        let mut total: u128 = 0;
-        while pos < bytes.len() {
-            let start = pos;
-            while pos < bytes.len() && bytes[pos].is_ascii_digit() {
-                pos += 1;
-            }
-            if start == pos {
-                return Err(format!(
-                    "expected a number at {:?}; write it like 15s, 1m, 500ms or 1h30m",
-                    &s[pos..]
-                ));
-            }
-            let number: u128 =
-                s[start..pos].parse().map_err(|_| format!("number {:?} is too large", &s[start..pos]))?;
-            let unit_start = pos;
-            while pos < bytes.len() && bytes[pos].is_ascii_alphabetic() {
-                pos += 1;
-            }
-            let unit = &s[unit_start..pos];
-            let Some(offset) = UNITS[next_unit..].iter().position(|(u, _)| *u == unit) else {
-                return Err(if UNITS.iter().any(|(u, _)| *u == unit) {
-                    format!("unit {unit:?} is out of order; units go y, w, d, h, m, s, ms")
-                } else {
-                    format!("unknown unit {unit:?}; use y, w, d, h, m, s or ms")
-                });
-            };
-            let index = next_unit + offset;
-            total = number
-                .checked_mul(UNITS[index].1)
-                .and_then(|ms| total.checked_add(ms))
-                .ok_or_else(|| "duration is too large".to_owned())?;
-            next_unit = index + 1;
-        }
-        let millis = u64::try_from(total).map_err(|_| "duration is too large".to_owned())?;
-        Ok(Self(Duration::from_millis(millis)))
+        sightline_core::duration::parse_prometheus(s).map(Self).map_err(|e| e.reason)
     }
 }
 

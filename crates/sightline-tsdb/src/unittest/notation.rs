@@ -172,40 +172,9 @@ fn parse_count(text: &str) -> Result<u64, String> {
 /// Parses a Prometheus duration (`0`, `90s`, `1h30m`, `1d`, `500ms`; units y w d h m s ms, largest
 /// first) into milliseconds.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
-    const UNITS: [(&str, i64); 7] = [
-        ("y", 365 * 24 * 3_600_000),
-        ("w", 7 * 24 * 3_600_000),
-        ("d", 24 * 3_600_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let bad = || format!("not a valid duration string: {text:?} (write e.g. 90s, 5m or 1h30m)");
-    if text == "0" {
-        return Ok(0);
-    }
-    if text.is_empty() {
-        return Err(bad());
-    }
-    let mut rest = text;
-    let mut total: i64 = 0;
-    let mut next_unit = 0;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = &rest[..letters];
-        rest = &rest[letters..];
-        let idx = UNITS[next_unit..].iter().position(|(u, _)| *u == unit).ok_or_else(bad)? + next_unit;
-        next_unit = idx + 1;
-        total = n.checked_mul(UNITS[idx].1).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
-    }
-    Ok(total)
+    let bad = |reason: &str| format!("not a valid duration string: {text:?} ({reason})");
+    let duration = sightline_core::duration::parse_prometheus(text).map_err(|e| bad(&e.reason))?;
+    i64::try_from(duration.as_millis()).map_err(|_| bad("duration is too large"))
 }
 
 /// Prints milliseconds as Prometheus prints a duration (`1h30m`, `0s`).
