@@ -587,45 +587,9 @@ fn parse_time(value: &str, now: SystemTime) -> Result<SystemTime, String> {
     parsed.map_err(|e| format!("not a time ({e})"))
 }
 
-/// Parses a Prometheus-style duration: `<number><unit>` groups, units `y w d h m s ms` from the largest to
-/// the smallest, each at most once.
+/// Parses a Prometheus-style duration (`1h30m`), with the parser all of Sightline uses.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    const UNITS: [(&str, u64); 7] = [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ];
-    let too_long = || "the duration is too long".to_owned();
-    let mut rest = text;
-    let mut millis: u64 = 0;
-    let mut next_unit = 0; // units before this index are used up
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit_end = rest[digits..].find(|c: char| c.is_ascii_digit()).map_or(rest.len(), |i| digits + i);
-        let (number, unit) = (&rest[..digits], &rest[digits..unit_end]);
-        if number.is_empty() {
-            return Err(format!("`{unit}` needs a number before it"));
-        }
-        if unit.is_empty() {
-            return Err(format!("`{number}` needs a unit: ms, s, m, h, d, w or y"));
-        }
-        let Some(index) = UNITS.iter().position(|(u, _)| *u == unit) else {
-            return Err(format!("unknown unit `{unit}`; use ms, s, m, h, d, w or y"));
-        };
-        if index < next_unit {
-            return Err("units go from the largest to the smallest, each once, as in `1h30m`".to_owned());
-        }
-        next_unit = index + 1;
-        let number: u64 = number.parse().map_err(|_| too_long())?;
-        millis =
-            number.checked_mul(UNITS[index].1).and_then(|n| n.checked_add(millis)).ok_or_else(too_long)?;
-        rest = &rest[unit_end..];
-    }
-    Ok(Duration::from_millis(millis))
+    sightline_core::duration::parse_prometheus(text).map_err(|e| e.reason)
 }
 
 // === impl ActionPattern ===

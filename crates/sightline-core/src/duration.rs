@@ -71,6 +71,9 @@ pub fn parse_prometheus(text: &str) -> Result<Duration, DurationError> {
             pos += 1;
         }
         let unit = &text[unit_start..pos];
+        if unit.is_empty() {
+            return Err(fail(format!("{:?} needs a unit: y, w, d, h, m, s or ms", &text[start..pos])));
+        }
         let Some(offset) = UNITS[next_unit..].iter().position(|(u, _)| *u == unit) else {
             return Err(fail(if UNITS.iter().any(|(u, _)| *u == unit) {
                 format!("unit {unit:?} is out of order; units go y, w, d, h, m, s, ms, each once")
@@ -104,12 +107,12 @@ mod tests {
         assert_eq!(ok("1d2h3m4s5ms"), Duration::from_millis(93_784_005));
         for (bad, reason) in [
             ("", "empty"),
-            ("5", "unknown unit \"\""),
+            ("5", "\"5\" needs a unit"),
             ("5min", "unknown unit \"min\""),
             ("30m1h", "out of order"),
             ("1h1h", "out of order"),
             ("-5s", "expected a number"),
-            ("1.5h", "unknown unit \"\""),
+            ("1.5h", "\"1\" needs a unit"),
             ("99999999999999999999999999999999999999999y", "too large"),
             ("999999999999y", "too large"),
         ] {

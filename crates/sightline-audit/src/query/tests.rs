@@ -310,7 +310,8 @@ fn errors() {
              such as `2026-11-30T10:00:00Z` or `2026-11-30`"
         )
     };
-    let order = "units go from the largest to the smallest, each once, as in `1h30m`";
+    let order =
+        |unit: &str| format!("unit \"{unit}\" is out of order; units go y, w, d, h, m, s, ms, each once");
     let invalid = "not a time (timestamp format is invalid)";
     let out_of_range = "not a time (numeric component is out of range)";
     let inverted = |since: &str, until: &str| {
@@ -359,14 +360,14 @@ fn errors() {
         ("severity:urgent", 1, one_of("severity", severities, "urgent")),
         ("min_severity:HIGH", 1, one_of("min_severity", severities, "HIGH")),
         // Times.
-        ("since:15", 1, time("since:15", "`15` needs a unit: ms, s, m, h, d, w or y")),
-        ("since:1h30", 1, time("since:1h30", "`30` needs a unit: ms, s, m, h, d, w or y")),
-        ("since:15min", 1, time("since:15min", "unknown unit `min`; use ms, s, m, h, d, w or y")),
-        ("since:30m1h", 1, time("since:30m1h", order)),
-        ("since:1h1h", 1, time("since:1h1h", order)),
-        ("until:1s1m", 1, time("until:1s1m", order)),
-        ("since:99999999999999999999y", 1, time("since:99999999999999999999y", "the duration is too long")),
-        ("since:99999999999y", 1, time("since:99999999999y", "the duration is too long")),
+        ("since:15", 1, time("since:15", "\"15\" needs a unit: y, w, d, h, m, s or ms")),
+        ("since:1h30", 1, time("since:1h30", "\"30\" needs a unit: y, w, d, h, m, s or ms")),
+        ("since:15min", 1, time("since:15min", "unknown unit \"min\"; use y, w, d, h, m, s or ms")),
+        ("since:30m1h", 1, time("since:30m1h", &order("h"))),
+        ("since:1h1h", 1, time("since:1h1h", &order("h"))),
+        ("until:1s1m", 1, time("until:1s1m", &order("m"))),
+        ("since:99999999999999999999y", 1, time("since:99999999999999999999y", "duration is too large")),
+        ("since:99999999999y", 1, time("since:99999999999y", "duration is too large")),
         ("since:yesterday", 1, time("since:yesterday", invalid)),
         ("since:-1h", 1, time("since:-1h", invalid)),
         ("since:2026-13-01", 1, time("since:2026-13-01", out_of_range)),
