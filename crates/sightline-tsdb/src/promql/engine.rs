@@ -293,8 +293,22 @@ fn error_position(query: &str, message: &str) -> Option<usize> {
         let len = message[start..].find(*q)?;
         Some(&message[start..start + len])
     });
-    if let Some(text) = quoted.filter(|t| !t.is_empty() && *t != query) {
+    if let Some(text) = quoted.filter(|t| !t.is_empty()) {
         if let Some(pos) = query.find(text) {
+            return Some(pos);
+        }
+    }
+    // Messages that end with the offending text unquoted: `bad number or duration syntax: 5x`,
+    // `illegal regex for (`.
+    let unquoted = ["syntax: ", "regex for "]
+        .iter()
+        .find_map(|marker| message.rfind(marker).map(|i| &message[i + marker.len()..]));
+    if let Some(text) = unquoted.filter(|t| !t.is_empty()) {
+        // A regex stands quoted in the query: look for it as a string first, so that `(` in
+        // `sum(x{a=~"("})` is the pattern's and not the call's.
+        let in_quotes =
+            ['"', '\'', '`'].iter().find_map(|q| query.find(&format!("{q}{text}{q}")).map(|p| p + 1));
+        if let Some(pos) = in_quotes.or_else(|| query.find(text)) {
             return Some(pos);
         }
     }

@@ -589,6 +589,18 @@ fn parse_errors_are_bad_data() {
         };
         assert_eq!((position, got.as_str()), (Some(pos), message), "{query}");
     }
+    // Messages that name the offending text point at it, quoted or not.
+    for (query, pos, message) in [
+        ("foo[5x]", 4, "1:5: parse error: bad number or duration syntax: 5x"),
+        (r#"foo{a=~"("}"#, 8, "1:9: parse error: illegal regex for ("),
+        (")", 0, "1:1: parse error: unexpected right parenthesis ')'"),
+        (r#"sum(x{a=~"("})"#, 10, "1:11: parse error: illegal regex for ("),
+    ] {
+        let Err(QueryError::BadData { position, message: got }) = Engine::parse(query) else {
+            panic!("{query}: error expected")
+        };
+        assert_eq!((position, got.as_str()), (Some(pos), message), "{query}");
+    }
     // Valid neighbours are not flagged: these fail for other reasons, or parse.
     assert!(Engine::parse(r#"sum by (job) (rate(x{a="b"}[5m] offset 5m))"#).is_ok());
 }
