@@ -93,13 +93,19 @@ impl Engine {
     }
 
     /// Parses and type-checks a query. Errors are [`QueryError::BadData`] with a byte position when one can
-    /// be found.
+    /// be found: `promql-parser` reports positions for some errors only, so the rest are located again here
+    /// (the offending text the message names, an end of input, two operands in a row, the operand of a
+    /// type error). Type errors point at what has the wrong type, where Prometheus points at the start
+    /// of the expression holding it.
     pub fn parse(query: &str) -> Result<Expr, QueryError> {
         promql_parser::parser::parse(query).map_err(|mut message| {
             let mut position = error_position(query, &message);
             if position.is_none() && ends_incomplete(query) {
                 message = "unexpected end of input".to_owned();
                 position = Some(query.len());
+            }
+            if position.is_none() {
+                position = type_error_position(query, &message);
             }
             if position.is_none() {
                 if let Some((pos, what)) = adjacent_operands(query) {
@@ -346,6 +352,62 @@ fn adjacent_operands(query: &str) -> Option<(usize, String)> {
             return Some((lexeme.span().start(), format!("unexpected {what} {text:?}")));
         }
         prev = Some(tok);
+    }
+    None
+}
+
+/// Where a type error the parser reports without a position lies, found by lexing the query again: the
+/// parameter of the first aggregation that takes one (`topk(x, y)` points at `x`), or, for a binary
+/// operation on a string or a range, that string or the operator after the range. Prometheus points at
+/// the start of the whole expression instead; this points inside it, at what has the wrong type.
+fn type_error_position(query: &str, message: &str) -> Option<usize> {
+    use lrpar::{Lexeme, Lexer};
+    use promql_parser::parser::token::{
+        T_BY, T_LEFT_BRACE, T_LEFT_PAREN, T_RIGHT_BRACE, T_RIGHT_BRACKET, T_RIGHT_PAREN, T_STRING, T_WITHOUT,
+        TokenType,
+    };
+    let aggregation =
+        message.contains("in aggregation expression") || message.contains("aggregation parameter");
+    let binary = message.contains("binary expression must contain only scalar and instant vector types");
+    if !(aggregation || binary) {
+        return None;
+    }
+    let lexer = promql_parser::parser::lexer(query).ok()?;
+    let tokens: Vec<(u16, usize)> =
+        lexer.iter().map(|l| l.ok().map(|l| (l.tok_id(), l.span().start()))).collect::<Option<_>>()?;
+    if aggregation {
+        let at = tokens.iter().position(|(t, _)| TokenType::new(*t).is_aggregator_with_param())?;
+        let mut i = at + 1;
+        // `topk by (a) (k, x)`: step over the grouping's parentheses.
+        if matches!(tokens.get(i), Some((T_BY | T_WITHOUT, _))) {
+            i += tokens[i..].iter().position(|(t, _)| *t == T_RIGHT_PAREN)? + 1;
+        }
+        if tokens.get(i)?.0 != T_LEFT_PAREN {
+            return None;
+        }
+        return tokens.get(i + 1).map(|(_, pos)| *pos);
+    }
+    let mut braces = 0usize;
+    for (i, (tok, pos)) in tokens.iter().enumerate() {
+        match *tok {
+            T_LEFT_BRACE => braces += 1,
+            T_RIGHT_BRACE => braces = braces.saturating_sub(1),
+            // Label matchers (`{a="b"}`) are operators between a name and a string, not binary operations.
+            _ if braces > 0 || !TokenType::new(*tok).is_operator() => {}
+            _ => {
+                let before = i.checked_sub(1).map(|j| tokens[j].0);
+                let after = tokens.get(i + 1);
+                if before == Some(T_STRING) {
+                    return Some(tokens[i - 1].1);
+                }
+                if let Some((T_STRING, string)) = after {
+                    return Some(*string);
+                }
+                if before == Some(T_RIGHT_BRACKET) {
+                    return Some(*pos);
+                }
+            }
+        }
     }
     None
 }

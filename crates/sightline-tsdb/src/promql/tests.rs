@@ -595,6 +595,28 @@ fn parse_errors_are_bad_data() {
         (r#"foo{a=~"("}"#, 8, "1:9: parse error: illegal regex for ("),
         (")", 0, "1:1: parse error: unexpected right parenthesis ')'"),
         (r#"sum(x{a=~"("})"#, 10, "1:11: parse error: illegal regex for ("),
+        // Type errors point at what has the wrong type.
+        ("topk(x, y)", 5, "1:6: parse error: expected type scalar in aggregation expression, got vector"),
+        (
+            "topk by (a) (x, y)",
+            13,
+            "1:14: parse error: expected type scalar in aggregation expression, got vector",
+        ),
+        (
+            r#""str" + 1"#,
+            0,
+            "1:1: parse error: binary expression must contain only scalar and instant vector types",
+        ),
+        (
+            r#"x{a="b"} + "str""#,
+            11,
+            "1:12: parse error: binary expression must contain only scalar and instant vector types",
+        ),
+        (
+            "x[5m] * 2",
+            6,
+            "1:7: parse error: binary expression must contain only scalar and instant vector types",
+        ),
     ] {
         let Err(QueryError::BadData { position, message: got }) = Engine::parse(query) else {
             panic!("{query}: error expected")
