@@ -583,20 +583,10 @@ impl PromDuration {
     }
 }
 
+/// Prometheus's canonical form (`1h30m`, `90d`, `1w`, `0s`).
 impl std::fmt::Display for PromDuration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let millis = self.0.as_millis();
-        if millis == 0 {
-            return f.write_str("0s");
-        }
-        let mut rest = millis;
-        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
-            if rest >= size {
-                write!(f, "{}{unit}", rest / size)?;
-                rest %= size;
-            }
-        }
-        Ok(())
+        f.write_str(&promql_parser::util::display_duration(&self.0))
     }
 }
 

@@ -22,27 +22,9 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
     sightline_core::duration::parse_prometheus(input).map_err(|_| DurationError { input: input.to_owned() })
 }
 
-/// Formats a duration the way Prometheus prints it (`1h30m`, `0s`).
+/// Formats a duration the way Prometheus prints it (`1h30m`, `90d`, `1w`, `0s`).
 pub fn format(d: Duration) -> String {
-    let mut ms = d.as_millis();
-    if ms == 0 {
-        return "0s".to_owned();
-    }
-    let mut out = String::new();
-    for (unit, size) in [
-        ("w", 7 * 24 * 3600 * 1000u128),
-        ("d", 24 * 3600 * 1000),
-        ("h", 3600 * 1000),
-        ("m", 60 * 1000),
-        ("s", 1000),
-        ("ms", 1),
-    ] {
-        if ms >= size {
-            out.push_str(&format!("{}{unit}", ms / size));
-            ms %= size;
-        }
-    }
-    out
+    promql_parser::util::display_duration(&d)
 }
 
 /// A duration in configuration files, (de)serialised in Prometheus syntax.

@@ -141,30 +141,7 @@ fn push_f(out: &mut String, digits: &[u8], dp: i64, decimals: i64) {
 pub use sightline_tsdb::unittest::parse_duration;
 
 /// Prints milliseconds as Prometheus's `model.Duration` does (`1h30m`, `1d`, `0s`).
-pub fn format_duration(ms: i64) -> String {
-    if ms == 0 {
-        return "0s".into();
-    }
-    let sign = if ms < 0 { "-" } else { "" };
-    let mut rest = ms.unsigned_abs();
-    let mut out = String::from(sign);
-    for (unit, size) in [
-        ("y", 365 * 24 * 3_600_000u64),
-        ("w", 7 * 24 * 3_600_000),
-        ("d", 24 * 3_600_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ] {
-        let n = rest / size;
-        if n > 0 {
-            out.push_str(&format!("{n}{unit}"));
-            rest %= size;
-        }
-    }
-    out
-}
+pub use sightline_tsdb::unittest::format_duration;
 
 /// Quotes a string as Go's `strconv.Quote` does for printable text (`%q`).
 pub fn go_quote(s: &str) -> String {

@@ -62,28 +62,11 @@ impl FromStr for PromDuration {
     }
 }
 
-/// Prometheus's canonical form: the largest units first, zero parts left out, `0s` for zero.
+/// Prometheus's canonical form (`model.Duration`): the largest units first, years and weeks only when
+/// they divide it exactly (`90d`, not `12w6d`), `0s` for zero.
 impl fmt::Display for PromDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut ms = self.0.as_millis();
-        if ms == 0 {
-            return f.write_str("0s");
-        }
-        for (unit, len) in [
-            ("y", 365 * 86_400_000u128),
-            ("w", 7 * 86_400_000),
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1_000),
-            ("ms", 1),
-        ] {
-            if ms >= len {
-                write!(f, "{}{unit}", ms / len)?;
-                ms %= len;
-            }
-        }
-        Ok(())
+        f.write_str(&promql_parser::util::display_duration(&self.0))
     }
 }
 

@@ -37,7 +37,7 @@
 mod file;
 mod notation;
 
-pub use notation::parse_duration;
+pub use notation::{format_duration, parse_duration};
 mod rules;
 
 use std::collections::BTreeMap;
@@ -51,7 +51,7 @@ use crate::sample::Sample;
 use crate::traits::Storage;
 
 use file::{TestFile, TestGroup};
-use notation::{SeqValue, expand_values, format_duration, go_float, go_labels, go_quote, parse_series};
+use notation::{SeqValue, expand_values, go_float, go_labels, go_quote, parse_series};
 use rules::LoadedGroup;
 
 /// The default evaluation interval and input series interval: one minute.

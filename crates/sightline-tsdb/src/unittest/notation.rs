@@ -178,7 +178,7 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
 }
 
 /// Prints milliseconds as Prometheus prints a duration (`1h30m`, `0s`).
-pub(crate) fn format_duration(ms: i64) -> String {
+pub fn format_duration(ms: i64) -> String {
     let sign = if ms < 0 { "-" } else { "" };
     let abs = std::time::Duration::from_millis(ms.unsigned_abs());
     format!("{sign}{}", promql_parser::util::display_duration(&abs))
