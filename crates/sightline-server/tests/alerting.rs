@@ -332,28 +332,25 @@ fn a_firing_rule_reaches_a_webhook_and_the_alerting_api_works() {
     // So is one whose receiver has a template that does not parse, naming the receiver and the field.
     std::fs::write(&rules, RULES).expect("write rules");
     let good = std::fs::read_to_string(&config).expect("read config");
-    std::fs::write(
-        &config,
-        format!(
-            "{good}    - name: chat\n      slack_configs:\n        - api_url: http://127.0.0.1:9/slack\n\
-             \x20         title: '{{{{ .CommonLabels.alertname '\n"
-        ),
-    )
-    .expect("write config");
+    // The running config plus a Slack receiver `chat` whose title is `title`.
+    let with_chat = |title: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "{good}    - name: chat\n      slack_configs:\n        - api_url: http://127.0.0.1:9/slack\n\
+                 \x20         title: '{title}'\n"
+            ),
+        )
+        .expect("write config");
+    };
+    with_chat("{{ .CommonLabels.alertname ");
     let (status, body) = send(addr, "POST", "/-/reload", "");
     assert_eq!(status, 400, "{body}");
     let error = body["error"].as_str().unwrap_or("");
     assert!(error.contains("chat") && error.contains("title"), "{body}");
     assert_eq!(get(addr, "/api/v1/rules")["data"]["groups"][0]["rules"][0]["name"], "BuildInfoPresent");
     // With the template mended, the reload is taken.
-    std::fs::write(
-        &config,
-        format!(
-            "{good}    - name: chat\n      slack_configs:\n        - api_url: http://127.0.0.1:9/slack\n\
-             \x20         title: '{{{{ .CommonLabels.alertname }}}}'\n"
-        ),
-    )
-    .expect("write config");
+    with_chat("{{ .CommonLabels.alertname }}");
     let (status, body) = send(addr, "POST", "/-/reload", "");
     assert_eq!(status, 200, "{body}");
     drop(server);
