@@ -40,10 +40,11 @@ COMMANDS:
                 and write <target dir>/bench/core.json.
                 --quick   shorter warm-up and measurement (0.5 s / 1 s instead of 1 s / 3 s)
                 Arguments after `--` go to criterion, e.g. a benchmark filter.
-    bench-health [SECONDS]
-                GET /health latency with wrk (32 connections, default 10 s) against a release build
-                of `sightline serve` with 50 health checks, one hanging; writes
-                <target dir>/bench/health.json. Needs Debian's `wrk`.
+    bench-health [SECONDS] [--runs N]
+                GET /health latency with wrk (32 connections, default 10 s, N runs in a row against
+                one server, default 3) against a release build of `sightline serve` with 50 health
+                checks, one hanging; prints each run with the server's CPU time per request and
+                writes <target dir>/bench/health.json. Needs Debian's `wrk`.
     bench-audit [--events N] [--http-events N] [--quick]
                 The audit trail's load test (crates/sightline-audit/benches/audit.rs): ingest through
                 the writer, queries and verify on SQLite and PostgreSQL (skipped when unreachable;
@@ -78,13 +79,22 @@ fn main() -> ExitCode {
             Err(message) => return usage_error(&message),
         },
         Some("bench-health") => {
-            let seconds = match args.get(1).map(|s| s.parse::<u32>()) {
-                None => 10,
-                Some(Ok(s)) if s > 0 => s,
-                Some(_) => return usage_error("`bench-health` takes an optional duration in seconds"),
-            };
+            let (mut seconds, mut runs) = (10, 3);
+            let mut rest = args[1..].iter();
+            while let Some(arg) = rest.next() {
+                let (slot, value) =
+                    if arg == "--runs" { (&mut runs, rest.next()) } else { (&mut seconds, Some(arg)) };
+                match value.and_then(|v| v.parse::<u32>().ok()) {
+                    Some(n) if n > 0 => *slot = n,
+                    _ => {
+                        return usage_error(
+                            "`bench-health` takes an optional duration in seconds and `--runs N`",
+                        );
+                    }
+                }
+            }
             let root = workspace_root();
-            match target_directory(&root).and_then(|dir| health_bench::run(&root, &dir, seconds)) {
+            match target_directory(&root).and_then(|dir| health_bench::run(&root, &dir, seconds, runs)) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(err) => Err(err),
             }

@@ -89,6 +89,13 @@ pub async fn serve(config: Config, log_env: Option<String>) -> anyhow::Result<()
         revision = REVISION,
         "sightline listening"
     );
+    // Answers go out as soon as they are written: without TCP_NODELAY, Nagle's algorithm may hold a
+    // small segment back until the previous one is acknowledged.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await

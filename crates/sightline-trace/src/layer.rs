@@ -76,7 +76,10 @@ impl SpanState {
     pub(crate) fn push_field(&mut self, name: Cow<'static, str>, value: FieldValue) {
         match name.as_ref() {
             "otel.name" => {
-                self.name = Cow::Owned(value.to_string());
+                self.name = Cow::Owned(match value {
+                    FieldValue::Str(text) => text,
+                    other => other.to_string(),
+                });
                 return;
             }
             "otel.status_code" => {
@@ -170,7 +173,7 @@ where
             name: Cow::Borrowed(name),
             start: SystemTime::now(),
             started: Instant::now(),
-            fields: Vec::new(),
+            fields: Vec::with_capacity(attrs.metadata().fields().len().min(MAX_FIELDS_PER_SPAN)),
             status: SpanStatus::Unset,
             error: None,
             events: Vec::new(),
@@ -286,11 +289,23 @@ impl Visit for FieldCollector<'_> {
     }
 
     fn record_error(&mut self, field: &TracingField, value: &(dyn std::error::Error + 'static)) {
-        self.record_str(field, &value.to_string());
+        self.record_string(field, value.to_string());
     }
 
     fn record_debug(&mut self, field: &TracingField, value: &dyn fmt::Debug) {
-        self.record_str(field, &format!("{value:?}"));
+        self.record_string(field, format!("{value:?}"));
+    }
+}
+
+impl FieldCollector<'_> {
+    /// Like `record_str` for text already owned: kept as it is unless redaction changes it.
+    fn record_string(&mut self, field: &TracingField, value: String) {
+        let redacted = match self.redactor.redact_field(field.name(), &value) {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(redacted) => Some(redacted),
+        };
+        let value = redacted.unwrap_or(value);
+        self.state.push_field(Cow::Borrowed(field.name()), FieldValue::Str(bounded(value)));
     }
 }
 
