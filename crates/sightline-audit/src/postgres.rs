@@ -17,6 +17,18 @@ use crate::store::{
 /// [`COLUMNS`] for `SELECT`: `id` is a UUID column, read back as text.
 static SELECT_COLUMNS: LazyLock<String> = LazyLock::new(|| COLUMNS.replacen(", id,", ", id::text AS id,", 1));
 
+/// `scan_chain`'s queries: the events after `$1`, up to `$2` of them; and the events in the seq range
+/// `($1, $2]`.
+static CHAIN_AFTER: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2", *SELECT_COLUMNS)
+});
+static CHAIN_RANGE: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {} FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq", *SELECT_COLUMNS)
+});
+
+/// `scan_chain` reads a batch as two halves in parallel when each half holds at least this many events.
+const CHAIN_SPLIT_MIN: usize = 1_000;
+
 /// Most events one `index_pending` call reads and indexes (a few megabytes of text).
 const INDEX_CHUNK: usize = 20_000;
 
@@ -64,16 +76,31 @@ impl PgStore {
         &self.pool
     }
 
-    /// Rows of the events with `seq > after`, in chain order (for `scan` and `scan_chain`).
+    /// Rows of the events with `seq > after`, in chain order (for `scan`).
     async fn chain_rows(&self, after: i64, limit: usize) -> Result<Vec<PgRow>, StoreError> {
-        Ok(sqlx::query(&format!(
-            "SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
-            *SELECT_COLUMNS
-        ))
-        .bind(after)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query(&CHAIN_AFTER)
+            .bind(after)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// [`ChainLink`]s of the rows `statement` returns for `(first, second)`, each hashed as it arrives, while
+    /// the server sends the next ones (rather than after the whole batch has been read).
+    async fn stream_links(
+        &self,
+        statement: &str,
+        first: i64,
+        second: i64,
+        capacity: usize,
+    ) -> Result<Vec<ChainLink>, StoreError> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query(statement).bind(first).bind(second).fetch(&self.pool);
+        let mut links = Vec::with_capacity(capacity.min(16_384));
+        while let Some(row) = rows.try_next().await? {
+            links.push(chain_link(&row)?);
+        }
+        Ok(links)
     }
 
     /// Up to `fetch` events matching `query` (whose terms are `tsquery`) among the newest `scan` that pass
@@ -498,7 +525,31 @@ impl AuditStore for PgStore {
     }
 
     async fn scan_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
-        self.chain_rows(after, limit).await?.iter().map(chain_link).collect()
+        // Where the chain has no gap, the next `limit` events are exactly those of the seq range
+        // `(after, after + limit]`: two halves of it are read at once, on two connections, so that two
+        // backends produce rows while this task hashes them. Getting fewer rows than `limit` means a gap
+        // (which `verify` must see as it is) or the chain's end: then the batch is read as one query, the
+        // same rows `scan` returns.
+        let limit_i64 = i64::try_from(limit).unwrap_or(i64::MAX);
+        if limit >= 2 * CHAIN_SPLIT_MIN
+            && let Some(end) = after.checked_add(limit_i64)
+        {
+            let half = limit / 2;
+            let mid = after + i64::try_from(half).unwrap_or(0);
+            // `join`, not `try_join`: neither query is dropped halfway (which could leave its pooled
+            // connection out of step with the server) when the other fails.
+            let (low, high) = futures_util::future::join(
+                self.stream_links(&CHAIN_RANGE, after, mid, half),
+                self.stream_links(&CHAIN_RANGE, mid, end, limit - half),
+            )
+            .await;
+            let (mut low, high) = (low?, high?);
+            if low.len() + high.len() == limit {
+                low.extend(high);
+                return Ok(low);
+            }
+        }
+        self.stream_links(&CHAIN_AFTER, after, limit_i64, limit).await
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
