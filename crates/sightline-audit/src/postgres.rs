@@ -18,13 +18,9 @@ use crate::store::{
 /// [`COLUMNS`] for `SELECT`: `id` is a UUID column, read back as text.
 static SELECT_COLUMNS: LazyLock<String> = LazyLock::new(|| COLUMNS.replacen(", id,", ", id::text AS id,", 1));
 
-/// `scan_chain`'s queries: the events after `$1`, up to `$2` of them; and the events in the seq range
-/// `($1, $2]`.
+/// `scan` and `scan_chain`: the events after `$1`, up to `$2` of them.
 static CHAIN_AFTER: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2", *SELECT_COLUMNS)
-});
-static CHAIN_RANGE: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {} FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq", *SELECT_COLUMNS)
 });
 
 /// `scan_chain` reads a batch as two halves in parallel when each half holds at least this many events.
@@ -167,6 +163,43 @@ impl PgStore {
             links.push(chain_link(&row)?);
         }
         Ok(links)
+    }
+
+    /// [`ChainLink`]s of the events in the seq range `(after, through]`, read with binary `COPY`: the rows
+    /// arrive as one stream of bytes in PostgreSQL's binary format (the id as its 16 bytes, which the
+    /// server need not format), parsed and hashed here as they arrive, without a decoded row or a type
+    /// check per value (which cost more than the hash itself through sqlx's rows).
+    async fn copy_links(
+        &self,
+        after: i64,
+        through: i64,
+        capacity: usize,
+    ) -> Result<Vec<ChainLink>, StoreError> {
+        use futures_util::TryStreamExt;
+        // COPY takes no parameters: the bounds are integers, formatted.
+        let statement = format!(
+            "COPY (SELECT {COLUMNS} FROM audit_events WHERE seq > {after} AND seq <= {through} ORDER BY seq) \
+             TO STDOUT (FORMAT binary)"
+        );
+        let mut conn = self.pool.acquire().await?;
+        let mut stream = conn.copy_out_raw(&statement).await?;
+        let mut reader = CopyReader::default();
+        let mut links = Vec::with_capacity(capacity.min(16_384));
+        let mut failed = None;
+        // The stream is read to its end even after a malformed row, so that the connection goes back to
+        // the pool in step with the server.
+        while let Some(chunk) = stream.try_next().await? {
+            if failed.is_none()
+                && let Err(error) = reader.feed(&chunk, &mut links)
+            {
+                failed = Some(error);
+            }
+        }
+        match failed {
+            Some(error) => Err(error),
+            None if !reader.finished => Err(copy_error("the COPY data ended without its trailer")),
+            None => Ok(links),
+        }
     }
 
     /// Up to `fetch` events matching `query` (whose terms are `tsquery`) among the newest `scan` that pass
@@ -347,6 +380,146 @@ fn push_cursor(builder: &mut QueryBuilder<'_, Postgres>, cursor: Option<Cursor>)
 }
 
 // === Binary COPY ===
+
+fn copy_error(reason: &str) -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol(format!("binary COPY of audit events: {reason}")))
+}
+
+/// Reads rows of [`COLUMNS`] in binary `COPY` format as [`ChainLink`]s, from chunks that need not end on a
+/// row's edge.
+#[derive(Default)]
+struct CopyReader {
+    /// Bytes of a row not complete yet.
+    pending: Vec<u8>,
+    header_read: bool,
+    finished: bool,
+}
+
+impl CopyReader {
+    /// The 11-byte signature, the flags and the header extension's length.
+    const HEADER: usize = 19;
+
+    fn feed(&mut self, chunk: &[u8], links: &mut Vec<ChainLink>) -> Result<(), StoreError> {
+        // Usually a chunk is exactly one row (PostgreSQL sends one CopyData message per row): parse it in
+        // place; keep bytes only when a row spans chunks.
+        let owned;
+        let data: &[u8] = if self.pending.is_empty() {
+            chunk
+        } else {
+            self.pending.extend_from_slice(chunk);
+            owned = std::mem::take(&mut self.pending);
+            &owned
+        };
+        let mut at = 0;
+        if !self.header_read {
+            if data.len() < Self::HEADER {
+                self.pending = data.to_vec();
+                return Ok(());
+            }
+            if &data[..11] != b"PGCOPY\n\xff\r\n\0" {
+                return Err(copy_error("not binary COPY data"));
+            }
+            let extension = be_u32(&data[15..19]) as usize;
+            if data.len() < Self::HEADER + extension {
+                self.pending = data.to_vec();
+                return Ok(());
+            }
+            at = Self::HEADER + extension;
+            self.header_read = true;
+        }
+        while at < data.len() {
+            if self.finished {
+                return Err(copy_error("data after the trailer"));
+            }
+            match parse_row(&data[at..])? {
+                Some((used, link)) => {
+                    at += used;
+                    match link {
+                        Some(link) => links.push(link),
+                        None => self.finished = true,
+                    }
+                }
+                None => {
+                    self.pending = data[at..].to_vec();
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn be_u32(bytes: &[u8]) -> u32 {
+    u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+/// One row at the start of `data`: `None` when `data` holds only part of it; else the bytes it took and its
+/// link, or `None` for the trailer.
+fn parse_row(data: &[u8]) -> Result<Option<(usize, Option<ChainLink>)>, StoreError> {
+    use crate::event::StoredFields;
+    let Some(count) = data.get(..2) else { return Ok(None) };
+    let count = i16::from_be_bytes([count[0], count[1]]);
+    if count == -1 {
+        return Ok(Some((2, None)));
+    }
+    if usize::try_from(count).ok() != Some(COLUMN_COUNT) {
+        return Err(copy_error(&format!("a row of {count} fields")));
+    }
+    let mut fields: [Option<&[u8]>; COLUMN_COUNT] = [None; COLUMN_COUNT];
+    let mut at = 2;
+    for field in &mut fields {
+        let Some(len) = data.get(at..at + 4) else { return Ok(None) };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        at += 4;
+        if len >= 0 {
+            let end = at + len as usize;
+            let Some(bytes) = data.get(at..end) else { return Ok(None) };
+            *field = Some(bytes);
+            at = end;
+        }
+    }
+    let int = |i: usize| -> Option<i64> {
+        let bytes: [u8; 8] = fields[i]?.try_into().ok()?;
+        Some(i64::from_be_bytes(bytes))
+    };
+    let seq = int(0).ok_or_else(|| copy_error("a row without a seq"))?;
+    // As `chain_link` does with a decoded row: a value that cannot be read as its column's type (or a
+    // hash of the wrong length) leaves the link without a computed hash, for `verify` to read the event.
+    let hash = |i: usize| fields[i].and_then(Hash::from_slice);
+    let (hash, prev_hash) = (hash(17), hash(18));
+    let optional = |i: usize| -> Result<Option<&str>, ()> {
+        fields[i].map(|bytes| std::str::from_utf8(bytes).map_err(|_| ())).transpose()
+    };
+    let text = |i: usize| -> Result<&str, ()> { optional(i)?.ok_or(()) };
+    let mut id = [0_u8; uuid::fmt::Hyphenated::LENGTH];
+    let computed = (|| -> Result<Option<Hash>, ()> {
+        let (Some(_), Some(prev_hash)) = (hash, prev_hash) else { return Ok(None) };
+        let uuid = uuid::Uuid::from_slice(fields[1].ok_or(())?).map_err(|_| ())?;
+        let fields = StoredFields {
+            id: uuid.hyphenated().encode_lower(&mut id),
+            ts: int(2).ok_or(())?,
+            actor_id: text(3)?,
+            actor_type: text(4)?,
+            actor_ip: optional(5)?,
+            actor_user_agent: optional(6)?,
+            action: text(7)?,
+            target_type: optional(8)?,
+            target_id: optional(9)?,
+            outcome: text(10)?,
+            severity: text(11)?,
+            component: optional(12)?,
+            request_id: optional(13)?,
+            trace_id: optional(14)?,
+            message: text(15)?,
+            attributes: text(16)?,
+        };
+        Ok(Some(fields.chain_hash(&prev_hash)))
+    })()
+    .unwrap_or(None);
+    let link =
+        ChainLink { seq, hash: hash.unwrap_or_default(), prev_hash: prev_hash.unwrap_or_default(), computed };
+    Ok(Some((at, Some(link))))
+}
 
 /// Rows in PostgreSQL's binary `COPY` format.
 struct CopyRows {
@@ -609,8 +782,8 @@ impl AuditStore for PgStore {
             // `join`, not `try_join`: neither query is dropped halfway (which could leave its pooled
             // connection out of step with the server) when the other fails.
             let (low, high) = futures_util::future::join(
-                self.stream_links(&CHAIN_RANGE, after, mid, half),
-                self.stream_links(&CHAIN_RANGE, mid, end, limit - half),
+                self.copy_links(after, mid, half),
+                self.copy_links(mid, end, limit - half),
             )
             .await;
             let (mut low, high) = (low?, high?);
@@ -715,5 +888,40 @@ mod tests {
         let expected: &[u8] =
             &[0, 0, 0, 3, b'1', 0, 0, 1, 0, 6, b'a', 0, 0, 2, 0, 2, 0, 5, b'b', 0, 0, 2, 0, 1, 0, 3];
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn copy_rows_read_back_as_links_whatever_the_chunks() {
+        use crate::event::AuditEvent;
+        let mut previous = Hash::GENESIS;
+        let mut stored = Vec::new();
+        for i in 0..3_i64 {
+            let event = AuditEvent::builder("doc.edit", "alice")
+                .message(format!("edit \"{i}\" é"))
+                .attribute("n", i)
+                .build()
+                .expect("a valid event");
+            let next = StoredEvent::chain(i + 1, event, previous);
+            previous = next.hash;
+            stored.push(next);
+        }
+        let mut rows = CopyRows::new(0);
+        for event in &stored {
+            copy_event(&mut rows, event).expect("encodes");
+        }
+        let mut data = rows.buffer;
+        data.extend_from_slice(&(-1_i16).to_be_bytes());
+        let expected: Vec<ChainLink> = stored.iter().map(ChainLink::of).collect();
+        for size in [1, 2, 7, 19, 20, 100, data.len()] {
+            let mut reader = CopyReader::default();
+            let mut links = Vec::new();
+            for chunk in data.chunks(size) {
+                reader.feed(chunk, &mut links).expect("well-formed");
+            }
+            assert!(reader.finished, "chunks of {size}");
+            assert_eq!(links, expected, "chunks of {size}");
+        }
+        let mut reader = CopyReader::default();
+        assert!(reader.feed(b"PGCOPY\nXXXXXXXXXXXXXXXX", &mut Vec::new()).is_err(), "not COPY data");
     }
 }
