@@ -1,7 +1,7 @@
 //! PostgreSQL: events appended with binary `COPY`; full text in a side table of `tsvector`s with a GIN
 //! index, which `index_pending` fills after commit with vectors built here.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -268,33 +268,59 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 /// Appends an event's `tsvector` in PostgreSQL's binary form: the message's words, then the attributes'
 /// (the JSON text's words, keys included) one position further on, so that a phrase cannot run from one
 /// into the other.
+///
+/// The words are collected as (word, position) pairs in one reused vector and sorted, rather than in a map
+/// of owned strings: a word that is lower-case ASCII already (nearly all) is borrowed, not copied, and the
+/// indexer, which builds a vector for every event, allocates little per event.
 fn push_document(out: &mut Vec<u8>, message: &str, attributes: &str) {
-    // Lexemes in byte order, which is PostgreSQL's, each with its positions in increasing order.
-    let mut lexemes: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+    let mut entries: Vec<(Cow<'_, str>, u16)> = Vec::with_capacity(64);
     let mut position = 0_u32;
     for (i, text) in [message, attributes].into_iter().enumerate() {
         position += u32::from(i > 0);
-        for word in words(text) {
+        for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
             position += 1;
+            let word = if word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+                Cow::Borrowed(word)
+            } else {
+                Cow::Owned(word.to_lowercase())
+            };
             if word.len() > MAX_LEXEME_BYTES {
                 continue;
             }
-            let at = u16::try_from(position.min(MAX_POSITION)).unwrap_or(u16::MAX >> 2);
-            let positions = lexemes.entry(word).or_default();
-            if positions.len() < MAX_POSITIONS && positions.last().is_none_or(|last| *last < at) {
-                positions.push(at);
-            }
+            entries.push((word, u16::try_from(position.min(MAX_POSITION)).unwrap_or(u16::MAX >> 2)));
         }
     }
-    out.extend_from_slice(&i32::try_from(lexemes.len()).unwrap_or(i32::MAX).to_be_bytes());
-    for (lexeme, positions) in &lexemes {
+    // Lexemes in byte order, which is PostgreSQL's, each with its positions in increasing order (at most
+    // `MAX_POSITIONS`, the first ones; a position clamped to `MAX_POSITION` counts once).
+    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then(a.1.cmp(&b.1)));
+    let count_at = out.len();
+    out.extend_from_slice(&0_i32.to_be_bytes());
+    let mut lexemes = 0_i32;
+    let mut rest = entries.as_slice();
+    while let Some((lexeme, _)) = rest.first() {
+        let same = rest.iter().take_while(|(other, _)| other == lexeme).count();
+        let (group, next) = rest.split_at(same);
+        rest = next;
+        lexemes = lexemes.saturating_add(1);
         out.extend_from_slice(lexeme.as_bytes());
         out.push(0);
-        out.extend_from_slice(&(positions.len() as u16).to_be_bytes());
-        for position in positions {
-            out.extend_from_slice(&position.to_be_bytes());
+        let positions_at = out.len();
+        out.extend_from_slice(&0_u16.to_be_bytes());
+        let mut positions = 0_u16;
+        let mut last = None;
+        for &(_, at) in group {
+            if usize::from(positions) == MAX_POSITIONS {
+                break;
+            }
+            if last.is_none_or(|last| last < at) {
+                out.extend_from_slice(&at.to_be_bytes());
+                positions += 1;
+                last = Some(at);
+            }
         }
+        out[positions_at..positions_at + 2].copy_from_slice(&positions.to_be_bytes());
     }
+    out[count_at..count_at + 4].copy_from_slice(&lexemes.to_be_bytes());
 }
 
 /// Full-text terms as one `tsquery`: each term's words as a phrase (`'disk' <-> 'full'`), all required.
@@ -866,6 +892,8 @@ impl AuditStore for PgStore {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -923,5 +951,61 @@ mod tests {
         }
         let mut reader = CopyReader::default();
         assert!(reader.feed(b"PGCOPY\nXXXXXXXXXXXXXXXX", &mut Vec::new()).is_err(), "not COPY data");
+    }
+
+    #[test]
+    fn documents_are_what_a_map_of_words_gives() {
+        let texts = [
+            ("", ""),
+            (
+                "Disk FULL on /dev/sda1 disk",
+                r#"{"path":"/etc/passwd","n":12,"Ünïcode":"ÀÉ ß İstanbul ǅ ΣΑΣ"}"#,
+            ),
+            ("the the the a b a", r#"{"a":"a a a"}"#),
+            ("x1 X1 x1", "{}"),
+        ];
+        let long = format!("{} end", "w ".repeat(20_000));
+        let many = "same ".repeat(400);
+        let huge = "y".repeat(3_000);
+        let all =
+            texts.into_iter().chain([(long.as_str(), "{}"), (many.as_str(), "{}"), (huge.as_str(), "z")]);
+        for (message, attributes) in all {
+            let (mut new, mut old) = (Vec::new(), Vec::new());
+            push_document(&mut new, message, attributes);
+            push_document_with_a_map(&mut old, message, attributes);
+            assert_eq!(new, old, "{message:.40} / {attributes:.40}");
+        }
+    }
+
+    /// The implementation before `push_document` sorted pairs, kept as its oracle. Appends an event's `tsvector` in PostgreSQL's binary form: the message's words, then the attributes'
+    /// (the JSON text's words, keys included) one position further on, so that a phrase cannot run from one
+    /// into the other.
+    fn push_document_with_a_map(out: &mut Vec<u8>, message: &str, attributes: &str) {
+        // Lexemes in byte order, which is PostgreSQL's, each with its positions in increasing order.
+        let mut lexemes: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+        let mut position = 0_u32;
+        for (i, text) in [message, attributes].into_iter().enumerate() {
+            position += u32::from(i > 0);
+            for word in words(text) {
+                position += 1;
+                if word.len() > MAX_LEXEME_BYTES {
+                    continue;
+                }
+                let at = u16::try_from(position.min(MAX_POSITION)).unwrap_or(u16::MAX >> 2);
+                let positions = lexemes.entry(word).or_default();
+                if positions.len() < MAX_POSITIONS && positions.last().is_none_or(|last| *last < at) {
+                    positions.push(at);
+                }
+            }
+        }
+        out.extend_from_slice(&i32::try_from(lexemes.len()).unwrap_or(i32::MAX).to_be_bytes());
+        for (lexeme, positions) in &lexemes {
+            out.extend_from_slice(lexeme.as_bytes());
+            out.push(0);
+            out.extend_from_slice(&(positions.len() as u16).to_be_bytes());
+            for position in positions {
+                out.extend_from_slice(&position.to_be_bytes());
+            }
+        }
     }
 }
