@@ -269,7 +269,7 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 /// (the JSON text's words, keys included) one position further on, so that a phrase cannot run from one
 /// into the other.
 ///
-/// The words are collected as (word, position) pairs in one reused vector and sorted, rather than in a map
+/// The words are collected as (word, position) pairs in one vector and sorted, rather than in a map
 /// of owned strings: a word that is lower-case ASCII already (nearly all) is borrowed, not copied, and the
 /// indexer, which builds a vector for every event, allocates little per event.
 fn push_document(out: &mut Vec<u8>, message: &str, attributes: &str) {
