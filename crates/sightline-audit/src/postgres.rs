@@ -1,9 +1,10 @@
 //! PostgreSQL: events appended with binary `COPY`; full text in a side table of `tsvector`s with a GIN
 //! index, which `index_pending` fills after commit with vectors built here.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -16,6 +17,14 @@ use crate::store::{
 
 /// [`COLUMNS`] for `SELECT`: `id` is a UUID column, read back as text.
 static SELECT_COLUMNS: LazyLock<String> = LazyLock::new(|| COLUMNS.replacen(", id,", ", id::text AS id,", 1));
+
+/// `scan` and `scan_chain`: the events after `$1`, up to `$2` of them.
+static CHAIN_AFTER: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2", *SELECT_COLUMNS)
+});
+
+/// `scan_chain` reads a batch as two halves in parallel when each half holds at least this many events.
+const CHAIN_SPLIT_MIN: usize = 1_000;
 
 /// Most events one `index_pending` call reads and indexes (a few megabytes of text).
 const INDEX_CHUNK: usize = 20_000;
@@ -31,10 +40,18 @@ const MAX_LEXEME_BYTES: usize = 2047;
 const MAX_POSITION: u32 = 16_383;
 const MAX_POSITIONS: usize = 256;
 
+/// Events inserted since `audit_events` was last vacuumed after which the store vacuums it itself, once
+/// full-text indexing has caught up (see `maybe_vacuum`), by default.
+const VACUUM_AFTER: i64 = 100_000;
+
 /// An audit store in a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Set while a `VACUUM` started by `maybe_vacuum` runs.
+    vacuuming: Arc<AtomicBool>,
+    /// See [`PgStore::with_vacuum_after`]; `None`: never.
+    vacuum_after: Option<i64>,
 }
 
 // === impl PgStore ===
@@ -56,7 +73,64 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, vacuuming: Arc::new(AtomicBool::new(false)), vacuum_after: Some(VACUUM_AFTER) })
+    }
+
+    /// Vacuums `audit_events` itself, in the background, once full-text indexing has caught up and at least
+    /// `events` were inserted since the table was last vacuumed (default 100,000), so that `count_by` can
+    /// read its indexes alone right after a burst rather than when autovacuum next comes round (up to a
+    /// minute later); `None` leaves it to autovacuum alone.
+    #[must_use]
+    pub fn with_vacuum_after(mut self, events: Option<u64>) -> Self {
+        self.vacuum_after = events.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        self
+    }
+
+    /// After a burst of events, once indexing has caught up: a `VACUUM (ANALYZE)` of `audit_events` in the
+    /// background (on a connection of its own, one at a time), when at least [`VACUUM_AFTER`] events were
+    /// inserted since the table was last vacuumed (`with_vacuum_after`).
+    ///
+    /// Why: `count_by` reads the `(actor_id, ts)` or `(action, ts)` index alone only where the visibility
+    /// map marks pages all-visible, which only `VACUUM` does; until then it reads the whole heap (148 ms
+    /// against 93 ms for 1M events on the quiet VM). Autovacuum would get there too (the migration asks
+    /// it to after 1% of inserts), but only on its next round, up to `autovacuum_naptime` (a minute) after
+    /// a bulk load. The VACUUM reads only the pages not yet all-visible and, for an insert-only table,
+    /// skips the index scans; it holds a lock that does not block inserts or reads. The full-text table is
+    /// left to autovacuum: vacuuming a GIN index reads all of it.
+    async fn maybe_vacuum(&self) {
+        let Some(threshold) = self.vacuum_after else { return };
+        if self.vacuuming.load(Ordering::Relaxed) {
+            return;
+        }
+        // The statistics lag commits by up to a second or so, which only delays the vacuum to a later pass.
+        let inserted: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT n_ins_since_vacuum FROM pg_stat_user_tables WHERE relid = 'audit_events'::regclass",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map(Option::flatten);
+        match inserted {
+            Ok(Some(n)) if n >= threshold => {}
+            Ok(_) => return,
+            Err(error) => {
+                tracing::debug!(target: "sightline_audit", %error, "could not read audit_events' statistics");
+                return;
+            }
+        }
+        if self.vacuuming.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (pool, vacuuming) = (self.pool.clone(), self.vacuuming.clone());
+        tokio::spawn(async move {
+            // VACUUM cannot run inside a transaction block: a plain statement on a pooled connection.
+            // SKIP_LOCKED: if autovacuum (or another process's store) is at it already, there is nothing to do.
+            if let Err(error) =
+                sqlx::raw_sql("VACUUM (ANALYZE, SKIP_LOCKED) audit_events").execute(&pool).await
+            {
+                tracing::warn!(target: "sightline_audit", %error, "VACUUM of audit_events failed; autovacuum will do it");
+            }
+            vacuuming.store(false, Ordering::Release);
+        });
     }
 
     /// The connection pool, for tests that tamper with rows.
@@ -64,16 +138,68 @@ impl PgStore {
         &self.pool
     }
 
-    /// Rows of the events with `seq > after`, in chain order (for `scan` and `scan_chain`).
+    /// Rows of the events with `seq > after`, in chain order (for `scan`).
     async fn chain_rows(&self, after: i64, limit: usize) -> Result<Vec<PgRow>, StoreError> {
-        Ok(sqlx::query(&format!(
-            "SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
-            *SELECT_COLUMNS
-        ))
-        .bind(after)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query(&CHAIN_AFTER)
+            .bind(after)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// [`ChainLink`]s of the rows `statement` returns for `(first, second)`, each hashed as it arrives, while
+    /// the server sends the next ones (rather than after the whole batch has been read).
+    async fn stream_links(
+        &self,
+        statement: &str,
+        first: i64,
+        second: i64,
+        capacity: usize,
+    ) -> Result<Vec<ChainLink>, StoreError> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query(statement).bind(first).bind(second).fetch(&self.pool);
+        let mut links = Vec::with_capacity(capacity.min(16_384));
+        while let Some(row) = rows.try_next().await? {
+            links.push(chain_link(&row)?);
+        }
+        Ok(links)
+    }
+
+    /// [`ChainLink`]s of the events in the seq range `(after, through]`, read with binary `COPY`: the rows
+    /// arrive as one stream of bytes in PostgreSQL's binary format (the id as its 16 bytes, which the
+    /// server need not format), parsed and hashed here as they arrive, without a decoded row or a type
+    /// check per value (which cost more than the hash itself through sqlx's rows).
+    async fn copy_links(
+        &self,
+        after: i64,
+        through: i64,
+        capacity: usize,
+    ) -> Result<Vec<ChainLink>, StoreError> {
+        use futures_util::TryStreamExt;
+        // COPY takes no parameters: the bounds are integers, formatted.
+        let statement = format!(
+            "COPY (SELECT {COLUMNS} FROM audit_events WHERE seq > {after} AND seq <= {through} ORDER BY seq) \
+             TO STDOUT (FORMAT binary)"
+        );
+        let mut conn = self.pool.acquire().await?;
+        let mut stream = conn.copy_out_raw(&statement).await?;
+        let mut reader = CopyReader::default();
+        let mut links = Vec::with_capacity(capacity.min(16_384));
+        let mut failed = None;
+        // The stream is read to its end even after a malformed row, so that the connection goes back to
+        // the pool in step with the server.
+        while let Some(chunk) = stream.try_next().await? {
+            if failed.is_none()
+                && let Err(error) = reader.feed(&chunk, &mut links)
+            {
+                failed = Some(error);
+            }
+        }
+        match failed {
+            Some(error) => Err(error),
+            None if !reader.finished => Err(copy_error("the COPY data ended without its trailer")),
+            None => Ok(links),
+        }
     }
 
     /// Up to `fetch` events matching `query` (whose terms are `tsquery`) among the newest `scan` that pass
@@ -142,33 +268,59 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 /// Appends an event's `tsvector` in PostgreSQL's binary form: the message's words, then the attributes'
 /// (the JSON text's words, keys included) one position further on, so that a phrase cannot run from one
 /// into the other.
+///
+/// The words are collected as (word, position) pairs in one vector and sorted, rather than in a map
+/// of owned strings: a word that is lower-case ASCII already (nearly all) is borrowed, not copied, and the
+/// indexer, which builds a vector for every event, allocates little per event.
 fn push_document(out: &mut Vec<u8>, message: &str, attributes: &str) {
-    // Lexemes in byte order, which is PostgreSQL's, each with its positions in increasing order.
-    let mut lexemes: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+    let mut entries: Vec<(Cow<'_, str>, u16)> = Vec::with_capacity(64);
     let mut position = 0_u32;
     for (i, text) in [message, attributes].into_iter().enumerate() {
         position += u32::from(i > 0);
-        for word in words(text) {
+        for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
             position += 1;
+            let word = if word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+                Cow::Borrowed(word)
+            } else {
+                Cow::Owned(word.to_lowercase())
+            };
             if word.len() > MAX_LEXEME_BYTES {
                 continue;
             }
-            let at = u16::try_from(position.min(MAX_POSITION)).unwrap_or(u16::MAX >> 2);
-            let positions = lexemes.entry(word).or_default();
-            if positions.len() < MAX_POSITIONS && positions.last().is_none_or(|last| *last < at) {
-                positions.push(at);
-            }
+            entries.push((word, u16::try_from(position.min(MAX_POSITION)).unwrap_or(u16::MAX >> 2)));
         }
     }
-    out.extend_from_slice(&i32::try_from(lexemes.len()).unwrap_or(i32::MAX).to_be_bytes());
-    for (lexeme, positions) in &lexemes {
+    // Lexemes in byte order, which is PostgreSQL's, each with its positions in increasing order (at most
+    // `MAX_POSITIONS`, the first ones; a position clamped to `MAX_POSITION` counts once).
+    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then(a.1.cmp(&b.1)));
+    let count_at = out.len();
+    out.extend_from_slice(&0_i32.to_be_bytes());
+    let mut lexemes = 0_i32;
+    let mut rest = entries.as_slice();
+    while let Some((lexeme, _)) = rest.first() {
+        let same = rest.iter().take_while(|(other, _)| other == lexeme).count();
+        let (group, next) = rest.split_at(same);
+        rest = next;
+        lexemes = lexemes.saturating_add(1);
         out.extend_from_slice(lexeme.as_bytes());
         out.push(0);
-        out.extend_from_slice(&(positions.len() as u16).to_be_bytes());
-        for position in positions {
-            out.extend_from_slice(&position.to_be_bytes());
+        let positions_at = out.len();
+        out.extend_from_slice(&0_u16.to_be_bytes());
+        let mut positions = 0_u16;
+        let mut last = None;
+        for &(_, at) in group {
+            if usize::from(positions) == MAX_POSITIONS {
+                break;
+            }
+            if last.is_none_or(|last| last < at) {
+                out.extend_from_slice(&at.to_be_bytes());
+                positions += 1;
+                last = Some(at);
+            }
         }
+        out[positions_at..positions_at + 2].copy_from_slice(&positions.to_be_bytes());
     }
+    out[count_at..count_at + 4].copy_from_slice(&lexemes.to_be_bytes());
 }
 
 /// Full-text terms as one `tsquery`: each term's words as a phrase (`'disk' <-> 'full'`), all required.
@@ -254,6 +406,146 @@ fn push_cursor(builder: &mut QueryBuilder<'_, Postgres>, cursor: Option<Cursor>)
 }
 
 // === Binary COPY ===
+
+fn copy_error(reason: &str) -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol(format!("binary COPY of audit events: {reason}")))
+}
+
+/// Reads rows of [`COLUMNS`] in binary `COPY` format as [`ChainLink`]s, from chunks that need not end on a
+/// row's edge.
+#[derive(Default)]
+struct CopyReader {
+    /// Bytes of a row not complete yet.
+    pending: Vec<u8>,
+    header_read: bool,
+    finished: bool,
+}
+
+impl CopyReader {
+    /// The 11-byte signature, the flags and the header extension's length.
+    const HEADER: usize = 19;
+
+    fn feed(&mut self, chunk: &[u8], links: &mut Vec<ChainLink>) -> Result<(), StoreError> {
+        // Usually a chunk is exactly one row (PostgreSQL sends one CopyData message per row): parse it in
+        // place; keep bytes only when a row spans chunks.
+        let owned;
+        let data: &[u8] = if self.pending.is_empty() {
+            chunk
+        } else {
+            self.pending.extend_from_slice(chunk);
+            owned = std::mem::take(&mut self.pending);
+            &owned
+        };
+        let mut at = 0;
+        if !self.header_read {
+            if data.len() < Self::HEADER {
+                self.pending = data.to_vec();
+                return Ok(());
+            }
+            if &data[..11] != b"PGCOPY\n\xff\r\n\0" {
+                return Err(copy_error("not binary COPY data"));
+            }
+            let extension = be_u32(&data[15..19]) as usize;
+            if data.len() < Self::HEADER + extension {
+                self.pending = data.to_vec();
+                return Ok(());
+            }
+            at = Self::HEADER + extension;
+            self.header_read = true;
+        }
+        while at < data.len() {
+            if self.finished {
+                return Err(copy_error("data after the trailer"));
+            }
+            match parse_row(&data[at..])? {
+                Some((used, link)) => {
+                    at += used;
+                    match link {
+                        Some(link) => links.push(link),
+                        None => self.finished = true,
+                    }
+                }
+                None => {
+                    self.pending = data[at..].to_vec();
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn be_u32(bytes: &[u8]) -> u32 {
+    u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+/// One row at the start of `data`: `None` when `data` holds only part of it; else the bytes it took and its
+/// link, or `None` for the trailer.
+fn parse_row(data: &[u8]) -> Result<Option<(usize, Option<ChainLink>)>, StoreError> {
+    use crate::event::StoredFields;
+    let Some(count) = data.get(..2) else { return Ok(None) };
+    let count = i16::from_be_bytes([count[0], count[1]]);
+    if count == -1 {
+        return Ok(Some((2, None)));
+    }
+    if usize::try_from(count).ok() != Some(COLUMN_COUNT) {
+        return Err(copy_error(&format!("a row of {count} fields")));
+    }
+    let mut fields: [Option<&[u8]>; COLUMN_COUNT] = [None; COLUMN_COUNT];
+    let mut at = 2;
+    for field in &mut fields {
+        let Some(len) = data.get(at..at + 4) else { return Ok(None) };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        at += 4;
+        if len >= 0 {
+            let end = at + len as usize;
+            let Some(bytes) = data.get(at..end) else { return Ok(None) };
+            *field = Some(bytes);
+            at = end;
+        }
+    }
+    let int = |i: usize| -> Option<i64> {
+        let bytes: [u8; 8] = fields[i]?.try_into().ok()?;
+        Some(i64::from_be_bytes(bytes))
+    };
+    let seq = int(0).ok_or_else(|| copy_error("a row without a seq"))?;
+    // As `chain_link` does with a decoded row: a value that cannot be read as its column's type (or a
+    // hash of the wrong length) leaves the link without a computed hash, for `verify` to read the event.
+    let hash = |i: usize| fields[i].and_then(Hash::from_slice);
+    let (hash, prev_hash) = (hash(17), hash(18));
+    let optional = |i: usize| -> Result<Option<&str>, ()> {
+        fields[i].map(|bytes| std::str::from_utf8(bytes).map_err(|_| ())).transpose()
+    };
+    let text = |i: usize| -> Result<&str, ()> { optional(i)?.ok_or(()) };
+    let mut id = [0_u8; uuid::fmt::Hyphenated::LENGTH];
+    let computed = (|| -> Result<Option<Hash>, ()> {
+        let (Some(_), Some(prev_hash)) = (hash, prev_hash) else { return Ok(None) };
+        let uuid = uuid::Uuid::from_slice(fields[1].ok_or(())?).map_err(|_| ())?;
+        let fields = StoredFields {
+            id: uuid.hyphenated().encode_lower(&mut id),
+            ts: int(2).ok_or(())?,
+            actor_id: text(3)?,
+            actor_type: text(4)?,
+            actor_ip: optional(5)?,
+            actor_user_agent: optional(6)?,
+            action: text(7)?,
+            target_type: optional(8)?,
+            target_id: optional(9)?,
+            outcome: text(10)?,
+            severity: text(11)?,
+            component: optional(12)?,
+            request_id: optional(13)?,
+            trace_id: optional(14)?,
+            message: text(15)?,
+            attributes: text(16)?,
+        };
+        Ok(Some(fields.chain_hash(&prev_hash)))
+    })()
+    .unwrap_or(None);
+    let link =
+        ChainLink { seq, hash: hash.unwrap_or_default(), prev_hash: prev_hash.unwrap_or_default(), computed };
+    Ok(Some((at, Some(link))))
+}
 
 /// Rows in PostgreSQL's binary `COPY` format.
 struct CopyRows {
@@ -398,7 +690,11 @@ impl AuditStore for PgStore {
         .bind(i64::try_from(limit.min(INDEX_CHUNK)).unwrap_or(i64::MAX))
         .fetch_all(&mut *tx)
         .await?;
-        let Some(&(to, _, _)) = pending.last() else { return Ok(0) };
+        let Some(&(to, _, _)) = pending.last() else {
+            drop(tx);
+            self.maybe_vacuum().await;
+            return Ok(0);
+        };
         let mut rows = CopyRows::new(pending.len() * 256);
         let mut document = Vec::new();
         for (seq, message, attributes) in &pending {
@@ -498,7 +794,31 @@ impl AuditStore for PgStore {
     }
 
     async fn scan_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
-        self.chain_rows(after, limit).await?.iter().map(chain_link).collect()
+        // Where the chain has no gap, the next `limit` events are exactly those of the seq range
+        // `(after, after + limit]`: two halves of it are read at once, on two connections, so that two
+        // backends produce rows while this task hashes them. Getting fewer rows than `limit` means a gap
+        // (which `verify` must see as it is) or the chain's end: then the batch is read as one query, the
+        // same rows `scan` returns.
+        let limit_i64 = i64::try_from(limit).unwrap_or(i64::MAX);
+        if limit >= 2 * CHAIN_SPLIT_MIN
+            && let Some(end) = after.checked_add(limit_i64)
+        {
+            let half = limit / 2;
+            let mid = after + i64::try_from(half).unwrap_or(0);
+            // `join`, not `try_join`: neither query is dropped halfway (which could leave its pooled
+            // connection out of step with the server) when the other fails.
+            let (low, high) = futures_util::future::join(
+                self.copy_links(after, mid, half),
+                self.copy_links(mid, end, limit - half),
+            )
+            .await;
+            let (mut low, high) = (low?, high?);
+            if low.len() + high.len() == limit {
+                low.extend(high);
+                return Ok(low);
+            }
+        }
+        self.stream_links(&CHAIN_AFTER, after, limit_i64, limit).await
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
@@ -572,6 +892,8 @@ impl AuditStore for PgStore {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -594,5 +916,96 @@ mod tests {
         let expected: &[u8] =
             &[0, 0, 0, 3, b'1', 0, 0, 1, 0, 6, b'a', 0, 0, 2, 0, 2, 0, 5, b'b', 0, 0, 2, 0, 1, 0, 3];
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn copy_rows_read_back_as_links_whatever_the_chunks() {
+        use crate::event::AuditEvent;
+        let mut previous = Hash::GENESIS;
+        let mut stored = Vec::new();
+        for i in 0..3_i64 {
+            let event = AuditEvent::builder("doc.edit", "alice")
+                .message(format!("edit \"{i}\" é"))
+                .attribute("n", i)
+                .build()
+                .expect("a valid event");
+            let next = StoredEvent::chain(i + 1, event, previous);
+            previous = next.hash;
+            stored.push(next);
+        }
+        let mut rows = CopyRows::new(0);
+        for event in &stored {
+            copy_event(&mut rows, event).expect("encodes");
+        }
+        let mut data = rows.buffer;
+        data.extend_from_slice(&(-1_i16).to_be_bytes());
+        let expected: Vec<ChainLink> = stored.iter().map(ChainLink::of).collect();
+        for size in [1, 2, 7, 19, 20, 100, data.len()] {
+            let mut reader = CopyReader::default();
+            let mut links = Vec::new();
+            for chunk in data.chunks(size) {
+                reader.feed(chunk, &mut links).expect("well-formed");
+            }
+            assert!(reader.finished, "chunks of {size}");
+            assert_eq!(links, expected, "chunks of {size}");
+        }
+        let mut reader = CopyReader::default();
+        assert!(reader.feed(b"PGCOPY\nXXXXXXXXXXXXXXXX", &mut Vec::new()).is_err(), "not COPY data");
+    }
+
+    #[test]
+    fn documents_are_what_a_map_of_words_gives() {
+        let texts = [
+            ("", ""),
+            (
+                "Disk FULL on /dev/sda1 disk",
+                r#"{"path":"/etc/passwd","n":12,"Ünïcode":"ÀÉ ß İstanbul ǅ ΣΑΣ"}"#,
+            ),
+            ("the the the a b a", r#"{"a":"a a a"}"#),
+            ("x1 X1 x1", "{}"),
+        ];
+        let long = format!("{} end", "w ".repeat(20_000));
+        let many = "same ".repeat(400);
+        let huge = "y".repeat(3_000);
+        let all =
+            texts.into_iter().chain([(long.as_str(), "{}"), (many.as_str(), "{}"), (huge.as_str(), "z")]);
+        for (message, attributes) in all {
+            let (mut new, mut old) = (Vec::new(), Vec::new());
+            push_document(&mut new, message, attributes);
+            push_document_with_a_map(&mut old, message, attributes);
+            assert_eq!(new, old, "{message:.40} / {attributes:.40}");
+        }
+    }
+
+    /// The implementation before `push_document` sorted pairs, kept as its oracle. Appends an event's `tsvector` in PostgreSQL's binary form: the message's words, then the attributes'
+    /// (the JSON text's words, keys included) one position further on, so that a phrase cannot run from one
+    /// into the other.
+    fn push_document_with_a_map(out: &mut Vec<u8>, message: &str, attributes: &str) {
+        // Lexemes in byte order, which is PostgreSQL's, each with its positions in increasing order.
+        let mut lexemes: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+        let mut position = 0_u32;
+        for (i, text) in [message, attributes].into_iter().enumerate() {
+            position += u32::from(i > 0);
+            for word in words(text) {
+                position += 1;
+                if word.len() > MAX_LEXEME_BYTES {
+                    continue;
+                }
+                let at = u16::try_from(position.min(MAX_POSITION)).unwrap_or(u16::MAX >> 2);
+                let positions = lexemes.entry(word).or_default();
+                if positions.len() < MAX_POSITIONS && positions.last().is_none_or(|last| *last < at) {
+                    positions.push(at);
+                }
+            }
+        }
+        out.extend_from_slice(&i32::try_from(lexemes.len()).unwrap_or(i32::MAX).to_be_bytes());
+        for (lexeme, positions) in &lexemes {
+            out.extend_from_slice(lexeme.as_bytes());
+            out.push(0);
+            out.extend_from_slice(&(positions.len() as u16).to_be_bytes());
+            for position in positions {
+                out.extend_from_slice(&position.to_be_bytes());
+            }
+        }
     }
 }
