@@ -44,12 +44,31 @@ const MAX_POSITIONS: usize = 256;
 /// full-text indexing has caught up (see `maybe_vacuum`), by default.
 const VACUUM_AFTER: i64 = 100_000;
 
+/// How often `maybe_vacuum` reads the statistics at most, and for how long it keeps reading them when they
+/// show fewer inserts than the threshold, before it takes their word.
+const VACUUM_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+const VACUUM_STATS_LAG: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// What `maybe_vacuum` carries from one call to the next.
+#[derive(Debug, Default)]
+struct VacuumState {
+    /// Events this store indexed since it last started a `VACUUM` (or took the statistics' word): an idle
+    /// store, or one whose events another process writes, reads no statistics.
+    indexed: u64,
+    /// When the statistics were last read.
+    last_check: Option<std::time::Instant>,
+    /// Since when they have shown fewer inserts than the threshold, although this store indexed more.
+    low_since: Option<std::time::Instant>,
+}
+
 /// An audit store in a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
     /// Set while a `VACUUM` started by `maybe_vacuum` runs.
     vacuuming: Arc<AtomicBool>,
+    /// What `maybe_vacuum` knows between calls.
+    vacuum_state: Arc<std::sync::Mutex<VacuumState>>,
     /// See [`PgStore::with_vacuum_after`]; `None`: never.
     vacuum_after: Option<i64>,
 }
@@ -73,7 +92,12 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self { pool, vacuuming: Arc::new(AtomicBool::new(false)), vacuum_after: Some(VACUUM_AFTER) })
+        Ok(Self {
+            pool,
+            vacuuming: Arc::new(AtomicBool::new(false)),
+            vacuum_state: Arc::default(),
+            vacuum_after: Some(VACUUM_AFTER),
+        })
     }
 
     /// Vacuums `audit_events` itself, in the background, once full-text indexing has caught up and at least
@@ -97,25 +121,49 @@ impl PgStore {
     /// a bulk load. The VACUUM reads only the pages not yet all-visible and, for an insert-only table,
     /// skips the index scans; it holds a lock that does not block inserts or reads. The full-text table is
     /// left to autovacuum: vacuuming a GIN index reads all of it.
+    ///
+    /// The statistics are read only once this store has indexed the threshold's worth of events since its
+    /// last `VACUUM`, so an idle store asks nothing.
     async fn maybe_vacuum(&self) {
         let Some(threshold) = self.vacuum_after else { return };
-        if self.vacuuming.load(Ordering::Relaxed) {
-            return;
+        let threshold_events = u64::try_from(threshold).unwrap_or(u64::MAX);
+        {
+            let mut state = self.vacuum_state.lock().unwrap_or_else(|e| e.into_inner());
+            if self.vacuuming.load(Ordering::Relaxed)
+                || state.indexed < threshold_events
+                || state.last_check.is_some_and(|at| at.elapsed() < VACUUM_RECHECK)
+            {
+                return;
+            }
+            state.last_check = Some(std::time::Instant::now());
         }
-        // The statistics lag commits by up to a second or so, which only delays the vacuum to a later pass.
         let inserted: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
             "SELECT n_ins_since_vacuum FROM pg_stat_user_tables WHERE relid = 'audit_events'::regclass",
         )
         .fetch_optional(&self.pool)
         .await
         .map(Option::flatten);
-        match inserted {
-            Ok(Some(n)) if n >= threshold => {}
-            Ok(_) => return,
+        let inserted = match inserted {
+            Ok(n) => n.unwrap_or(0),
             Err(error) => {
                 tracing::debug!(target: "sightline_audit", %error, "could not read audit_events' statistics");
+                0
+            }
+        };
+        {
+            let mut state = self.vacuum_state.lock().unwrap_or_else(|e| e.into_inner());
+            if inserted < threshold {
+                // The statistics lag commits (by up to a second while the committing backend is busy, ten
+                // when it is idle), or autovacuum got there first: ask again, once a second, for a while;
+                // then count on from what PostgreSQL reports.
+                let since = *state.low_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= VACUUM_STATS_LAG {
+                    state.indexed = u64::try_from(inserted).unwrap_or(0);
+                    state.low_since = None;
+                }
                 return;
             }
+            *state = VacuumState::default();
         }
         if self.vacuuming.swap(true, Ordering::AcqRel) {
             return;
@@ -710,6 +758,10 @@ impl AuditStore for PgStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        {
+            let mut state = self.vacuum_state.lock().unwrap_or_else(|e| e.into_inner());
+            state.indexed = state.indexed.saturating_add(u64::try_from(pending.len()).unwrap_or(u64::MAX));
+        }
         Ok(pending.len())
     }
 
