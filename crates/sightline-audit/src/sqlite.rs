@@ -12,9 +12,10 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use crate::event::{Hash, StoredEvent, micros};
 use crate::query::{Cursor, Facet, Query};
 use crate::store::{
-    AuditStore, COLUMN_COUNT, COLUMNS, ChainLink, Checkpoint, Page, StoreError, collect_links, from_row,
-    fts5_query,
+    AuditStore, COLUMN_COUNT, COLUMNS, ChainLink, Checkpoint, Page, StoreError, from_row, fts5_query,
 };
+
+mod raw;
 
 /// Rows per multi-row INSERT: 19 columns each, well under SQLite's 32,766 bound variables.
 const ROWS_PER_INSERT: usize = 500;
@@ -480,11 +481,8 @@ impl AuditStore for SqliteStore {
     }
 
     async fn scan_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
-        // Streamed: SQLite's thread reads the next rows while this one hashes.
-        let sql = format!("SELECT {COLUMNS} FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?");
-        let rows =
-            sqlx::query(&sql).bind(after).bind(i64::try_from(limit).unwrap_or(i64::MAX)).fetch(&self.pool);
-        collect_links(rows, limit).await
+        // Through SQLite's C API, hashing each row where SQLite keeps it (see `raw`).
+        raw::chain_links(self.pool.acquire().await?, after, limit).await
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {

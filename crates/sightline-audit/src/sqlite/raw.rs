@@ -1,0 +1,199 @@
+//! The rows `verify` hashes, read through SQLite's C API rather than sqlx's rows.
+//!
+//! sqlx copies each column of each row into an owned value on its worker thread and frees it on the
+//! reading task: 19 allocations per row, and most of `verify`'s time. Here a blocking thread holds the
+//! connection's handle (sqlx's worker waits meanwhile), steps a prepared statement and hashes each row's
+//! columns where SQLite keeps them, borrowed until the next step: no copies at all.
+//!
+//! Only this module uses `unsafe`; each block says why it is sound.
+#![allow(unsafe_code)] // FFI to libsqlite3-sys; measured in docs/benchmarks.md ("verify through SQLite's C API").
+
+use std::ffi::{CStr, CString, c_int};
+use std::ptr::NonNull;
+
+use libsqlite3_sys as ffi;
+use sqlx::pool::PoolConnection;
+use sqlx::{Sqlite, SqliteConnection};
+
+use crate::event::{Hash, StoredFields};
+use crate::store::{COLUMNS, ChainLink, StoreError};
+
+/// [`ChainLink`]s of up to `limit` events with `seq > after`, in chain order, read on a blocking thread (so
+/// the runtime's threads keep running while it hashes). The same links `store::chain_link` makes from sqlx's
+/// rows: a column whose type is not the one the writer stores (or text that is not UTF-8, or a hash that
+/// is not 32 bytes) leaves the link without a computed hash, for `verify` to read the event whole.
+pub(crate) async fn chain_links(
+    mut conn: PoolConnection<Sqlite>,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<ChainLink>, StoreError> {
+    let runtime = tokio::runtime::Handle::current();
+    let task = tokio::task::spawn_blocking(move || -> Result<Vec<ChainLink>, StoreError> {
+        let conn: &mut SqliteConnection = &mut conn;
+        let mut handle = runtime.block_on(conn.lock_handle())?;
+        read(handle.as_raw_handle(), after, limit)
+    });
+    task.await.map_err(|error| protocol(format!("the verify thread failed: {error}")))?
+}
+
+fn protocol(message: String) -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol(message))
+}
+
+/// A prepared statement, finalized when dropped.
+struct Statement {
+    db: NonNull<ffi::sqlite3>,
+    raw: NonNull<ffi::sqlite3_stmt>,
+}
+
+impl Statement {
+    fn prepare(db: NonNull<ffi::sqlite3>, sql: &CStr) -> Result<Self, StoreError> {
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: `db` is an open connection that this thread holds exclusively (the caller's
+        // `LockedSqliteHandle` keeps sqlx's worker off it); `sql` is NUL-terminated (-1 length: read to the
+        // NUL); `raw` is a valid out-pointer.
+        let rc =
+            unsafe { ffi::sqlite3_prepare_v2(db.as_ptr(), sql.as_ptr(), -1, &mut raw, std::ptr::null_mut()) };
+        match NonNull::new(raw) {
+            Some(raw) if rc == ffi::SQLITE_OK => Ok(Self { db, raw }),
+            _ => Err(sqlite_error(db, rc)),
+        }
+    }
+
+    fn bind(&mut self, index: c_int, value: i64) -> Result<(), StoreError> {
+        // SAFETY: the statement is live (finalized only on drop) and `index` is one of its parameters.
+        let rc = unsafe { ffi::sqlite3_bind_int64(self.raw.as_ptr(), index, value) };
+        if rc == ffi::SQLITE_OK { Ok(()) } else { Err(sqlite_error(self.db, rc)) }
+    }
+
+    /// Steps to the next row: `Ok(Some(row))` while there is one.
+    fn next(&mut self) -> Result<Option<Row<'_>>, StoreError> {
+        // SAFETY: the statement is live; the `Row` borrows `self` mutably, so no other step (which would
+        // invalidate the column pointers it hands out) can happen while it lives.
+        match unsafe { ffi::sqlite3_step(self.raw.as_ptr()) } {
+            ffi::SQLITE_ROW => Ok(Some(Row { statement: self })),
+            ffi::SQLITE_DONE => Ok(None),
+            rc => Err(sqlite_error(self.db, rc)),
+        }
+    }
+}
+
+impl Drop for Statement {
+    fn drop(&mut self) {
+        // SAFETY: the statement was prepared on `db` and is finalized exactly once, here.
+        unsafe { ffi::sqlite3_finalize(self.raw.as_ptr()) };
+    }
+}
+
+/// The current row of a [`Statement`]; its columns borrow from SQLite until the next step.
+struct Row<'s> {
+    statement: &'s mut Statement,
+}
+
+impl Row<'_> {
+    fn kind(&self, column: c_int) -> c_int {
+        // SAFETY: the statement is live and positioned on a row; `column` is within its 19 columns (an index
+        // out of range gives SQLITE_NULL, not undefined behaviour).
+        unsafe { ffi::sqlite3_column_type(self.statement.raw.as_ptr(), column) }
+    }
+
+    fn int(&self, column: c_int) -> Option<i64> {
+        if self.kind(column) != ffi::SQLITE_INTEGER {
+            return None;
+        }
+        // SAFETY: as in `kind`; the value is an integer, so nothing is converted.
+        Some(unsafe { ffi::sqlite3_column_int64(self.statement.raw.as_ptr(), column) })
+    }
+
+    /// The bytes of a TEXT or BLOB value, as stored (no conversion: the database's encoding is UTF-8).
+    fn bytes(&self, column: c_int, kind: c_int) -> Option<&[u8]> {
+        if self.kind(column) != kind {
+            return None;
+        }
+        let raw = self.statement.raw.as_ptr();
+        // SAFETY: as in `kind`. `sqlite3_column_blob` on a TEXT or BLOB value returns its bytes without
+        // conversion, and `sqlite3_column_bytes` called after it gives their length. The pointer stays valid
+        // until the statement steps, resets or is finalized, none of which can happen while `self` (which
+        // borrows the statement mutably) and the returned slice (which borrows `self`) live.
+        unsafe {
+            let data = ffi::sqlite3_column_blob(raw, column).cast::<u8>();
+            let len = usize::try_from(ffi::sqlite3_column_bytes(raw, column)).ok()?;
+            if data.is_null() || len == 0 {
+                return Some(&[]);
+            }
+            Some(std::slice::from_raw_parts(data, len))
+        }
+    }
+
+    fn text(&self, column: c_int) -> Option<&str> {
+        std::str::from_utf8(self.bytes(column, ffi::SQLITE_TEXT)?).ok()
+    }
+
+    /// A text column that may be NULL: `Some(None)` for NULL, `None` for anything but TEXT or NULL.
+    fn optional_text(&self, column: c_int) -> Option<Option<&str>> {
+        if self.kind(column) == ffi::SQLITE_NULL { Some(None) } else { self.text(column).map(Some) }
+    }
+
+    fn hash(&self, column: c_int) -> Option<Hash> {
+        Hash::from_slice(self.bytes(column, ffi::SQLITE_BLOB)?)
+    }
+
+    /// The row's link; the columns are [`COLUMNS`] in order.
+    fn link(&self) -> Result<ChainLink, StoreError> {
+        let seq = self.int(0).ok_or_else(|| protocol("an audit event's seq is not an integer".into()))?;
+        let (hash, prev_hash) = (self.hash(17), self.hash(18));
+        let fields = || {
+            Some(StoredFields {
+                id: self.text(1)?,
+                ts: self.int(2)?,
+                actor_id: self.text(3)?,
+                actor_type: self.text(4)?,
+                actor_ip: self.optional_text(5)?,
+                actor_user_agent: self.optional_text(6)?,
+                action: self.text(7)?,
+                target_type: self.optional_text(8)?,
+                target_id: self.optional_text(9)?,
+                outcome: self.text(10)?,
+                severity: self.text(11)?,
+                component: self.optional_text(12)?,
+                request_id: self.optional_text(13)?,
+                trace_id: self.optional_text(14)?,
+                message: self.text(15)?,
+                attributes: self.text(16)?,
+            })
+        };
+        let computed = match (hash, prev_hash) {
+            (Some(_), Some(prev_hash)) => fields().map(|fields| fields.chain_hash(&prev_hash)),
+            _ => None,
+        };
+        Ok(ChainLink {
+            seq,
+            hash: hash.unwrap_or_default(),
+            prev_hash: prev_hash.unwrap_or_default(),
+            computed,
+        })
+    }
+}
+
+/// The error SQLite reports on `db` for return code `rc`.
+fn sqlite_error(db: NonNull<ffi::sqlite3>, rc: c_int) -> StoreError {
+    // SAFETY: `db` is open and held by this thread; `sqlite3_errmsg` returns a NUL-terminated string owned
+    // by SQLite, copied here before any other call on `db`.
+    let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db.as_ptr())) }.to_string_lossy().into_owned();
+    protocol(format!("SQLite error {rc} while verifying: {message}"))
+}
+
+/// Reads and hashes the rows on `db`, which the caller holds exclusively.
+fn read(db: NonNull<ffi::sqlite3>, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
+    let sql =
+        CString::new(format!("SELECT {COLUMNS} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"))
+            .map_err(|_| protocol("the verify query holds a NUL".into()))?;
+    let mut statement = Statement::prepare(db, &sql)?;
+    statement.bind(1, after)?;
+    statement.bind(2, i64::try_from(limit).unwrap_or(i64::MAX))?;
+    let mut links = Vec::with_capacity(limit.min(16_384));
+    while let Some(row) = statement.next()? {
+        links.push(row.link()?);
+    }
+    Ok(links)
+}
