@@ -1,13 +1,21 @@
-//! The embedded store: one SQLite file in WAL mode, full text in an FTS5 table filled after commit.
+//! The embedded store: one SQLite file in WAL mode for the events, and their full-text index (FTS5, filled
+//! after commit) in a second file beside it, attached to every connection as `fts`.
+//!
+//! The index has a file of its own so that indexing takes that file's write lock rather than the events':
+//! the writer's commits and the indexer's passes then run side by side instead of taking turns. The index
+//! is derived from the events: its file records the highest seq it covers (`fts_seq`) in the same
+//! transactions that fill it, and it is emptied and rebuilt from the events when it is missing, belongs to
+//! another trail, or claims events the trail does not have.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Executor, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::event::{Hash, StoredEvent, micros};
 use crate::query::{Cursor, Facet, Query};
@@ -53,7 +61,9 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and applies the migrations.
+    /// Opens (creating if needed) the database at `path` and applies the migrations. The full-text index
+    /// lives beside it, in [`fts_path`]`(path)`, created (and filled in the background by the writer) when
+    /// missing.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new().filename(path).create_if_missing(true);
         Self::with_options(options).await
@@ -66,6 +76,7 @@ impl SqliteStore {
     }
 
     async fn with_options(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let fts = Arc::new(fts_attach_name(options.get_filename())?);
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before the writer acknowledges it, even across a power cut.
@@ -82,9 +93,18 @@ impl SqliteStore {
             .pragma("cache_size", "-65536")
             // - checkpoints every 10,000 WAL pages (about 40 MB) rather than 1,000: index pages that many
             //   commits touch are copied back to the database once, and fewer commits pay for a checkpoint.
+            //   (The setting is the connection's: it holds for the index's file too.)
             .pragma("wal_autocheckpoint", "10000");
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .after_connect(move |conn, _| {
+                let fts = fts.clone();
+                Box::pin(async move { attach_fts(conn, &fts).await })
+            })
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        prepare_fts(&pool).await?;
         Ok(Self { pool })
     }
 
@@ -114,7 +134,7 @@ impl SqliteStore {
         };
         let probe = PROBE_MATCHES.max(fetch.saturating_mul(2));
         let probed: Option<i64> = sqlx::query_scalar(
-            "SELECT rowid FROM audit_fts WHERE audit_fts MATCH ? AND rowid <= ? \
+            "SELECT rowid FROM fts.audit_fts WHERE audit_fts MATCH ? AND rowid <= ? \
              ORDER BY rowid DESC LIMIT 1 OFFSET ?",
         )
         .bind(fts5_query(&query.terms))
@@ -185,13 +205,13 @@ impl SqliteStore {
                 .push_bind(lo)
                 .push(" AND ")
                 .push_bind(hi)
-                .push(" THEN seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ")
+                .push(" THEN seq IN (SELECT rowid FROM fts.audit_fts WHERE audit_fts MATCH ")
                 .push_bind(fts.clone())
                 .push(" AND rowid BETWEEN ")
                 .push_bind(lo)
                 .push(" AND ")
                 .push_bind(hi)
-                .push(") ELSE EXISTS (SELECT 1 FROM audit_fts WHERE audit_fts MATCH ")
+                .push(") ELSE EXISTS (SELECT 1 FROM fts.audit_fts WHERE audit_fts MATCH ")
                 .push_bind(fts.clone())
                 .push(" AND rowid = seq) END ORDER BY ts DESC, seq DESC LIMIT ")
                 .push_bind(want);
@@ -223,6 +243,100 @@ impl SqliteStore {
         builder.push(" ORDER BY ts DESC, seq DESC LIMIT ").push_bind(fetch);
         Ok(builder.build().fetch_all(&self.pool).await?)
     }
+}
+
+/// The full-text index's file for the events' file at `path`: `audit.db` gives `audit-fts.db`, `trail`
+/// gives `trail-fts`. Deleting it (with its `-wal` and `-shm`) while the store is closed is safe: the store
+/// rebuilds it from the events.
+pub fn fts_path(path: &Path) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_os_string()).unwrap_or_default();
+    let mut name = stem;
+    name.push("-fts");
+    if let Some(extension) = path.extension() {
+        name.push(".");
+        name.push(extension);
+    }
+    path.with_file_name(name)
+}
+
+/// What `ATTACH` takes for the index of the database sqlx opens as `filename`. An in-memory store (which sqlx
+/// names `file:sqlx-in-memory-N` and shares between the pool's connections) gets a shared in-memory index.
+fn fts_attach_name(filename: &Path) -> Result<String, StoreError> {
+    let name = filename.to_str().ok_or_else(|| {
+        StoreError::Database(sqlx::Error::Configuration(
+            format!("the audit database path {} is not UTF-8; choose another", filename.display()).into(),
+        ))
+    })?;
+    if name == ":memory:" || name.starts_with("file:") {
+        let base = name.split('?').next().unwrap_or(name);
+        return Ok(format!("{base}-fts?mode=memory&cache=shared"));
+    }
+    fts_path(filename)
+        .to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| StoreError::Database(sqlx::Error::Configuration("fts path is not UTF-8".into())))
+}
+
+/// Attaches the index's file as `fts` to a new connection, in WAL mode like the events' file. Its commits
+/// are `synchronous = NORMAL`: in WAL mode that never corrupts it, and a power cut can only lose its last
+/// passes, whose `fts_seq` is lost with them, so the indexer redoes them. (The events themselves stay
+/// `FULL`: an acknowledged event is on disk.)
+async fn attach_fts(conn: &mut SqliteConnection, fts: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("ATTACH DATABASE ? AS fts").bind(fts).execute(&mut *conn).await?;
+    conn.execute(
+        "PRAGMA fts.journal_mode = WAL; PRAGMA fts.synchronous = NORMAL; PRAGMA fts.cache_size = -65536;",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Creates the index in its file if it is not there, and empties it (to be rebuilt from the events by the
+/// indexer) when it does not belong to this trail: another trail's index (the events' file was replaced),
+/// or one that covers events beyond the trail's head (the events' file was restored from an older copy).
+async fn prepare_fts(pool: &SqlitePool) -> Result<(), StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    (&mut *tx)
+        .execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS fts.audit_fts USING fts5 (\
+                 message, attributes, content = '', contentless_delete = 1, tokenize = 'unicode61'); \
+             CREATE TABLE IF NOT EXISTS fts.audit_fts_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+        )
+        .await?;
+    let trail: i64 = sqlx::query_scalar("SELECT value FROM main.audit_meta WHERE key = 'store_id'")
+        .fetch_one(&mut *tx)
+        .await?;
+    let index: Option<i64> =
+        sqlx::query_scalar("SELECT value FROM fts.audit_fts_meta WHERE key = 'store_id'")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let covered: Option<i64> =
+        sqlx::query_scalar("SELECT value FROM fts.audit_fts_meta WHERE key = 'fts_seq'")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let head: i64 = sqlx::query_scalar(
+        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM main.audit_events), 0), \
+                    COALESCE((SELECT MAX(seq) FROM main.audit_checkpoints), 0))",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let belongs = index == Some(trail) && covered.is_some_and(|seq| seq <= head);
+    if !belongs {
+        if index.is_some() || covered.is_some() {
+            tracing::warn!(
+                target: "sightline_audit",
+                "the audit full-text index belongs to another trail or is ahead of it; rebuilding it"
+            );
+        }
+        sqlx::query("INSERT INTO fts.audit_fts (audit_fts) VALUES ('delete-all')").execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO fts.audit_fts_meta (key, value) VALUES ('store_id', ?), ('fts_seq', 0)",
+        )
+        .bind(trail)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 fn push_filters<'a>(builder: &mut QueryBuilder<'a, Sqlite>, query: &'a Query) {
@@ -268,7 +382,7 @@ fn push_filters<'a>(builder: &mut QueryBuilder<'a, Sqlite>, query: &'a Query) {
     push_time(builder, query);
     if !query.terms.is_empty() {
         builder
-            .push(" AND seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ")
+            .push(" AND seq IN (SELECT rowid FROM fts.audit_fts WHERE audit_fts MATCH ")
             .push_bind(fts5_query(&query.terms))
             .push(")");
     }
@@ -403,14 +517,18 @@ impl AuditStore for SqliteStore {
     }
 
     async fn index_pending(&self, limit: usize) -> Result<usize, StoreError> {
-        // Reads, then writes: take the write lock up front, so that a commit in between cannot fail the
-        // lock upgrade with SQLITE_BUSY (busy_timeout does not cover upgrades in WAL mode).
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let from: i64 = sqlx::query_scalar("SELECT value FROM audit_meta WHERE key = 'fts_seq'")
-            .fetch_one(&mut *tx)
-            .await?;
+        // A deferred transaction whose first statement writes to the index's file: it takes that file's write
+        // lock (waiting as `busy_timeout` allows) before anything is read, so no lock upgrade can fail with
+        // SQLITE_BUSY, and it takes no lock on the events' file, whose commits go on meanwhile. (`BEGIN
+        // IMMEDIATE` would lock every attached file, the events' too.)
+        let mut tx = self.pool.begin().await?;
+        let from: i64 = sqlx::query_scalar(
+            "UPDATE fts.audit_fts_meta SET value = value WHERE key = 'fts_seq' RETURNING value",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         let to: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(seq) FROM (SELECT seq FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?)",
+            "SELECT MAX(seq) FROM (SELECT seq FROM main.audit_events WHERE seq > ? ORDER BY seq LIMIT ?)",
         )
         .bind(from)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -418,15 +536,15 @@ impl AuditStore for SqliteStore {
         .await?;
         let Some(to) = to else { return Ok(0) };
         let done = sqlx::query(
-            "INSERT INTO audit_fts (rowid, message, attributes) \
-             SELECT seq, message, attributes FROM audit_events WHERE seq > ? AND seq <= ?",
+            "INSERT INTO fts.audit_fts (rowid, message, attributes) \
+             SELECT seq, message, attributes FROM main.audit_events WHERE seq > ? AND seq <= ?",
         )
         .bind(from)
         .bind(to)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query("UPDATE audit_meta SET value = ? WHERE key = 'fts_seq'")
+        sqlx::query("UPDATE fts.audit_fts_meta SET value = ? WHERE key = 'fts_seq'")
             .bind(to)
             .execute(&mut *tx)
             .await?;
@@ -505,7 +623,9 @@ impl AuditStore for SqliteStore {
     }
 
     async fn delete_through(&self, through: i64, limit: usize) -> Result<u64, StoreError> {
-        // Reads, then writes: take the write lock first (see `index_pending`).
+        // Reads, then writes: take the write locks first (`BEGIN IMMEDIATE` takes both files'), so that a
+        // commit in between cannot fail the lock upgrade with SQLITE_BUSY (busy_timeout does not cover
+        // upgrades in WAL mode).
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let last: Option<(i64, Vec<u8>)> = sqlx::query_as(
             "SELECT seq, hash FROM (SELECT seq, hash FROM audit_events WHERE seq <= ? ORDER BY seq LIMIT ?) \
@@ -516,11 +636,12 @@ impl AuditStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some((last, hash)) = last else { return Ok(0) };
-        // External-content FTS5 needs the old values to forget a row.
+        // The index forgets the rows it holds (by rowid: it keeps no content). Both files commit together,
+        // the events' first: a crash in between can only leave index rows for deleted events, which no
+        // search returns (searches read the events) and no new event reuses (seqs only grow).
         sqlx::query(
-            "INSERT INTO audit_fts (audit_fts, rowid, message, attributes) \
-             SELECT 'delete', seq, message, attributes FROM audit_events \
-             WHERE seq <= ? AND seq <= (SELECT value FROM audit_meta WHERE key = 'fts_seq')",
+            "DELETE FROM fts.audit_fts WHERE rowid IN (SELECT seq FROM main.audit_events \
+             WHERE seq <= ? AND seq <= (SELECT value FROM fts.audit_fts_meta WHERE key = 'fts_seq'))",
         )
         .bind(last)
         .execute(&mut *tx)
@@ -598,6 +719,29 @@ mod tests {
             let value: i64 =
                 sqlx::query_scalar(&format!("PRAGMA {pragma}")).fetch_one(&mut *conn).await.unwrap();
             assert_eq!(value, expected, "PRAGMA {pragma}");
+        }
+        // The index's file: WAL too; NORMAL, since it is rebuilt from the events (see `attach_fts`).
+        let journal: String =
+            sqlx::query_scalar("PRAGMA fts.journal_mode").fetch_one(&mut *conn).await.unwrap();
+        assert_eq!(journal, "wal");
+        for (pragma, expected) in [("synchronous", 1), ("cache_size", -65536)] {
+            let value: i64 =
+                sqlx::query_scalar(&format!("PRAGMA fts.{pragma}")).fetch_one(&mut *conn).await.unwrap();
+            assert_eq!(value, expected, "PRAGMA fts.{pragma}");
+        }
+        // Every connection of the pool has it attached, and the events stay FULL.
+        let mut others = Vec::new();
+        for _ in 0..3 {
+            let mut other = store.pool().acquire().await.unwrap();
+            let synchronous: i64 =
+                sqlx::query_scalar("PRAGMA main.synchronous").fetch_one(&mut *other).await.unwrap();
+            assert_eq!(synchronous, 2);
+            let fts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fts.audit_fts_meta")
+                .fetch_one(&mut *other)
+                .await
+                .unwrap();
+            assert_eq!(fts, 2);
+            others.push(other);
         }
     }
 }

@@ -186,7 +186,7 @@ fn sqlite_error(db: NonNull<ffi::sqlite3>, rc: c_int) -> StoreError {
 /// Reads and hashes the rows on `db`, which the caller holds exclusively.
 fn read(db: NonNull<ffi::sqlite3>, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
     let sql =
-        CString::new(format!("SELECT {COLUMNS} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"))
+        CString::new(format!("SELECT {COLUMNS} FROM main.audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"))
             .map_err(|_| protocol("the verify query holds a NUL".into()))?;
     let mut statement = Statement::prepare(db, &sql)?;
     statement.bind(1, after)?;
