@@ -19,14 +19,9 @@ use sqlx::{Executor, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::event::{Hash, StoredEvent, micros};
 use crate::query::{Cursor, Facet, Query};
-use crate::store::{
-    AuditStore, COLUMN_COUNT, COLUMNS, ChainLink, Checkpoint, Page, StoreError, from_row, fts5_query,
-};
+use crate::store::{AuditStore, COLUMNS, ChainLink, Checkpoint, Page, StoreError, from_row, fts5_query};
 
 mod raw;
-
-/// Rows per multi-row INSERT: 19 columns each, well under SQLite's 32,766 bound variables.
-const ROWS_PER_INSERT: usize = 500;
 
 /// How many of the newest matches a full-text search counts before it picks a plan (see
 /// `choose_text_plan`); at least twice the page.
@@ -483,37 +478,8 @@ impl AuditStore for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
-        for chunk in batch.chunks(ROWS_PER_INSERT) {
-            let mut builder: QueryBuilder<'_, Sqlite> =
-                QueryBuilder::new(format!("INSERT INTO audit_events ({COLUMNS}) "));
-            builder.push_values(chunk, |mut row, stored| {
-                let e = &stored.event;
-                row.push_bind(stored.seq)
-                    .push_bind(e.id.to_string())
-                    .push_bind(e.timestamp_micros())
-                    .push_bind(e.actor.id.as_str())
-                    .push_bind(e.actor.kind.as_str())
-                    .push_bind(e.actor.ip.as_deref())
-                    .push_bind(e.actor.user_agent.as_deref())
-                    .push_bind(e.action.as_str())
-                    .push_bind(e.target.as_ref().map(|t| t.kind.as_str()))
-                    .push_bind(e.target.as_ref().map(|t| t.id.as_str()))
-                    .push_bind(e.outcome.as_str())
-                    .push_bind(e.severity.as_str())
-                    .push_bind(e.component.as_deref())
-                    .push_bind(e.request_id.as_deref())
-                    .push_bind(e.trace_id.as_deref())
-                    .push_bind(e.message.as_str())
-                    .push_bind(serde_json::to_string(&e.attributes).unwrap_or_else(|_| "{}".into()))
-                    .push_bind(stored.hash.0.as_slice())
-                    .push_bind(stored.prev_hash.0.as_slice());
-            });
-            debug_assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
-            builder.build().persistent(true).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        // Through SQLite's C API, binding each field where it is (see `raw`).
+        raw::append(self.pool.acquire().await?, batch).await
     }
 
     async fn index_pending(&self, limit: usize) -> Result<usize, StoreError> {

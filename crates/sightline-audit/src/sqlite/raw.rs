@@ -1,9 +1,12 @@
-//! The rows `verify` hashes, read through SQLite's C API rather than sqlx's rows.
+//! The two bulk paths, through SQLite's C API rather than sqlx's arguments and rows: the rows `verify`
+//! hashes, and the rows `append` inserts.
 //!
 //! sqlx copies each column of each row into an owned value on its worker thread and frees it on the
 //! reading task: 19 allocations per row, and most of `verify`'s time. Here a blocking thread holds the
 //! connection's handle (sqlx's worker waits meanwhile), steps a prepared statement and hashes each row's
-//! columns where SQLite keeps them, borrowed until the next step: no copies at all.
+//! columns where SQLite keeps them, borrowed until the next step: no copies at all. Likewise `append` binds
+//! each event's fields where they are (SQLite copies them once, into the record) instead of building a
+//! multi-row INSERT's 9,500 arguments on the writer's task and handing them to sqlx's worker.
 //!
 //! Only this module uses `unsafe`; each block says why it is sound.
 #![allow(unsafe_code)] // FFI to libsqlite3-sys; measured in docs/benchmarks.md ("verify through SQLite's C API").
@@ -15,8 +18,8 @@ use libsqlite3_sys as ffi;
 use sqlx::pool::PoolConnection;
 use sqlx::{Sqlite, SqliteConnection};
 
-use crate::event::{Hash, StoredFields};
-use crate::store::{COLUMNS, ChainLink, StoreError};
+use crate::event::{Hash, StoredEvent, StoredFields};
+use crate::store::{COLUMN_COUNT, COLUMNS, ChainLink, StoreError};
 
 /// [`ChainLink`]s of up to `limit` events with `seq > after`, in chain order, read on a blocking thread (so
 /// the runtime's threads keep running while it hashes). The same links `store::chain_link` makes from sqlx's
@@ -38,6 +41,56 @@ pub(crate) async fn chain_links(
 
 fn protocol(message: String) -> StoreError {
     StoreError::Database(sqlx::Error::Protocol(message))
+}
+
+/// An error SQLite returned, shaped as sqlx's own SQLite errors are (`code` is the extended result code in
+/// decimal, `kind` the constraint it names), so that callers tell a duplicate from a busy database the
+/// same way whichever path failed.
+#[derive(Debug)]
+struct SqliteFailure {
+    code: c_int,
+    message: String,
+}
+
+impl std::fmt::Display for SqliteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "(code: {}) {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for SqliteFailure {}
+
+impl sqlx::error::DatabaseError for SqliteFailure {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(self.code.to_string().into())
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        use sqlx::error::ErrorKind;
+        match self.code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => ErrorKind::UniqueViolation,
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
+            ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
+            ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
 }
 
 /// A prepared statement, finalized when dropped.
@@ -66,6 +119,59 @@ impl Statement {
         if rc == ffi::SQLITE_OK { Ok(()) } else { Err(sqlite_error(self.db, rc)) }
     }
 
+    /// Binds `values` to the parameters `?1`, `?2`, ... and runs the statement, which returns no rows. The
+    /// values are bound where they are (`SQLITE_STATIC`): SQLite reads them during the step only, and they
+    /// are unbound again before this returns, so nothing borrowed outlives the call.
+    fn run(&mut self, values: &[Value<'_>]) -> Result<(), StoreError> {
+        let raw = self.raw.as_ptr();
+        let mut rc = ffi::SQLITE_OK;
+        for (index, value) in (1..).zip(values) {
+            // SAFETY: the statement is live and not running; each pointer and length describes memory that
+            // `values` borrows for this whole call, and `SQLITE_STATIC` tells SQLite not to free it. The
+            // bindings are cleared below, before the borrow ends.
+            rc = unsafe {
+                match *value {
+                    Value::Int(v) => ffi::sqlite3_bind_int64(raw, index, v),
+                    Value::Text(None) => ffi::sqlite3_bind_null(raw, index),
+                    Value::Text(Some(text)) => ffi::sqlite3_bind_text64(
+                        raw,
+                        index,
+                        text.as_ptr().cast(),
+                        text.len() as u64,
+                        ffi::SQLITE_STATIC(),
+                        ffi::SQLITE_UTF8 as u8,
+                    ),
+                    Value::Blob(bytes) => ffi::sqlite3_bind_blob64(
+                        raw,
+                        index,
+                        bytes.as_ptr().cast(),
+                        bytes.len() as u64,
+                        ffi::SQLITE_STATIC(),
+                    ),
+                }
+            };
+            if rc != ffi::SQLITE_OK {
+                break;
+            }
+        }
+        if rc == ffi::SQLITE_OK {
+            // SAFETY: the statement is live and every parameter bound.
+            rc = match unsafe { ffi::sqlite3_step(raw) } {
+                ffi::SQLITE_DONE => ffi::SQLITE_OK,
+                ffi::SQLITE_ROW => ffi::SQLITE_MISUSE,
+                rc => rc,
+            };
+        }
+        let result = if rc == ffi::SQLITE_OK { Ok(()) } else { Err(sqlite_error(self.db, rc)) };
+        // SAFETY: the statement is live; reset ends its run (its error, if any, was read above) and clearing
+        // the bindings drops every pointer into `values`.
+        unsafe {
+            ffi::sqlite3_reset(raw);
+            ffi::sqlite3_clear_bindings(raw);
+        }
+        result
+    }
+
     /// Steps to the next row: `Ok(Some(row))` while there is one.
     fn next(&mut self) -> Result<Option<Row<'_>>, StoreError> {
         // SAFETY: the statement is live; the `Row` borrows `self` mutably, so no other step (which would
@@ -83,6 +189,15 @@ impl Drop for Statement {
         // SAFETY: the statement was prepared on `db` and is finalized exactly once, here.
         unsafe { ffi::sqlite3_finalize(self.raw.as_ptr()) };
     }
+}
+
+/// A value bound to a statement's parameter, borrowed for one run.
+#[derive(Debug, Clone, Copy)]
+enum Value<'a> {
+    Int(i64),
+    /// A text, or NULL.
+    Text(Option<&'a str>),
+    Blob(&'a [u8]),
 }
 
 /// The current row of a [`Statement`]; its columns borrow from SQLite until the next step.
@@ -175,12 +290,17 @@ impl Row<'_> {
     }
 }
 
-/// The error SQLite reports on `db` for return code `rc`.
+/// The error SQLite reports on `db` (its extended code: `rc` is what the call returned, for when the
+/// connection holds none).
 fn sqlite_error(db: NonNull<ffi::sqlite3>, rc: c_int) -> StoreError {
     // SAFETY: `db` is open and held by this thread; `sqlite3_errmsg` returns a NUL-terminated string owned
     // by SQLite, copied here before any other call on `db`.
-    let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db.as_ptr())) }.to_string_lossy().into_owned();
-    protocol(format!("SQLite error {rc} while verifying: {message}"))
+    let (code, message) = unsafe {
+        let code = ffi::sqlite3_extended_errcode(db.as_ptr());
+        (code, CStr::from_ptr(ffi::sqlite3_errmsg(db.as_ptr())).to_string_lossy().into_owned())
+    };
+    let code = if code == ffi::SQLITE_OK { rc } else { code };
+    StoreError::Database(sqlx::Error::Database(Box::new(SqliteFailure { code, message })))
 }
 
 /// Reads and hashes the rows on `db`, which the caller holds exclusively.
@@ -196,4 +316,94 @@ fn read(db: NonNull<ffi::sqlite3>, after: i64, limit: usize) -> Result<Vec<Chain
         links.push(row.link()?);
     }
     Ok(links)
+}
+
+/// Runs `sql` (no parameters, no rows) on `db`.
+fn exec(db: NonNull<ffi::sqlite3>, sql: &CStr) -> Result<(), StoreError> {
+    // SAFETY: `db` is open and held by this thread; `sql` is NUL-terminated; no callback, no error out-param
+    // (the error is read from the connection).
+    let rc = unsafe {
+        ffi::sqlite3_exec(db.as_ptr(), sql.as_ptr(), None, std::ptr::null_mut(), std::ptr::null_mut())
+    };
+    if rc == ffi::SQLITE_OK { Ok(()) } else { Err(sqlite_error(db, rc)) }
+}
+
+/// Stores `batch` in one transaction on `conn`, all or nothing (see [`insert`]). The work is blocking (it
+/// ends with the commit's fsync), so on a multi-threaded runtime it runs in `block_in_place`, which lets
+/// the runtime move its other tasks elsewhere meanwhile; on a current-thread runtime it runs in place.
+pub(crate) async fn append(
+    mut conn: PoolConnection<Sqlite>,
+    batch: &[StoredEvent],
+) -> Result<(), StoreError> {
+    let conn: &mut SqliteConnection = &mut conn;
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle();
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| insert(db, batch)),
+        _ => insert(db, batch),
+    }
+}
+
+/// The INSERT of one event.
+fn insert_sql() -> Result<CString, StoreError> {
+    let params = (1..=COLUMN_COUNT).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+    CString::new(format!("INSERT INTO main.audit_events ({COLUMNS}) VALUES ({params})"))
+        .map_err(|_| protocol("the insert holds a NUL".into()))
+}
+
+/// Inserts `batch` on `db` (held by this thread) between `BEGIN` and `COMMIT`, one prepared single-row
+/// INSERT per event: with one row per statement SQLite needs no statement journal (a multi-row INSERT
+/// keeps one in case the UNIQUE `id` stops it halfway). Any failure rolls the whole transaction back.
+fn insert(db: NonNull<ffi::sqlite3>, batch: &[StoredEvent]) -> Result<(), StoreError> {
+    let sql = insert_sql()?;
+    // Deferred: the first INSERT takes the events' write lock (waiting as `busy_timeout` allows); no read
+    // comes before it, so the lock is never upgraded.
+    exec(db, c"BEGIN")?;
+    let inserted = (|| {
+        let mut statement = Statement::prepare(db, &sql)?;
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let mut attributes = Vec::with_capacity(256);
+        for stored in batch {
+            let e = &stored.event;
+            attributes.clear();
+            if serde_json::to_writer(&mut attributes, &e.attributes).is_err() {
+                attributes.clear();
+                attributes.extend_from_slice(b"{}");
+            }
+            let attributes = std::str::from_utf8(&attributes).unwrap_or("{}");
+            statement.run(&[
+                Value::Int(stored.seq),
+                Value::Text(Some(e.id.hyphenated().encode_lower(&mut id))),
+                Value::Int(e.timestamp_micros()),
+                Value::Text(Some(&e.actor.id)),
+                Value::Text(Some(&e.actor.kind)),
+                Value::Text(e.actor.ip.as_deref()),
+                Value::Text(e.actor.user_agent.as_deref()),
+                Value::Text(Some(&e.action)),
+                Value::Text(e.target.as_ref().map(|t| t.kind.as_str())),
+                Value::Text(e.target.as_ref().map(|t| t.id.as_str())),
+                Value::Text(Some(e.outcome.as_str())),
+                Value::Text(Some(e.severity.as_str())),
+                Value::Text(e.component.as_deref()),
+                Value::Text(e.request_id.as_deref()),
+                Value::Text(e.trace_id.as_deref()),
+                Value::Text(Some(&e.message)),
+                Value::Text(Some(attributes)),
+                Value::Blob(stored.hash.0.as_slice()),
+                Value::Blob(stored.prev_hash.0.as_slice()),
+            ])?;
+        }
+        Ok(())
+    })();
+    match inserted.and_then(|()| exec(db, c"COMMIT")) {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            // The transaction may be open still (or SQLite may have ended it already): end it either way.
+            // SAFETY: `db` is open and held by this thread.
+            if unsafe { ffi::sqlite3_get_autocommit(db.as_ptr()) } == 0 {
+                let _ = exec(db, c"ROLLBACK");
+            }
+            Err(error)
+        }
+    }
 }
