@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -22,6 +23,10 @@ use crate::query::{Cursor, Facet, Query};
 use crate::store::{AuditStore, COLUMNS, ChainLink, Checkpoint, Page, StoreError, from_row, fts5_query};
 
 mod raw;
+
+/// The smallest half of a `scan_chain` batch read on a thread of its own: below it, one thread reads it all
+/// (starting a second costs more than it saves).
+const MIN_HALF: usize = 1_000;
 
 /// How many of the newest matches a full-text search counts before it picks a plan (see
 /// `choose_text_plan`); at least twice the page.
@@ -53,7 +58,13 @@ pub enum TextPlan {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Events indexed since the indexer last checkpointed the events' WAL (see `index_pending`).
+    since_checkpoint: Arc<AtomicUsize>,
 }
+
+/// How many events the indexer indexes between two checkpoints of the events' WAL: about 10,000 WAL pages
+/// (40 MB) of commits, so that index pages that many commits touch are copied back once.
+const CHECKPOINT_EVERY: usize = 40_000;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies the migrations. The full-text index
@@ -86,10 +97,12 @@ impl SqliteStore {
             // - a 64 MiB page cache per connection (the default is 2 MiB), so that a 4,096-event commit and
             //   a full-text pass keep their dirty pages in memory instead of spilling them to the WAL early;
             .pragma("cache_size", "-65536")
-            // - checkpoints every 10,000 WAL pages (about 40 MB) rather than 1,000: index pages that many
-            //   commits touch are copied back to the database once, and fewer commits pay for a checkpoint.
-            //   (The setting is the connection's: it holds for the index's file too.)
-            .pragma("wal_autocheckpoint", "10000");
+            // - the events' WAL is checkpointed by the indexer, beside the commits, every `CHECKPOINT_EVERY`
+            //   events (see `index_pending`), so a commit no longer stops to copy pages back and fsync the
+            //   database. Connections checkpoint on their own only past 40,000 WAL pages (160 MB), should the
+            //   indexer not run. (The setting is the connection's: it holds for the index's file too, which
+            //   only the indexer writes.)
+            .pragma("wal_autocheckpoint", "40000");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .after_connect(move |conn, _| {
@@ -100,7 +113,7 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         prepare_fts(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, since_checkpoint: Arc::new(AtomicUsize::new(0)) })
     }
 
     /// The connection pool, for tests that tamper with rows.
@@ -515,7 +528,15 @@ impl AuditStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(usize::try_from(done).unwrap_or(usize::MAX))
+        let done = usize::try_from(done).unwrap_or(usize::MAX);
+        // Copy committed pages back into both files here, beside the commits (a PASSIVE checkpoint takes no
+        // write lock), rather than in whichever commit crosses the WAL's threshold.
+        let since = self.since_checkpoint.fetch_add(done, Ordering::Relaxed).saturating_add(done);
+        if since >= CHECKPOINT_EVERY {
+            self.since_checkpoint.store(0, Ordering::Relaxed);
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
+        }
+        Ok(done)
     }
 
     async fn search(&self, query: &Query, limit: usize, cursor: Option<Cursor>) -> Result<Page, StoreError> {
@@ -565,8 +586,22 @@ impl AuditStore for SqliteStore {
     }
 
     async fn scan_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
-        // Through SQLite's C API, hashing each row where SQLite keeps it (see `raw`).
-        raw::chain_links(self.pool.acquire().await?, after, limit).await
+        // Through SQLite's C API, hashing each row where SQLite keeps it (see `raw`), in two halves read on
+        // two connections by two threads: the events up to `after + limit / 2` (all of them, as a chain
+        // without gaps has exactly that many), then the first of those after it. Together they are always
+        // the first events after `after`, in order and none left out; if the chain has gaps there are fewer
+        // of them than `limit`, and `verify` reads on from the last.
+        let half = limit / 2;
+        if half < MIN_HALF {
+            return raw::chain_links(self.pool.acquire().await?, after, i64::MAX, limit).await;
+        }
+        let middle = after.saturating_add(i64::try_from(half).unwrap_or(i64::MAX));
+        let (mut first, second) = tokio::try_join!(
+            async { raw::chain_links(self.pool.acquire().await?, after, middle, half).await },
+            async { raw::chain_links(self.pool.acquire().await?, middle, i64::MAX, limit - half).await },
+        )?;
+        first.extend(second);
+        Ok(first)
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
@@ -680,7 +715,7 @@ mod tests {
             // MEMORY.
             ("temp_store", 2),
             ("cache_size", -65536),
-            ("wal_autocheckpoint", 10000),
+            ("wal_autocheckpoint", 40000),
         ] {
             let value: i64 =
                 sqlx::query_scalar(&format!("PRAGMA {pragma}")).fetch_one(&mut *conn).await.unwrap();

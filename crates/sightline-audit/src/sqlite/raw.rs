@@ -21,20 +21,21 @@ use sqlx::{Sqlite, SqliteConnection};
 use crate::event::{Hash, StoredEvent, StoredFields};
 use crate::store::{COLUMN_COUNT, COLUMNS, ChainLink, StoreError};
 
-/// [`ChainLink`]s of up to `limit` events with `seq > after`, in chain order, read on a blocking thread (so
-/// the runtime's threads keep running while it hashes). The same links `store::chain_link` makes from sqlx's
-/// rows: a column whose type is not the one the writer stores (or text that is not UTF-8, or a hash that
-/// is not 32 bytes) leaves the link without a computed hash, for `verify` to read the event whole.
+/// [`ChainLink`]s of up to `limit` events with `after < seq <= through`, in chain order, read on a blocking
+/// thread (so the runtime's threads keep running while it hashes). The same links `store::chain_link` makes
+/// from sqlx's rows: a column whose type is not the one the writer stores (or text that is not UTF-8, or a
+/// hash that is not 32 bytes) leaves the link without a computed hash, for `verify` to read the event whole.
 pub(crate) async fn chain_links(
     mut conn: PoolConnection<Sqlite>,
     after: i64,
+    through: i64,
     limit: usize,
 ) -> Result<Vec<ChainLink>, StoreError> {
     let runtime = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || -> Result<Vec<ChainLink>, StoreError> {
         let conn: &mut SqliteConnection = &mut conn;
         let mut handle = runtime.block_on(conn.lock_handle())?;
-        read(handle.as_raw_handle(), after, limit)
+        read(handle.as_raw_handle(), after, through, limit)
     });
     task.await.map_err(|error| protocol(format!("the verify thread failed: {error}")))?
 }
@@ -304,13 +305,20 @@ fn sqlite_error(db: NonNull<ffi::sqlite3>, rc: c_int) -> StoreError {
 }
 
 /// Reads and hashes the rows on `db`, which the caller holds exclusively.
-fn read(db: NonNull<ffi::sqlite3>, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
-    let sql =
-        CString::new(format!("SELECT {COLUMNS} FROM main.audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"))
-            .map_err(|_| protocol("the verify query holds a NUL".into()))?;
+fn read(
+    db: NonNull<ffi::sqlite3>,
+    after: i64,
+    through: i64,
+    limit: usize,
+) -> Result<Vec<ChainLink>, StoreError> {
+    let sql = CString::new(format!(
+        "SELECT {COLUMNS} FROM main.audit_events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3"
+    ))
+    .map_err(|_| protocol("the verify query holds a NUL".into()))?;
     let mut statement = Statement::prepare(db, &sql)?;
     statement.bind(1, after)?;
-    statement.bind(2, i64::try_from(limit).unwrap_or(i64::MAX))?;
+    statement.bind(2, through)?;
+    statement.bind(3, i64::try_from(limit).unwrap_or(i64::MAX))?;
     let mut links = Vec::with_capacity(limit.min(16_384));
     while let Some(row) = statement.next()? {
         links.push(row.link()?);
