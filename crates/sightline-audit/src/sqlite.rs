@@ -343,6 +343,12 @@ async fn prepare_fts(pool: &SqlitePool) -> Result<(), StoreError> {
         .execute(&mut *tx)
         .await?;
     }
+    // FTS5 merges a level's segments once it holds 8 of them rather than 4: fewer, larger merges while
+    // indexing. Measured (docs/benchmarks.md, "FTS5 in its own file"): about 15% less indexing CPU, with
+    // searches still well inside their target. (Kept in the index's file; set again at every open.)
+    sqlx::query("INSERT INTO fts.audit_fts (audit_fts, rank) VALUES ('automerge', 8)")
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -730,6 +736,11 @@ mod tests {
                 sqlx::query_scalar(&format!("PRAGMA fts.{pragma}")).fetch_one(&mut *conn).await.unwrap();
             assert_eq!(value, expected, "PRAGMA fts.{pragma}");
         }
+        let automerge: i64 = sqlx::query_scalar("SELECT v FROM fts.audit_fts_config WHERE k = 'automerge'")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(automerge, 8);
         // Every connection of the pool has it attached, and the events stay FULL.
         let mut others = Vec::new();
         for _ in 0..3 {
