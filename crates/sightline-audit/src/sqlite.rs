@@ -58,12 +58,12 @@ pub enum TextPlan {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// Events indexed since the indexer last checkpointed the events' WAL (see `index_pending`).
+    /// Events indexed since the indexer last checkpointed the WALs (see `index_pending`).
     since_checkpoint: Arc<AtomicUsize>,
 }
 
-/// How many events the indexer indexes between two checkpoints of the events' WAL: about 10,000 WAL pages
-/// (40 MB) of commits, so that index pages that many commits touch are copied back once.
+/// How many events the indexer indexes between two checkpoints of the WALs: about 10,000 WAL pages (40 MB)
+/// of commits, so that index pages that many commits touch are copied back once.
 const CHECKPOINT_EVERY: usize = 40_000;
 
 impl SqliteStore {
@@ -91,8 +91,9 @@ impl SqliteStore {
             .foreign_keys(false)
             // Ingest settings, measured with `cargo bench -p sightline-audit --bench audit` (1M events: 35 to
             // 37k events/s without them, 47 to 50k with them; durability is unchanged):
-            // - statement journals (which SQLite writes for every multi-row INSERT, because the UNIQUE `id`
-            //   could abort it halfway) and sort/group temporaries live in memory rather than temp files;
+            // - statement journals (which SQLite writes for multi-row statements that could abort halfway; the
+            //   writer's INSERTs, one row each since `raw::append`, need none) and sort/group temporaries live
+            //   in memory rather than temp files;
             .pragma("temp_store", "memory")
             // - a 64 MiB page cache per connection (the default is 2 MiB), so that a 4,096-event commit and
             //   a full-text pass keep their dirty pages in memory instead of spilling them to the WAL early;
@@ -344,7 +345,7 @@ async fn prepare_fts(pool: &SqlitePool) -> Result<(), StoreError> {
         .await?;
     }
     // FTS5 merges a level's segments once it holds 8 of them rather than 4: fewer, larger merges while
-    // indexing. Measured (docs/benchmarks.md, "FTS5 in its own file"): about 15% less indexing CPU, with
+    // indexing. Measured (docs/benchmarks.md, Audit, "Issue 6"): about 15% less indexing CPU, with
     // searches still well inside their target. (Kept in the index's file; set again at every open.)
     sqlx::query("INSERT INTO fts.audit_fts (audit_fts, rank) VALUES ('automerge', 8)")
         .execute(&mut *tx)

@@ -9,7 +9,7 @@
 //! multi-row INSERT's 9,500 arguments on the writer's task and handing them to sqlx's worker.
 //!
 //! Only this module uses `unsafe`; each block says why it is sound.
-#![allow(unsafe_code)] // FFI to libsqlite3-sys; measured in docs/benchmarks.md ("verify through SQLite's C API").
+#![allow(unsafe_code)] // FFI to libsqlite3-sys; measured in docs/benchmarks.md (Audit, "Issue 6").
 
 use std::ffi::{CStr, CString, c_int};
 use std::ptr::NonNull;
