@@ -1,23 +1,32 @@
-//! The embedded store: one SQLite file in WAL mode, full text in an FTS5 table filled after commit.
+//! The embedded store: one SQLite file in WAL mode for the events, and their full-text index (FTS5, filled
+//! after commit) in a second file beside it, attached to every connection as `fts`.
+//!
+//! The index has a file of its own so that indexing takes that file's write lock rather than the events':
+//! the writer's commits and the indexer's passes then run side by side instead of taking turns. The index
+//! is derived from the events: its file records the highest seq it covers (`fts_seq`) in the same
+//! transactions that fill it, and it is emptied and rebuilt from the events when it is missing, belongs to
+//! another trail, or claims events the trail does not have.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Executor, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::event::{Hash, StoredEvent, micros};
 use crate::query::{Cursor, Facet, Query};
-use crate::store::{
-    AuditStore, COLUMN_COUNT, COLUMNS, ChainLink, Checkpoint, Page, StoreError, collect_links, from_row,
-    fts5_query,
-};
+use crate::store::{AuditStore, COLUMNS, ChainLink, Checkpoint, Page, StoreError, from_row, fts5_query};
 
-/// Rows per multi-row INSERT: 19 columns each, well under SQLite's 32,766 bound variables.
-const ROWS_PER_INSERT: usize = 500;
+mod raw;
+
+/// The smallest half of a `scan_chain` batch read on a thread of its own: below it, one thread reads it all
+/// (starting a second costs more than it saves).
+const MIN_HALF: usize = 1_000;
 
 /// How many of the newest matches a full-text search counts before it picks a plan (see
 /// `choose_text_plan`); at least twice the page.
@@ -49,10 +58,18 @@ pub enum TextPlan {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Events indexed since the indexer last checkpointed the WALs (see `index_pending`).
+    since_checkpoint: Arc<AtomicUsize>,
 }
 
+/// How many events the indexer indexes between two checkpoints of the WALs: about 10,000 WAL pages (40 MB)
+/// of commits, so that index pages that many commits touch are copied back once.
+const CHECKPOINT_EVERY: usize = 40_000;
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and applies the migrations.
+    /// Opens (creating if needed) the database at `path` and applies the migrations. The full-text index
+    /// lives beside it, in [`fts_path`]`(path)`, created (and filled in the background by the writer) when
+    /// missing.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new().filename(path).create_if_missing(true);
         Self::with_options(options).await
@@ -65,6 +82,7 @@ impl SqliteStore {
     }
 
     async fn with_options(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let fts = Arc::new(fts_attach_name(options.get_filename())?);
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before the writer acknowledges it, even across a power cut.
@@ -73,18 +91,30 @@ impl SqliteStore {
             .foreign_keys(false)
             // Ingest settings, measured with `cargo bench -p sightline-audit --bench audit` (1M events: 35 to
             // 37k events/s without them, 47 to 50k with them; durability is unchanged):
-            // - statement journals (which SQLite writes for every multi-row INSERT, because the UNIQUE `id`
-            //   could abort it halfway) and sort/group temporaries live in memory rather than temp files;
+            // - statement journals (which SQLite writes for multi-row statements that could abort halfway; the
+            //   writer's INSERTs, one row each since `raw::append`, need none) and sort/group temporaries live
+            //   in memory rather than temp files;
             .pragma("temp_store", "memory")
             // - a 64 MiB page cache per connection (the default is 2 MiB), so that a 4,096-event commit and
             //   a full-text pass keep their dirty pages in memory instead of spilling them to the WAL early;
             .pragma("cache_size", "-65536")
-            // - checkpoints every 10,000 WAL pages (about 40 MB) rather than 1,000: index pages that many
-            //   commits touch are copied back to the database once, and fewer commits pay for a checkpoint.
-            .pragma("wal_autocheckpoint", "10000");
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+            // - the events' WAL is checkpointed by the indexer, beside the commits, every `CHECKPOINT_EVERY`
+            //   events (see `index_pending`), so a commit no longer stops to copy pages back and fsync the
+            //   database. Connections checkpoint on their own only past 40,000 WAL pages (160 MB), should the
+            //   indexer not run. (The setting is the connection's: it holds for the index's file too, which
+            //   only the indexer writes.)
+            .pragma("wal_autocheckpoint", "40000");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .after_connect(move |conn, _| {
+                let fts = fts.clone();
+                Box::pin(async move { attach_fts(conn, &fts).await })
+            })
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        prepare_fts(&pool).await?;
+        Ok(Self { pool, since_checkpoint: Arc::new(AtomicUsize::new(0)) })
     }
 
     /// The connection pool, for tests that tamper with rows.
@@ -113,7 +143,7 @@ impl SqliteStore {
         };
         let probe = PROBE_MATCHES.max(fetch.saturating_mul(2));
         let probed: Option<i64> = sqlx::query_scalar(
-            "SELECT rowid FROM audit_fts WHERE audit_fts MATCH ? AND rowid <= ? \
+            "SELECT rowid FROM fts.audit_fts WHERE audit_fts MATCH ? AND rowid <= ? \
              ORDER BY rowid DESC LIMIT 1 OFFSET ?",
         )
         .bind(fts5_query(&query.terms))
@@ -184,13 +214,13 @@ impl SqliteStore {
                 .push_bind(lo)
                 .push(" AND ")
                 .push_bind(hi)
-                .push(" THEN seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ")
+                .push(" THEN seq IN (SELECT rowid FROM fts.audit_fts WHERE audit_fts MATCH ")
                 .push_bind(fts.clone())
                 .push(" AND rowid BETWEEN ")
                 .push_bind(lo)
                 .push(" AND ")
                 .push_bind(hi)
-                .push(") ELSE EXISTS (SELECT 1 FROM audit_fts WHERE audit_fts MATCH ")
+                .push(") ELSE EXISTS (SELECT 1 FROM fts.audit_fts WHERE audit_fts MATCH ")
                 .push_bind(fts.clone())
                 .push(" AND rowid = seq) END ORDER BY ts DESC, seq DESC LIMIT ")
                 .push_bind(want);
@@ -222,6 +252,106 @@ impl SqliteStore {
         builder.push(" ORDER BY ts DESC, seq DESC LIMIT ").push_bind(fetch);
         Ok(builder.build().fetch_all(&self.pool).await?)
     }
+}
+
+/// The full-text index's file for the events' file at `path`: `audit.db` gives `audit-fts.db`, `trail`
+/// gives `trail-fts`. Deleting it (with its `-wal` and `-shm`) while the store is closed is safe: the store
+/// rebuilds it from the events.
+pub fn fts_path(path: &Path) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_os_string()).unwrap_or_default();
+    let mut name = stem;
+    name.push("-fts");
+    if let Some(extension) = path.extension() {
+        name.push(".");
+        name.push(extension);
+    }
+    path.with_file_name(name)
+}
+
+/// What `ATTACH` takes for the index of the database sqlx opens as `filename`. An in-memory store (which sqlx
+/// names `file:sqlx-in-memory-N` and shares between the pool's connections) gets a shared in-memory index.
+fn fts_attach_name(filename: &Path) -> Result<String, StoreError> {
+    let name = filename.to_str().ok_or_else(|| {
+        StoreError::Database(sqlx::Error::Configuration(
+            format!("the audit database path {} is not UTF-8; choose another", filename.display()).into(),
+        ))
+    })?;
+    if name == ":memory:" || name.starts_with("file:") {
+        let base = name.split('?').next().unwrap_or(name);
+        return Ok(format!("{base}-fts?mode=memory&cache=shared"));
+    }
+    fts_path(filename)
+        .to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| StoreError::Database(sqlx::Error::Configuration("fts path is not UTF-8".into())))
+}
+
+/// Attaches the index's file as `fts` to a new connection, in WAL mode like the events' file. Its commits
+/// are `synchronous = NORMAL`: in WAL mode that never corrupts it, and a power cut can only lose its last
+/// passes, whose `fts_seq` is lost with them, so the indexer redoes them. (The events themselves stay
+/// `FULL`: an acknowledged event is on disk.)
+async fn attach_fts(conn: &mut SqliteConnection, fts: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("ATTACH DATABASE ? AS fts").bind(fts).execute(&mut *conn).await?;
+    conn.execute(
+        "PRAGMA fts.journal_mode = WAL; PRAGMA fts.synchronous = NORMAL; PRAGMA fts.cache_size = -65536;",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Creates the index in its file if it is not there, and empties it (to be rebuilt from the events by the
+/// indexer) when it does not belong to this trail: another trail's index (the events' file was replaced),
+/// or one that covers events beyond the trail's head (the events' file was restored from an older copy).
+async fn prepare_fts(pool: &SqlitePool) -> Result<(), StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    (&mut *tx)
+        .execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS fts.audit_fts USING fts5 (\
+                 message, attributes, content = '', contentless_delete = 1, tokenize = 'unicode61'); \
+             CREATE TABLE IF NOT EXISTS fts.audit_fts_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+        )
+        .await?;
+    let trail: i64 = sqlx::query_scalar("SELECT value FROM main.audit_meta WHERE key = 'store_id'")
+        .fetch_one(&mut *tx)
+        .await?;
+    let index: Option<i64> =
+        sqlx::query_scalar("SELECT value FROM fts.audit_fts_meta WHERE key = 'store_id'")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let covered: Option<i64> =
+        sqlx::query_scalar("SELECT value FROM fts.audit_fts_meta WHERE key = 'fts_seq'")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let head: i64 = sqlx::query_scalar(
+        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM main.audit_events), 0), \
+                    COALESCE((SELECT MAX(seq) FROM main.audit_checkpoints), 0))",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let belongs = index == Some(trail) && covered.is_some_and(|seq| seq <= head);
+    if !belongs {
+        if index.is_some() || covered.is_some() {
+            tracing::warn!(
+                target: "sightline_audit",
+                "the audit full-text index belongs to another trail or is ahead of it; rebuilding it"
+            );
+        }
+        sqlx::query("INSERT INTO fts.audit_fts (audit_fts) VALUES ('delete-all')").execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO fts.audit_fts_meta (key, value) VALUES ('store_id', ?), ('fts_seq', 0)",
+        )
+        .bind(trail)
+        .execute(&mut *tx)
+        .await?;
+    }
+    // FTS5 merges a level's segments once it holds 8 of them rather than 4: fewer, larger merges while
+    // indexing. Measured (docs/benchmarks.md, Audit, "Issue 6"): about 15% less indexing CPU, with
+    // searches still well inside their target. (Kept in the index's file; set again at every open.)
+    sqlx::query("INSERT INTO fts.audit_fts (audit_fts, rank) VALUES ('automerge', 8)")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 fn push_filters<'a>(builder: &mut QueryBuilder<'a, Sqlite>, query: &'a Query) {
@@ -267,7 +397,7 @@ fn push_filters<'a>(builder: &mut QueryBuilder<'a, Sqlite>, query: &'a Query) {
     push_time(builder, query);
     if !query.terms.is_empty() {
         builder
-            .push(" AND seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ")
+            .push(" AND seq IN (SELECT rowid FROM fts.audit_fts WHERE audit_fts MATCH ")
             .push_bind(fts5_query(&query.terms))
             .push(")");
     }
@@ -368,48 +498,23 @@ impl AuditStore for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
-        for chunk in batch.chunks(ROWS_PER_INSERT) {
-            let mut builder: QueryBuilder<'_, Sqlite> =
-                QueryBuilder::new(format!("INSERT INTO audit_events ({COLUMNS}) "));
-            builder.push_values(chunk, |mut row, stored| {
-                let e = &stored.event;
-                row.push_bind(stored.seq)
-                    .push_bind(e.id.to_string())
-                    .push_bind(e.timestamp_micros())
-                    .push_bind(e.actor.id.as_str())
-                    .push_bind(e.actor.kind.as_str())
-                    .push_bind(e.actor.ip.as_deref())
-                    .push_bind(e.actor.user_agent.as_deref())
-                    .push_bind(e.action.as_str())
-                    .push_bind(e.target.as_ref().map(|t| t.kind.as_str()))
-                    .push_bind(e.target.as_ref().map(|t| t.id.as_str()))
-                    .push_bind(e.outcome.as_str())
-                    .push_bind(e.severity.as_str())
-                    .push_bind(e.component.as_deref())
-                    .push_bind(e.request_id.as_deref())
-                    .push_bind(e.trace_id.as_deref())
-                    .push_bind(e.message.as_str())
-                    .push_bind(serde_json::to_string(&e.attributes).unwrap_or_else(|_| "{}".into()))
-                    .push_bind(stored.hash.0.as_slice())
-                    .push_bind(stored.prev_hash.0.as_slice());
-            });
-            debug_assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
-            builder.build().persistent(true).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        // Through SQLite's C API, binding each field where it is (see `raw`).
+        raw::append(self.pool.acquire().await?, batch).await
     }
 
     async fn index_pending(&self, limit: usize) -> Result<usize, StoreError> {
-        // Reads, then writes: take the write lock up front, so that a commit in between cannot fail the
-        // lock upgrade with SQLITE_BUSY (busy_timeout does not cover upgrades in WAL mode).
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let from: i64 = sqlx::query_scalar("SELECT value FROM audit_meta WHERE key = 'fts_seq'")
-            .fetch_one(&mut *tx)
-            .await?;
+        // A deferred transaction whose first statement writes to the index's file: it takes that file's write
+        // lock (waiting as `busy_timeout` allows) before anything is read, so no lock upgrade can fail with
+        // SQLITE_BUSY, and it takes no lock on the events' file, whose commits go on meanwhile. (`BEGIN
+        // IMMEDIATE` would lock every attached file, the events' too.)
+        let mut tx = self.pool.begin().await?;
+        let from: i64 = sqlx::query_scalar(
+            "UPDATE fts.audit_fts_meta SET value = value WHERE key = 'fts_seq' RETURNING value",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         let to: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(seq) FROM (SELECT seq FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?)",
+            "SELECT MAX(seq) FROM (SELECT seq FROM main.audit_events WHERE seq > ? ORDER BY seq LIMIT ?)",
         )
         .bind(from)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -417,20 +522,28 @@ impl AuditStore for SqliteStore {
         .await?;
         let Some(to) = to else { return Ok(0) };
         let done = sqlx::query(
-            "INSERT INTO audit_fts (rowid, message, attributes) \
-             SELECT seq, message, attributes FROM audit_events WHERE seq > ? AND seq <= ?",
+            "INSERT INTO fts.audit_fts (rowid, message, attributes) \
+             SELECT seq, message, attributes FROM main.audit_events WHERE seq > ? AND seq <= ?",
         )
         .bind(from)
         .bind(to)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query("UPDATE audit_meta SET value = ? WHERE key = 'fts_seq'")
+        sqlx::query("UPDATE fts.audit_fts_meta SET value = ? WHERE key = 'fts_seq'")
             .bind(to)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(usize::try_from(done).unwrap_or(usize::MAX))
+        let done = usize::try_from(done).unwrap_or(usize::MAX);
+        // Copy committed pages back into both files here, beside the commits (a PASSIVE checkpoint takes no
+        // write lock), rather than in whichever commit crosses the WAL's threshold.
+        let since = self.since_checkpoint.fetch_add(done, Ordering::Relaxed).saturating_add(done);
+        if since >= CHECKPOINT_EVERY {
+            self.since_checkpoint.store(0, Ordering::Relaxed);
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
+        }
+        Ok(done)
     }
 
     async fn search(&self, query: &Query, limit: usize, cursor: Option<Cursor>) -> Result<Page, StoreError> {
@@ -480,11 +593,22 @@ impl AuditStore for SqliteStore {
     }
 
     async fn scan_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
-        // Streamed: SQLite's thread reads the next rows while this one hashes.
-        let sql = format!("SELECT {COLUMNS} FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?");
-        let rows =
-            sqlx::query(&sql).bind(after).bind(i64::try_from(limit).unwrap_or(i64::MAX)).fetch(&self.pool);
-        collect_links(rows, limit).await
+        // Through SQLite's C API, hashing each row where SQLite keeps it (see `raw`), in two halves read on
+        // two connections by two threads: the events up to `after + limit / 2` (all of them, as a chain
+        // without gaps has exactly that many), then the first of those after it. Together they are always
+        // the first events after `after`, in order and none left out; if the chain has gaps there are fewer
+        // of them than `limit`, and `verify` reads on from the last.
+        let half = limit / 2;
+        if half < MIN_HALF {
+            return raw::chain_links(self.pool.acquire().await?, after, i64::MAX, limit).await;
+        }
+        let middle = after.saturating_add(i64::try_from(half).unwrap_or(i64::MAX));
+        let (mut first, second) = tokio::try_join!(
+            async { raw::chain_links(self.pool.acquire().await?, after, middle, half).await },
+            async { raw::chain_links(self.pool.acquire().await?, middle, i64::MAX, limit - half).await },
+        )?;
+        first.extend(second);
+        Ok(first)
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
@@ -507,7 +631,9 @@ impl AuditStore for SqliteStore {
     }
 
     async fn delete_through(&self, through: i64, limit: usize) -> Result<u64, StoreError> {
-        // Reads, then writes: take the write lock first (see `index_pending`).
+        // Reads, then writes: take the write locks first (`BEGIN IMMEDIATE` takes both files'), so that a
+        // commit in between cannot fail the lock upgrade with SQLITE_BUSY (busy_timeout does not cover
+        // upgrades in WAL mode).
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let last: Option<(i64, Vec<u8>)> = sqlx::query_as(
             "SELECT seq, hash FROM (SELECT seq, hash FROM audit_events WHERE seq <= ? ORDER BY seq LIMIT ?) \
@@ -518,11 +644,12 @@ impl AuditStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some((last, hash)) = last else { return Ok(0) };
-        // External-content FTS5 needs the old values to forget a row.
+        // The index forgets the rows it holds (by rowid: it keeps no content). Both files commit together,
+        // the events' first: a crash in between can only leave index rows for deleted events, which no
+        // search returns (searches read the events) and no new event reuses (seqs only grow).
         sqlx::query(
-            "INSERT INTO audit_fts (audit_fts, rowid, message, attributes) \
-             SELECT 'delete', seq, message, attributes FROM audit_events \
-             WHERE seq <= ? AND seq <= (SELECT value FROM audit_meta WHERE key = 'fts_seq')",
+            "DELETE FROM fts.audit_fts WHERE rowid IN (SELECT seq FROM main.audit_events \
+             WHERE seq <= ? AND seq <= (SELECT value FROM fts.audit_fts_meta WHERE key = 'fts_seq'))",
         )
         .bind(last)
         .execute(&mut *tx)
@@ -595,11 +722,39 @@ mod tests {
             // MEMORY.
             ("temp_store", 2),
             ("cache_size", -65536),
-            ("wal_autocheckpoint", 10000),
+            ("wal_autocheckpoint", 40000),
         ] {
             let value: i64 =
                 sqlx::query_scalar(&format!("PRAGMA {pragma}")).fetch_one(&mut *conn).await.unwrap();
             assert_eq!(value, expected, "PRAGMA {pragma}");
+        }
+        // The index's file: WAL too; NORMAL, since it is rebuilt from the events (see `attach_fts`).
+        let journal: String =
+            sqlx::query_scalar("PRAGMA fts.journal_mode").fetch_one(&mut *conn).await.unwrap();
+        assert_eq!(journal, "wal");
+        for (pragma, expected) in [("synchronous", 1), ("cache_size", -65536)] {
+            let value: i64 =
+                sqlx::query_scalar(&format!("PRAGMA fts.{pragma}")).fetch_one(&mut *conn).await.unwrap();
+            assert_eq!(value, expected, "PRAGMA fts.{pragma}");
+        }
+        let automerge: i64 = sqlx::query_scalar("SELECT v FROM fts.audit_fts_config WHERE k = 'automerge'")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(automerge, 8);
+        // Every connection of the pool has it attached, and the events stay FULL.
+        let mut others = Vec::new();
+        for _ in 0..3 {
+            let mut other = store.pool().acquire().await.unwrap();
+            let synchronous: i64 =
+                sqlx::query_scalar("PRAGMA main.synchronous").fetch_one(&mut *other).await.unwrap();
+            assert_eq!(synchronous, 2);
+            let fts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fts.audit_fts_meta")
+                .fetch_one(&mut *other)
+                .await
+                .unwrap();
+            assert_eq!(fts, 2);
+            others.push(other);
         }
     }
 }

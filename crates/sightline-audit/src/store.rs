@@ -254,26 +254,6 @@ where
     Ok(ChainLink { seq, hash: hash.unwrap_or_default(), prev_hash: prev_hash.unwrap_or_default(), computed })
 }
 
-/// Collects a stream of rows of [`COLUMNS`] as [`ChainLink`]s, hashing each row as it arrives (while the
-/// database side reads the next ones).
-#[cfg(feature = "sqlite")]
-pub(crate) async fn collect_links<R, S>(mut rows: S, limit: usize) -> Result<Vec<ChainLink>, StoreError>
-where
-    S: futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> &'r [u8]: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    use futures_util::TryStreamExt;
-    let mut links = Vec::with_capacity(limit.min(16_384));
-    while let Some(row) = rows.try_next().await? {
-        links.push(chain_link(&row)?);
-    }
-    Ok(links)
-}
-
 /// Turns full-text terms into an FTS5 query: each term a quoted string (phrases stay phrases), all
 /// required.
 pub(crate) fn fts5_query(terms: &[String]) -> String {

@@ -162,3 +162,36 @@ async fn verify_spans_batches() {
     let exec = exec(&store);
     suite::verify_spans_batches(store, exec).await;
 }
+
+/// `scan_chain` reads a batch in two halves on two threads; gaps around and across the middle of a batch
+/// are still found where they start, with the events before them counted.
+#[tokio::test]
+async fn verify_finds_gaps_around_the_middle_of_a_batch() {
+    use sightline_audit::verify::ProblemKind;
+    use sightline_audit::{AuditEvent, AuditWriter, Redaction, WriterConfig};
+    let dir = TempDir::new("audit-sqlite");
+    let store = Arc::new(fresh(&dir).await);
+    let config = WriterConfig { redaction: Redaction::off(), ..WriterConfig::default() };
+    let (writer, task) = AuditWriter::start(store.clone(), config, None).await.unwrap();
+    let events = (0..12_000).map(|i| AuditEvent::builder("a.b", format!("u{i}")).build().unwrap()).collect();
+    writer.record_all_durable(events).await.unwrap();
+    writer.shutdown(task).await;
+    let links = sightline_audit::AuditStore::scan_chain(store.as_ref(), 0, 10_000).await.unwrap();
+    assert_eq!(links.iter().map(|l| l.seq).collect::<Vec<_>>(), (1..=10_000).collect::<Vec<_>>());
+    assert!(links.iter().all(|l| l.computed == Some(l.hash)));
+    let exec = exec(&store);
+    // Across the middle of the first batch (seq 5,000).
+    exec("DELETE FROM audit_events WHERE seq BETWEEN 4990 AND 5020".into()).await;
+    let links = sightline_audit::AuditStore::scan_chain(store.as_ref(), 0, 10_000).await.unwrap();
+    assert!(links.windows(2).all(|w| w[0].seq < w[1].seq) && links.len() <= 10_000);
+    let report = sightline_audit::verify::verify(store.as_ref()).await.unwrap();
+    let problem = report.problem.unwrap();
+    assert_eq!((problem.kind, problem.seq, report.checked), (ProblemKind::Missing, 4_990, 4_990));
+    // A gap longer than half a batch: the first half is empty.
+    exec("DELETE FROM audit_events WHERE seq BETWEEN 100 AND 6000".into()).await;
+    let links = sightline_audit::AuditStore::scan_chain(store.as_ref(), 0, 10_000).await.unwrap();
+    assert_eq!(links.first().map(|l| l.seq), Some(1));
+    assert_eq!(links.get(99).map(|l| l.seq), Some(6_001), "the events after the gap follow");
+    let problem = sightline_audit::verify::verify(store.as_ref()).await.unwrap().problem.unwrap();
+    assert_eq!((problem.kind, problem.seq), (ProblemKind::Missing, 100));
+}
