@@ -736,12 +736,21 @@ async fn ingest<S: AuditStore>(store: Arc<Timed<S>>, dataset: &Dataset, args: &A
     let index_seconds: f64 = counters.index_passes.iter().map(|c| c.2).sum();
     let mut index_sizes: Vec<f64> = counters.index_passes.iter().map(|c| c.1 as f64).collect();
     index_sizes.sort_by(f64::total_cmp);
-    // Committed events per 5 s window, to see whether the rate holds as the store grows.
+    // Committed events per 5 s window, to see whether the rate holds as the store grows. Commit times
+    // count from the store's wrapping, before the events were generated; windows count from the clock's
+    // start, and the last one is as long as what is left.
     let windows: Vec<f64> = {
-        let mut w = vec![0.0; (committed.as_secs_f64() / 5.0).ceil().max(1.0) as usize];
+        let offset = started.saturating_duration_since(store.started).as_secs_f64();
+        let total = committed.as_secs_f64();
+        let mut w = vec![0.0; (total / 5.0).ceil().max(1.0) as usize];
         for (at, size, took) in &counters.commits {
-            let i = (((at + took) / 5.0) as usize).min(w.len() - 1);
-            w[i] += *size as f64 / 5.0;
+            let i = (((at + took - offset).max(0.0) / 5.0) as usize).min(w.len() - 1);
+            w[i] += *size as f64;
+        }
+        let last = w.len() - 1;
+        for (i, events) in w.iter_mut().enumerate() {
+            let length = if i == last { (total - 5.0 * last as f64).max(0.001) } else { 5.0 };
+            *events /= length;
         }
         w
     };

@@ -89,6 +89,12 @@ async fn redaction_on_ingest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_mid_stream_keep_one_chain() {
+    let Some(schema) = Schema::create().await else { return };
+    suite::refusals_mid_stream_keep_one_chain(schema.store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_build_one_chain() {
     let Some(schema) = Schema::create().await else { return };
     suite::concurrent_writers_build_one_chain(schema.store().await).await;

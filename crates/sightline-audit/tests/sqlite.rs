@@ -41,6 +41,12 @@ async fn redaction_on_ingest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_mid_stream_keep_one_chain() {
+    let dir = TempDir::new("audit-sqlite");
+    suite::refusals_mid_stream_keep_one_chain(fresh(&dir).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_build_one_chain() {
     let dir = TempDir::new("audit-sqlite");
     suite::concurrent_writers_build_one_chain(fresh(&dir).await).await;

@@ -200,6 +200,55 @@ pub async fn concurrent_writers_build_one_chain<S: AuditStore>(store: S) {
     assert!(ids.iter().all(|id| stored.contains(id)));
 }
 
+/// Refusals in the middle of a stream: a batch refused in part (here: units holding an id already stored,
+/// mixed with other writers' events) leaves a head other than its chaining foresaw. Every accepted event
+/// must still be stored once, in one chain without a gap.
+pub async fn refusals_mid_stream_keep_one_chain<S: AuditStore>(store: S) {
+    let store = Arc::new(store);
+    let config = WriterConfig { redaction: Redaction::off(), max_batch: 64, ..config() };
+    let (writer, task) = AuditWriter::start(store.clone(), config, None).await.unwrap();
+    let known = event("auth.login", "alice", Outcome::Success, 0, "first");
+    writer.record_durable(known.clone()).await.unwrap();
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let writer = writer.clone();
+        handles.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..300 {
+                let e = event("job.run", &format!("worker-{w}"), Outcome::Success, 0, &format!("run {i}"));
+                ids.push(writer.record(e).await.unwrap());
+            }
+            ids
+        }));
+    }
+    let refuser = {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for i in 0..30 {
+                let fresh = event("job.run", "refuser", Outcome::Success, 0, &format!("fresh {i}"));
+                let error = writer.record_all_durable(vec![fresh, known.clone()]).await.unwrap_err();
+                assert!(matches!(error, WriteError::Duplicate(_)), "{error}");
+                // A unit of its own, accepted, between the refused ones.
+                let alone = event("job.run", "refuser", Outcome::Success, 0, &format!("alone {i}"));
+                accepted.extend(writer.record_all_durable(vec![alone]).await.unwrap());
+            }
+            accepted
+        })
+    };
+    let mut ids = refuser.await.unwrap();
+    for handle in handles {
+        ids.extend(handle.await.unwrap());
+    }
+    writer.shutdown(task).await;
+    assert_eq!(store.count().await.unwrap(), 1 + 1_200 + 30);
+    let report = verify(store.as_ref()).await.unwrap();
+    assert!(report.ok && report.checked == 1 + 1_200 + 30, "{report:?}");
+    let stored: std::collections::HashSet<_> =
+        store.scan(0, 5_000).await.unwrap().iter().map(|s| s.event.id).collect();
+    assert!(ids.iter().all(|id| stored.contains(id)));
+}
+
 /// Tampering is found and located; retention keeps the rest verifiable.
 pub async fn verify_finds_tampering_and_retention_keeps_the_chain<S: AuditStore>(store: S, exec: Exec) {
     let store = Arc::new(store);
