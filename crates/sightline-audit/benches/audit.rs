@@ -1111,20 +1111,27 @@ async fn run_store<S: AuditStore>(
 async fn run_sqlite(args: &Args) -> Value {
     let temp = sightline_testkit::TempDir::new("audit-bench");
     let path = args.db.clone().unwrap_or_else(|| temp.path().join("audit.db"));
+    // The events' file and the full-text index's file beside it, each with its WAL.
+    let files = [path.clone(), sightline_audit::sqlite::fts_path(&path)];
     if !args.skip_ingest {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        for (file, suffix) in files.iter().flat_map(|f| ["", "-wal", "-shm"].map(|s| (f, s))) {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
         }
     }
     let store = sightline_audit::SqliteStore::open(&path).await.unwrap();
     let mut result = run_store(store, args, "sqlite", TARGET_SQLITE_INGEST, None).await;
-    let size: u64 = ["", "-wal"]
+    let size: u64 = files
         .iter()
-        .filter_map(|s| std::fs::metadata(format!("{}{s}", path.display())).ok())
+        .flat_map(|f| ["", "-wal"].map(|s| format!("{}{s}", f.display())))
+        .filter_map(|file| std::fs::metadata(file).ok())
         .map(|m| m.len())
         .sum();
     result["database_bytes"] = json!(size);
-    eprintln!("database: {:.0} MB at {}", size as f64 / 1e6, path.display());
+    eprintln!(
+        "database: {:.0} MB at {} (events and full-text index, with their WALs)",
+        size as f64 / 1e6,
+        path.display()
+    );
     result
 }
 
