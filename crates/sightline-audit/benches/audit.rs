@@ -109,11 +109,13 @@ struct Args {
     skip_queries: bool,
     /// Also time `verify` reading whole events, as it did before it hashed rows (same session, same store).
     verify_whole_too: bool,
+    /// The writer's `max_batch` (the default `WriterConfig`'s when not given).
+    max_batch: Option<usize>,
 }
 
 const USAGE: &str = "usage: cargo bench -p sightline-audit --bench audit -- [--backend sqlite|postgres] \
 [--events N] [--http [--server PATH] [--clients N]] [--queries N] [--record-tasks N] [--durable-tasks N] \
-[--db PATH | --pg-schema NAME] [--skip-ingest] [--skip-queries] [--verify-whole-too] [--out PATH]";
+[--db PATH | --pg-schema NAME] [--skip-ingest] [--skip-queries] [--verify-whole-too] [--max-batch N] [--out PATH]";
 
 impl Args {
     fn parse() -> Result<Self, String> {
@@ -132,6 +134,7 @@ impl Args {
             pg_schema: None,
             skip_queries: false,
             verify_whole_too: false,
+            max_batch: None,
         };
         let mut events_given = false;
         let mut it = std::env::args().skip(1);
@@ -168,6 +171,7 @@ impl Args {
                 "--skip-ingest" => args.skip_ingest = true,
                 "--skip-queries" => args.skip_queries = true,
                 "--verify-whole-too" => args.verify_whole_too = true,
+                "--max-batch" => args.max_batch = Some(number(it.next(), "--max-batch")?),
                 "--pg-schema" => args.pg_schema = Some(it.next().ok_or("--pg-schema takes a name")?),
                 "-h" | "--help" => return Err(String::new()),
                 other => return Err(format!("unknown argument `{other}`")),
@@ -647,7 +651,11 @@ async fn ingest<S: AuditStore>(store: Arc<Timed<S>>, dataset: &Dataset, args: &A
     let n = args.events;
     let chunks = dataset.chunks(n);
     let queue = Arc::new(Mutex::new(VecDeque::from(chunks)));
-    let (writer, task) = AuditWriter::start(store.clone(), WriterConfig::default(), None).await.unwrap();
+    let mut config = WriterConfig::default();
+    if let Some(max_batch) = args.max_batch {
+        config.max_batch = max_batch;
+    }
+    let (writer, task) = AuditWriter::start(store.clone(), config, None).await.unwrap();
     let via_record = Arc::new(AtomicUsize::new(0));
     let via_durable = Arc::new(AtomicUsize::new(0));
     // The lag probe: one acknowledged word at a time.

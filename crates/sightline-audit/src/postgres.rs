@@ -217,8 +217,10 @@ impl PgStore {
     /// arrive as one stream of bytes in PostgreSQL's binary format (the id as its 16 bytes, which the
     /// server need not format), parsed and hashed here as they arrive, without a decoded row or a type
     /// check per value (which cost more than the hash itself through sqlx's rows).
+    ///
+    /// It takes the pool rather than the store so that it can run as a task of its own.
     async fn copy_links(
-        &self,
+        pool: PgPool,
         after: i64,
         through: i64,
         capacity: usize,
@@ -229,7 +231,7 @@ impl PgStore {
             "COPY (SELECT {COLUMNS} FROM audit_events WHERE seq > {after} AND seq <= {through} ORDER BY seq) \
              TO STDOUT (FORMAT binary)"
         );
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = pool.acquire().await?;
         let mut stream = conn.copy_out_raw(&statement).await?;
         let mut reader = CopyReader::default();
         let mut links = Vec::with_capacity(capacity.min(16_384));
@@ -847,8 +849,7 @@ impl AuditStore for PgStore {
 
     async fn scan_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
         // Where the chain has no gap, the next `limit` events are exactly those of the seq range
-        // `(after, after + limit]`: two halves of it are read at once, on two connections, so that two
-        // backends produce rows while this task hashes them. Getting fewer rows than `limit` means a gap
+        // `(after, after + limit]`: two halves of it are read at once, on two connections. Getting fewer rows than `limit` means a gap
         // (which `verify` must see as it is) or the chain's end: then the batch is read as one query, the
         // same rows `scan` returns.
         let limit_i64 = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -857,13 +858,17 @@ impl AuditStore for PgStore {
         {
             let half = limit / 2;
             let mid = after + i64::try_from(half).unwrap_or(0);
-            // `join`, not `try_join`: neither query is dropped halfway (which could leave its pooled
-            // connection out of step with the server) when the other fails.
-            let (low, high) = futures_util::future::join(
-                self.copy_links(after, mid, half),
-                self.copy_links(mid, end, limit - half),
-            )
-            .await;
+            // Each half is a task of its own, so that on a multi-threaded runtime both are parsed and hashed
+            // at once, on two threads, while their backends produce rows. A task runs to its end even if
+            // this future is dropped or the other half fails, so neither query stops halfway (which could
+            // leave its pooled connection out of step with the server).
+            let low = tokio::spawn(Self::copy_links(self.pool.clone(), after, mid, half));
+            let high = tokio::spawn(Self::copy_links(self.pool.clone(), mid, end, limit - half));
+            let (low, high) = futures_util::future::join(low, high).await;
+            let joined = |half: Result<Result<Vec<ChainLink>, StoreError>, tokio::task::JoinError>| {
+                half.unwrap_or_else(|error| Err(copy_error(&format!("reading the chain failed: {error}"))))
+            };
+            let (low, high) = (joined(low), joined(high));
             let (mut low, high) = (low?, high?);
             if low.len() + high.len() == limit {
                 low.extend(high);
