@@ -5,6 +5,10 @@
 //! server: on a machine with two or more cores (and `taskset`), wrk runs on CPU 0 and the server on CPU 1
 //! with one tokio worker (`TOKIO_WORKER_THREADS=1`), as a load generator on another machine would leave
 //! the server its cores. Without `taskset`, both share every core and the numbers say so.
+//!
+//! Each run also measures the floor: the `health_floor` example, a bare axum server answering `/health`
+//! with as many bytes as the real answer and nothing else, pinned the same way. What separates the two
+//! rows is what Sightline adds; what the floor itself takes is the machine's.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -35,6 +39,7 @@ pub fn run(root: &Path, target_dir: &Path, seconds: u32, runs: u32) -> Result<()
         bail!("`wrk` is not installed; install Debian's package: apt-get install wrk");
     }
     build_release_server(root, target_dir)?;
+    build_floor(root, target_dir)?;
 
     // 49 TCP checks against a listener that accepts, and one HTTP check against a listener that accepts
     // and never answers: it hangs until its 5 s timeout on every probe.
@@ -115,75 +120,149 @@ pub fn run(root: &Path, target_dir: &Path, seconds: u32, runs: u32) -> Result<()
     println!("GET /health lists {checks} checks");
 
     let server_pid = _server.0.id();
-    let mut rows = Vec::new();
-    println!(
-        "| run | connections | checks | p50 | p90 | p99 | requests/s | server CPU per request | target | verdict |"
+    let answer_bytes = answer.split_once("\r\n\r\n").map_or(0, |(_, body)| body.len());
+
+    // The floor: a bare axum server with an answer of the same size, measured in the same runs.
+    let floor_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let floor_addr = SocketAddr::from(([127, 0, 0, 1], floor_port));
+    let floor_binary = target_dir.join("release/examples/health_floor");
+    let mut floor = if pinned {
+        let mut command = Command::new("taskset");
+        command.args(["-c", "1"]).arg(&floor_binary).env("TOKIO_WORKER_THREADS", "1");
+        command
+    } else {
+        Command::new(&floor_binary)
+    };
+    let floor = Server(
+        floor
+            .arg(floor_addr.to_string())
+            .arg(answer_bytes.to_string())
+            .spawn()
+            .with_context(|| format!("could not start {}", floor_binary.display()))?,
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|---|");
-    for run in 1..=runs {
-        let cpu_before = process_cpu_seconds(server_pid);
-        let mut wrk = if pinned {
-            let mut command = Command::new("taskset");
-            command.args(["-c", "0", "wrk"]);
-            command
-        } else {
-            Command::new("wrk")
-        };
-        let output = wrk
-            .args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "--latency"])
-            .arg(format!("http://{addr}/health"))
-            .output()
-            .context("could not run wrk")?;
-        let cpu_after = process_cpu_seconds(server_pid);
-        let report = String::from_utf8_lossy(&output.stdout).into_owned();
-        if !output.status.success() {
-            bail!("wrk failed: {}{report}", String::from_utf8_lossy(&output.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&floor_addr, Duration::from_millis(200)).is_err() {
+        if Instant::now() > deadline {
+            bail!("the health_floor example did not start listening on {floor_addr}");
         }
-        let percentile = |label: &str| -> Option<f64> {
-            let line = report.lines().find(|l| l.trim_start().starts_with(label))?;
-            parse_latency(line.split_whitespace().nth(1)?)
-        };
-        let requests = report
-            .lines()
-            .find(|l| l.starts_with("Requests/sec:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok());
-        let completed = report
-            .lines()
-            .find(|l| l.contains(" requests in "))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok());
-        let cpu_us_per_request = match (cpu_before, cpu_after, completed) {
-            (Some(before), Some(after), Some(n)) if n > 0.0 => Some((after - before) * 1e6 / n),
-            _ => None,
-        };
-        let (p50, p90, p99) = (percentile("50%"), percentile("90%"), percentile("99%"));
-        let p99_ms = p99.with_context(|| format!("wrk printed no 99% latency:\n{report}"))?;
-        let met = p99_ms <= P99_TARGET_MS;
-        let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3} ms"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let mut rows = Vec::new();
+    let mut floor_rows = Vec::new();
+    println!(
+        "| run | server | connections | checks | p50 | p90 | p99 | requests/s | server CPU per request | target | verdict |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|");
+    for run in 1..=runs {
+        let m = measure(addr, server_pid, seconds, pinned)?;
+        let met = m.p99_ms <= P99_TARGET_MS;
         println!(
-            "| {run} of {runs} | {CONNECTIONS} | {checks} | {} | {} | {p99_ms:.3} ms | {} | {} | p99 <= {P99_TARGET_MS} ms | {} |",
-            ms(p50),
-            ms(p90),
-            requests.map_or("-".into(), |v| format!("{v:.0}")),
-            cpu_us_per_request.map_or("-".into(), |v| format!("{v:.1} us")),
+            "| {run} of {runs} | sightline | {CONNECTIONS} | {checks} | {} | p99 <= {P99_TARGET_MS} ms | {} |",
+            m.cells(),
             if met { "met" } else { "MISSED" }
         );
         rows.push(json!({
-            "run": run, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99_ms, "requests_per_s": requests,
-            "server_cpu_us_per_request": cpu_us_per_request, "met": met,
+            "run": run, "p50_ms": m.p50_ms, "p90_ms": m.p90_ms, "p99_ms": m.p99_ms,
+            "requests_per_s": m.requests_per_s, "server_cpu_us_per_request": m.cpu_us_per_request, "met": met,
+        }));
+        let f = measure(floor_addr, floor.0.id(), seconds, pinned)?;
+        println!(
+            "| {run} of {runs} | bare axum, {answer_bytes}-byte answer | {CONNECTIONS} | - | {} | (floor) | |",
+            f.cells()
+        );
+        floor_rows.push(json!({
+            "run": run, "p50_ms": f.p50_ms, "p90_ms": f.p90_ms, "p99_ms": f.p99_ms,
+            "requests_per_s": f.requests_per_s, "server_cpu_us_per_request": f.cpu_us_per_request,
         }));
     }
     let met_runs = rows.iter().filter(|r| r["met"] == json!(true)).count();
-    println!("p99 <= {P99_TARGET_MS} ms in {met_runs} of {runs} runs");
+    let floor_met =
+        floor_rows.iter().filter(|r| r["p99_ms"].as_f64().is_some_and(|p| p <= P99_TARGET_MS)).count();
+    println!(
+        "p99 <= {P99_TARGET_MS} ms in {met_runs} of {runs} runs (the bare axum floor: {floor_met} of {runs})"
+    );
     let out = json!({
         "benchmark": "GET /health", "connections": CONNECTIONS, "checks": checks, "duration_s": seconds,
         "pinned": pinned, "target_p99_ms": P99_TARGET_MS, "runs": rows, "met_runs": met_runs,
+        "answer_bytes": answer_bytes, "floor_runs": floor_rows,
     });
     let path = target_dir.join("bench/health.json");
     std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
     println!("Written to {}", path.display());
     Ok(())
+}
+
+/// One wrk run's results.
+struct Measurement {
+    p50_ms: Option<f64>,
+    p90_ms: Option<f64>,
+    p99_ms: f64,
+    requests_per_s: Option<f64>,
+    cpu_us_per_request: Option<f64>,
+}
+
+impl Measurement {
+    /// The table cells from p50 to the CPU time per request.
+    fn cells(&self) -> String {
+        let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3} ms"));
+        format!(
+            "{} | {} | {:.3} ms | {} | {}",
+            ms(self.p50_ms),
+            ms(self.p90_ms),
+            self.p99_ms,
+            self.requests_per_s.map_or("-".into(), |v| format!("{v:.0}")),
+            self.cpu_us_per_request.map_or("-".into(), |v| format!("{v:.1} us")),
+        )
+    }
+}
+
+/// Runs wrk against `GET /health` at `addr` for `seconds`, and reads the CPU time process `pid` used.
+fn measure(addr: SocketAddr, pid: u32, seconds: u32, pinned: bool) -> Result<Measurement> {
+    let cpu_before = process_cpu_seconds(pid);
+    let mut wrk = if pinned {
+        let mut command = Command::new("taskset");
+        command.args(["-c", "0", "wrk"]);
+        command
+    } else {
+        Command::new("wrk")
+    };
+    let output = wrk
+        .args(["-t1", &format!("-c{CONNECTIONS}"), &format!("-d{seconds}s"), "--latency"])
+        .arg(format!("http://{addr}/health"))
+        .output()
+        .context("could not run wrk")?;
+    let cpu_after = process_cpu_seconds(pid);
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!("wrk failed: {}{report}", String::from_utf8_lossy(&output.stderr));
+    }
+    let percentile = |label: &str| -> Option<f64> {
+        let line = report.lines().find(|l| l.trim_start().starts_with(label))?;
+        parse_latency(line.split_whitespace().nth(1)?)
+    };
+    let requests_per_s = report
+        .lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok());
+    let completed = report
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok());
+    let cpu_us_per_request = match (cpu_before, cpu_after, completed) {
+        (Some(before), Some(after), Some(n)) if n > 0.0 => Some((after - before) * 1e6 / n),
+        _ => None,
+    };
+    let p99_ms = percentile("99%").with_context(|| format!("wrk printed no 99% latency:\n{report}"))?;
+    Ok(Measurement {
+        p50_ms: percentile("50%"),
+        p90_ms: percentile("90%"),
+        p99_ms,
+        requests_per_s,
+        cpu_us_per_request,
+    })
 }
 
 /// The CPU time (user and system) a process has used so far, from `/proc` (Linux); `None` elsewhere.
@@ -207,6 +286,21 @@ pub fn build_release_server(root: &Path, target_dir: &Path) -> Result<()> {
         .context("could not run cargo build")?;
     if !built.success() {
         bail!("`cargo build --release --bin sightline` failed");
+    }
+    Ok(())
+}
+
+/// Builds the `health_floor` example (a bare axum server) that the bench measures beside the server.
+fn build_floor(root: &Path, target_dir: &Path) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(&cargo)
+        .args(["build", "--release", "-p", "sightline-server", "--example", "health_floor"])
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .status()
+        .context("could not run cargo build")?;
+    if !built.success() {
+        bail!("`cargo build --release -p sightline-server --example health_floor` failed");
     }
     Ok(())
 }

@@ -43,8 +43,10 @@ COMMANDS:
     bench-health [SECONDS] [--runs N]
                 GET /health latency with wrk (32 connections, default 10 s, N runs in a row against
                 one server, default 3) against a release build of `sightline serve` with 50 health
-                checks, one hanging; prints each run with the server's CPU time per request and
-                writes <target dir>/bench/health.json. Needs Debian's `wrk`.
+                checks, one hanging; each run also measures a bare axum server with an answer of the
+                same size (the `health_floor` example) as the machine's floor; prints each run with
+                the server's CPU time per request and writes <target dir>/bench/health.json. Needs
+                Debian's `wrk`.
     bench-audit [--events N] [--http-events N] [--quick]
                 The audit trail's load test (crates/sightline-audit/benches/audit.rs): ingest through
                 the writer, queries and verify on SQLite and PostgreSQL (skipped when unreachable;
