@@ -169,7 +169,7 @@ impl Default for Builder {
 #[derive(Debug)]
 enum ParsedFilter {
     Static(Targets),
-    Dynamic(EnvFilter),
+    Dynamic(Box<EnvFilter>),
 }
 
 type BoxFilter<S> = Box<dyn tracing_subscriber::layer::Filter<S> + Send + Sync + 'static>;
@@ -182,7 +182,7 @@ impl ParsedFilter {
     {
         match self {
             ParsedFilter::Static(targets) => FilterExt::<S>::boxed(targets),
-            ParsedFilter::Dynamic(env) => FilterExt::<S>::boxed(env),
+            ParsedFilter::Dynamic(env) => FilterExt::<S>::boxed(*env),
         }
     }
 
@@ -193,7 +193,7 @@ impl ParsedFilter {
     {
         match self {
             ParsedFilter::Static(targets) => Layer::<S>::boxed(targets),
-            ParsedFilter::Dynamic(env) => Layer::<S>::boxed(env),
+            ParsedFilter::Dynamic(env) => Layer::<S>::boxed(*env),
         }
     }
 }
@@ -208,11 +208,11 @@ fn parse_filter(what: &'static str, filter: &str) -> Result<ParsedFilter, TraceE
     let dynamic = filter.contains(['[', '{']);
     let directives = filter.split(',').map(str::trim).filter(|d| !d.is_empty()).collect::<Vec<_>>();
     if dynamic || directives.is_empty() {
-        return Ok(ParsedFilter::Dynamic(env));
+        return Ok(ParsedFilter::Dynamic(Box::new(env)));
     }
     Ok(match directives.join(",").parse::<Targets>() {
         Ok(targets) => ParsedFilter::Static(targets),
-        Err(_) => ParsedFilter::Dynamic(env),
+        Err(_) => ParsedFilter::Dynamic(Box::new(env)),
     })
 }
 
