@@ -717,8 +717,7 @@ mod tests {
         let seen = Seen::default();
         let subscriber = SpanRegistry::default().with(filter).with(seen.clone());
         tracing::subscriber::with_default(subscriber, emit);
-        let out = seen.0.lock().unwrap().clone();
-        out
+        seen.0.lock().unwrap().clone()
     }
 
     #[test]
