@@ -77,13 +77,7 @@ pub fn run(root: &Path, target_dir: &Path, seconds: u32, runs: u32) -> Result<()
     let binary = target_dir.join("release/sightline");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pinned = cores >= 2 && Command::new("taskset").arg("--version").output().is_ok();
-    let mut server = if pinned {
-        let mut command = Command::new("taskset");
-        command.args(["-c", "1"]).arg(&binary).env("TOKIO_WORKER_THREADS", "1");
-        command
-    } else {
-        Command::new(&binary)
-    };
+    let mut server = server_command(&binary, pinned);
     println!(
         "{}",
         if pinned {
@@ -103,13 +97,7 @@ pub fn run(root: &Path, target_dir: &Path, seconds: u32, runs: u32) -> Result<()
             .spawn()
             .with_context(|| format!("could not start {}", binary.display()))?,
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if Instant::now() > deadline {
-            bail!("sightline did not start listening on {addr}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_listening(addr, Duration::from_secs(30), "sightline")?;
     // Let every check run (and the hanging one start hanging) before measuring.
     std::thread::sleep(Duration::from_secs(2));
     let mut probe = TcpStream::connect(addr)?;
@@ -126,13 +114,7 @@ pub fn run(root: &Path, target_dir: &Path, seconds: u32, runs: u32) -> Result<()
     let floor_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let floor_addr = SocketAddr::from(([127, 0, 0, 1], floor_port));
     let floor_binary = target_dir.join("release/examples/health_floor");
-    let mut floor = if pinned {
-        let mut command = Command::new("taskset");
-        command.args(["-c", "1"]).arg(&floor_binary).env("TOKIO_WORKER_THREADS", "1");
-        command
-    } else {
-        Command::new(&floor_binary)
-    };
+    let mut floor = server_command(&floor_binary, pinned);
     let floor = Server(
         floor
             .arg(floor_addr.to_string())
@@ -140,13 +122,7 @@ pub fn run(root: &Path, target_dir: &Path, seconds: u32, runs: u32) -> Result<()
             .spawn()
             .with_context(|| format!("could not start {}", floor_binary.display()))?,
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect_timeout(&floor_addr, Duration::from_millis(200)).is_err() {
-        if Instant::now() > deadline {
-            bail!("the health_floor example did not start listening on {floor_addr}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_listening(floor_addr, Duration::from_secs(10), "the health_floor example")?;
 
     let mut rows = Vec::new();
     let mut floor_rows = Vec::new();
@@ -190,6 +166,29 @@ pub fn run(root: &Path, target_dir: &Path, seconds: u32, runs: u32) -> Result<()
     let path = target_dir.join("bench/health.json");
     std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
     println!("Written to {}", path.display());
+    Ok(())
+}
+
+/// A server on CPU 1 with one tokio worker when `pinned`, else as it is.
+fn server_command(binary: &Path, pinned: bool) -> Command {
+    if pinned {
+        let mut command = Command::new("taskset");
+        command.args(["-c", "1"]).arg(binary).env("TOKIO_WORKER_THREADS", "1");
+        command
+    } else {
+        Command::new(binary)
+    }
+}
+
+/// Waits until something accepts connections at `addr`.
+fn wait_listening(addr: SocketAddr, within: Duration, what: &str) -> Result<()> {
+    let deadline = Instant::now() + within;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if Instant::now() > deadline {
+            bail!("{what} did not start listening on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     Ok(())
 }
 
