@@ -2,14 +2,9 @@
 //! with the ring provider and the platform's CA roots, and the classification of responses into success,
 //! retryable and permanent failures.
 
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::model::NotifyError;
 use crate::notify::config::HttpConfig;
@@ -171,99 +166,14 @@ fn describe(e: reqwest::Error) -> String {
     out
 }
 
-/// The rustls crypto provider of every receiver: ring, chosen here rather than installed as the process
-/// default, which belongs to the application.
-fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
-}
-
 fn build_client(insecure_skip_verify: bool) -> Result<reqwest::Client, String> {
-    let provider = provider();
-    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Verifier { provider, verify: !insecure_skip_verify }))
-        .with_no_client_auth();
+    let tls = sightline_tls::client_config(!insecure_skip_verify).map_err(|e| e.to_string())?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .no_proxy()
         .pool_max_idle_per_host(1)
         .build()
         .map_err(|e| e.to_string())
-}
-
-/// Verifies server certificates with the platform's roots (loaded on the first handshake, so that plain
-/// `http` receivers work on a host without CA certificates), or accepts any with `insecure_skip_verify`;
-/// handshake signatures are verified either way. (The same verifier as sightline-tsdb's scraper, which
-/// does not export it.)
-#[derive(Debug)]
-struct Verifier {
-    provider: Arc<CryptoProvider>,
-    verify: bool,
-}
-
-// === impl Verifier ===
-
-impl Verifier {
-    fn platform(&self) -> Result<Arc<rustls_platform_verifier::Verifier>, rustls::Error> {
-        static PLATFORM: OnceLock<Arc<rustls_platform_verifier::Verifier>> = OnceLock::new();
-        if let Some(verifier) = PLATFORM.get() {
-            return Ok(verifier.clone());
-        }
-        // A failure (no CA certificates yet) is not cached: the next handshake tries again.
-        let verifier = Arc::new(rustls_platform_verifier::Verifier::new(self.provider.clone())?);
-        Ok(PLATFORM.get_or_init(|| verifier).clone())
-    }
-}
-
-impl ServerCertVerifier for Verifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if !self.verify {
-            return Ok(ServerCertVerified::assertion());
-        }
-        self.platform()?.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// Go's zero time as Alertmanager encodes an unset time in JSON.

@@ -2,14 +2,9 @@
 
 use std::fmt;
 use std::ops::RangeInclusive;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::Url;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::{Value, json};
 
 use super::{CheckConfigError, millis, truncate};
@@ -603,21 +598,8 @@ pub(crate) fn rfc3339(unix: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-/// The rustls crypto provider of every HTTP check: ring, chosen here rather than installed as the
-/// process default, which belongs to the application.
-fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
-}
-
 fn build_client(accept_invalid_certs: bool) -> Result<reqwest::Client, String> {
-    let provider = provider();
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Verifier { provider, verify: !accept_invalid_certs }))
-        .with_no_client_auth();
+    let mut tls = sightline_tls::client_config(!accept_invalid_certs).map_err(|e| e.to_string())?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
@@ -626,75 +608,6 @@ fn build_client(accept_invalid_certs: bool) -> Result<reqwest::Client, String> {
         .user_agent(concat!("sightline-health/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| e.to_string())
-}
-
-/// Verifies server certificates with the platform's roots, loaded once per process on the first
-/// handshake (so that a plain-`http` check works on a host without CA certificates), or accepts any
-/// certificate; handshake signatures are verified either way.
-#[derive(Debug)]
-struct Verifier {
-    provider: Arc<CryptoProvider>,
-    verify: bool,
-}
-
-impl Verifier {
-    fn platform(&self) -> Result<Arc<rustls_platform_verifier::Verifier>, rustls::Error> {
-        static PLATFORM: OnceLock<Arc<rustls_platform_verifier::Verifier>> = OnceLock::new();
-        if let Some(verifier) = PLATFORM.get() {
-            return Ok(verifier.clone());
-        }
-        // A failure (no CA certificates yet) is not cached: the next handshake tries again.
-        let verifier = Arc::new(rustls_platform_verifier::Verifier::new(self.provider.clone())?);
-        Ok(PLATFORM.get_or_init(|| verifier).clone())
-    }
-}
-
-impl ServerCertVerifier for Verifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if !self.verify {
-            return Ok(ServerCertVerified::assertion());
-        }
-        self.platform()?.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]
