@@ -849,9 +849,9 @@ impl AuditStore for PgStore {
 
     async fn scan_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainLink>, StoreError> {
         // Where the chain has no gap, the next `limit` events are exactly those of the seq range
-        // `(after, after + limit]`: two halves of it are read at once, on two connections. Getting fewer rows than `limit` means a gap
-        // (which `verify` must see as it is) or the chain's end: then the batch is read as one query, the
-        // same rows `scan` returns.
+        // `(after, after + limit]`: two halves of it are read at once, on two connections. Getting fewer
+        // rows than `limit` means a gap (which `verify` must see as it is) or the chain's end: then the
+        // batch is read as one query, the same rows `scan` returns.
         let limit_i64 = i64::try_from(limit).unwrap_or(i64::MAX);
         if limit >= 2 * CHAIN_SPLIT_MIN
             && let Some(end) = after.checked_add(limit_i64)
