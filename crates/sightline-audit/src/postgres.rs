@@ -2,6 +2,7 @@
 //! index, which `index_pending` fills after commit with vectors built here.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -252,6 +253,91 @@ impl PgStore {
         }
     }
 
+    /// The full-text index's high-water mark (`fts_seq`: every event up to it is indexed), and the rows of
+    /// the events past it that pass `query`'s field filters and `cursor` and may hold its terms: `columns`,
+    /// then `message` and `attributes` for [`document_matches`] to decide.
+    ///
+    /// The indexer runs behind the commits, in batches: under sustained ingest PostgreSQL merges GIN
+    /// entries more slowly than `COPY` appends rows. A search therefore reads the index for the events it
+    /// covers and checks the rest (the newest, a few seconds' worth) here, so an acknowledged event is
+    /// found at once, and found the same way once indexed. A search reads the mark first, then the events
+    /// past it, then the index: every event committed before it started is in one of the two, and one
+    /// indexed in between may be in both (`search` keeps it once; `count_by` bounds its index lookup by the
+    /// mark instead).
+    async fn unindexed(
+        &self,
+        query: &Query,
+        cursor: Option<Cursor>,
+        columns: &str,
+    ) -> Result<(i64, Vec<PgRow>), StoreError> {
+        let (indexed, head): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT value FROM audit_meta WHERE key = 'fts_seq'), (SELECT MAX(seq) FROM audit_events)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if head.is_none_or(|head| head <= indexed) {
+            // Everything is indexed (the common case once a burst is over): no second query to plan.
+            return Ok((indexed, Vec::new()));
+        }
+        let mut builder: QueryBuilder<'_, Postgres> =
+            QueryBuilder::new(format!("SELECT {columns}, message, attributes FROM audit_events"));
+        push_fields(&mut builder, query);
+        push_cursor(&mut builder, cursor);
+        // The mark as a literal rather than a parameter, so that the planner sees how few events lie past
+        // it and reads them by the primary key (a generic plan could walk a whole time index instead). The
+        // statement is not kept prepared: the mark changes with every indexing pass.
+        builder.push(format!(" AND seq > {indexed}"));
+        push_word_prefilter(&mut builder, &query.terms);
+        let rows = builder.build().persistent(false).fetch_all(&self.pool).await?;
+        Ok((indexed, rows))
+    }
+
+    /// Up to `fetch` events matching `query` (whose terms are `tsquery`) among those the full-text index
+    /// holds, newest first.
+    async fn search_indexed(
+        &self,
+        query: &Query,
+        cursor: Option<Cursor>,
+        tsquery: &str,
+        limit: usize,
+        fetch: i64,
+    ) -> Result<Vec<PgRow>, StoreError> {
+        // Newest first with full text has two good plans: a common word is best found by walking the time
+        // index and checking each event's vector until a page is full; a rare word by looking it up in the
+        // GIN index and sorting its few events. PostgreSQL's estimates cannot tell which: a word missing
+        // from its statistics (unique ids, names, addresses: what an audit search looks for) counts as
+        // fairly common, so it walks, measured at 0.5 s for a word in one event of 500,000 and growing with
+        // the table. So the store finds out: it checks the newest `RECENT_SCAN` events first (bounded
+        // work); a full page is the answer. From the share of them that matched it then estimates both
+        // plans' work, walking further when that is cheaper, and otherwise looks the terms up.
+        if fetch <= RECENT_SCAN {
+            let rows = self.walk(query, cursor, tsquery, RECENT_SCAN, fetch).await?;
+            if rows.len() > limit {
+                return Ok(rows);
+            }
+            let hits = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+            if hits > 0 {
+                // Events to check for a page, and (roughly) events the GIN index would return.
+                let walk = fetch.saturating_mul(RECENT_SCAN) / hits;
+                let span: i64 =
+                    sqlx::query_scalar("SELECT COALESCE(MAX(seq) - MIN(seq) + 1, 0) FROM audit_events")
+                        .fetch_one(&self.pool)
+                        .await?;
+                let lookup = span.saturating_mul(hits) / RECENT_SCAN;
+                // A lookup costs several times more per event than a check: it fetches events scattered
+                // over the table (measured 4 to 25 µs each, warm to cold) where the walk reads the newest
+                // ones in the order they were written (2 µs).
+                if walk <= MAX_SCAN && walk < 8 * lookup {
+                    let rows = self.walk(query, cursor, tsquery, (2 * walk).min(MAX_SCAN), fetch).await?;
+                    if rows.len() > limit {
+                        return Ok(rows);
+                    }
+                }
+            }
+        }
+        self.lookup(query, cursor, tsquery, fetch).await
+    }
+
     /// Up to `fetch` events matching `query` (whose terms are `tsquery`) among the newest `scan` that pass
     /// its field filters, newest first: each one's vector is checked in turn. The subquery in `WHERE`
     /// cannot become a join, so the work is bounded by `scan` whatever the planner estimates.
@@ -315,15 +401,16 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
 }
 
-/// Appends an event's `tsvector` in PostgreSQL's binary form: the message's words, then the attributes'
-/// (the JSON text's words, keys included) one position further on, so that a phrase cannot run from one
-/// into the other.
+/// An event's words with their positions, as its `tsvector` holds them: the message's words, then the
+/// attributes' (the JSON text's words, keys included) one position further on, so that a phrase cannot run
+/// from one into the other. Sorted by word (in byte order, which is PostgreSQL's) and then position; a word
+/// longer than PostgreSQL indexes is left out, and positions past its last are clamped to it.
 ///
 /// The words are collected as (word, position) pairs in one vector and sorted, rather than in a map
 /// of owned strings: a word that is lower-case ASCII already (nearly all) is borrowed, not copied, and the
 /// indexer, which builds a vector for every event, allocates little per event.
-fn push_document(out: &mut Vec<u8>, message: &str, attributes: &str) {
-    let mut entries: Vec<(Cow<'_, str>, u16)> = Vec::with_capacity(64);
+fn document_entries<'a>(message: &'a str, attributes: &'a str) -> Vec<(Cow<'a, str>, u16)> {
+    let mut entries: Vec<(Cow<'a, str>, u16)> = Vec::with_capacity(64);
     let mut position = 0_u32;
     for (i, text) in [message, attributes].into_iter().enumerate() {
         position += u32::from(i > 0);
@@ -340,9 +427,29 @@ fn push_document(out: &mut Vec<u8>, message: &str, attributes: &str) {
             entries.push((word, u16::try_from(position.min(MAX_POSITION)).unwrap_or(u16::MAX >> 2)));
         }
     }
-    // Lexemes in byte order, which is PostgreSQL's, each with its positions in increasing order (at most
-    // `MAX_POSITIONS`, the first ones; a position clamped to `MAX_POSITION` counts once).
     entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then(a.1.cmp(&b.1)));
+    entries
+}
+
+/// The positions a `tsvector` keeps for one word's run of `entries` (sorted): increasing, each once, at
+/// most `MAX_POSITIONS` (the first ones; a position clamped to `MAX_POSITION` counts once).
+fn kept_positions<'e>(group: &'e [(Cow<'_, str>, u16)]) -> impl Iterator<Item = u16> + 'e {
+    let mut last = None;
+    group
+        .iter()
+        .map(|&(_, at)| at)
+        .filter(move |&at| {
+            let new = last.is_none_or(|last| last < at);
+            last = Some(at);
+            new
+        })
+        .take(MAX_POSITIONS)
+}
+
+/// Appends an event's `tsvector` in PostgreSQL's binary form: [`document_entries`], a lexeme each with its
+/// [`kept_positions`].
+fn push_document(out: &mut Vec<u8>, message: &str, attributes: &str) {
+    let entries = document_entries(message, attributes);
     let count_at = out.len();
     out.extend_from_slice(&0_i32.to_be_bytes());
     let mut lexemes = 0_i32;
@@ -357,20 +464,37 @@ fn push_document(out: &mut Vec<u8>, message: &str, attributes: &str) {
         let positions_at = out.len();
         out.extend_from_slice(&0_u16.to_be_bytes());
         let mut positions = 0_u16;
-        let mut last = None;
-        for &(_, at) in group {
-            if usize::from(positions) == MAX_POSITIONS {
-                break;
-            }
-            if last.is_none_or(|last| last < at) {
-                out.extend_from_slice(&at.to_be_bytes());
-                positions += 1;
-                last = Some(at);
-            }
+        for at in kept_positions(group) {
+            out.extend_from_slice(&at.to_be_bytes());
+            positions += 1;
         }
         out[positions_at..positions_at + 2].copy_from_slice(&positions.to_be_bytes());
     }
     out[count_at..count_at + 4].copy_from_slice(&lexemes.to_be_bytes());
+}
+
+/// Whether the event's `tsvector` (the one [`push_document`] builds) matches the [`tsquery`] of `terms`:
+/// each term's words at consecutive positions. This is how a search checks events the indexer has not
+/// reached yet, so that they are found exactly as they will be once indexed.
+fn document_matches(message: &str, attributes: &str, terms: &[String]) -> bool {
+    let entries = document_entries(message, attributes);
+    let positions = |lexeme: &str| -> Vec<u16> {
+        let start = entries.partition_point(|(word, _)| word.as_bytes() < lexeme.as_bytes());
+        let same = entries[start..].iter().take_while(|(word, _)| word == lexeme).count();
+        kept_positions(&entries[start..start + same]).collect()
+    };
+    terms.iter().all(|term| {
+        let lexemes: Vec<String> = words(term).collect();
+        if lexemes.is_empty() || lexemes.iter().any(|l| l.len() > MAX_LEXEME_BYTES) {
+            return false;
+        }
+        let runs: Vec<Vec<u16>> = lexemes.iter().map(|l| positions(l)).collect();
+        runs[0].iter().any(|&first| {
+            runs.iter().enumerate().skip(1).all(|(i, run)| {
+                u16::try_from(i).ok().and_then(|i| first.checked_add(i)).is_some_and(|at| run.contains(&at))
+            })
+        })
+    })
 }
 
 /// Full-text terms as one `tsquery`: each term's words as a phrase (`'disk' <-> 'full'`), all required.
@@ -434,13 +558,24 @@ fn push_fields<'a>(builder: &mut QueryBuilder<'a, Postgres>, query: &'a Query) {
     }
 }
 
-/// The event's vector must match `tsquery`.
-fn push_terms(builder: &mut QueryBuilder<'_, Postgres>, tsquery: Option<String>) {
-    if let Some(tsquery) = tsquery {
+/// For each word of the terms that is ASCII, a cheap condition that every event holding it meets (the text
+/// contains it, in any case), so that `unindexed` sends few events to be checked by [`document_matches`].
+/// A word holds only letters and digits, so it needs no escaping in a `LIKE` pattern. `i` and `k` match any
+/// character: in a Turkish locale `ILIKE` folds `I` to `ı`, not `i`, and the Kelvin sign (`K`) is `k` to
+/// the indexer but not to every locale.
+fn push_word_prefilter(builder: &mut QueryBuilder<'_, Postgres>, terms: &[String]) {
+    for word in terms.iter().flat_map(|term| words(term)) {
+        if !word.is_ascii() {
+            continue;
+        }
+        let pattern: String = word.chars().map(|c| if matches!(c, 'i' | 'k') { '_' } else { c }).collect();
+        let pattern = format!("%{pattern}%");
         builder
-            .push(" AND seq IN (SELECT seq FROM audit_fts WHERE doc @@ ")
-            .push_bind(tsquery)
-            .push("::tsquery)");
+            .push(" AND (message ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" OR attributes ILIKE ")
+            .push_bind(pattern)
+            .push(")");
     }
 }
 
@@ -686,14 +821,18 @@ fn copy_event(rows: &mut CopyRows, stored: &StoredEvent) -> Result<(), StoreErro
 }
 
 fn page(rows: Vec<PgRow>, limit: usize) -> Result<Page, StoreError> {
-    let mut events = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(page_of(rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?, limit))
+}
+
+/// A page of `limit` events from `events` (newest first, and one more than the page when there is a next).
+fn page_of(mut events: Vec<StoredEvent>, limit: usize) -> Page {
     let next_cursor = if events.len() > limit {
         events.truncate(limit);
         events.last().map(|e| Cursor { ts_micros: e.event.timestamp_micros(), seq: e.seq })
     } else {
         None
     };
-    Ok(Page { events, next_cursor })
+    Page { events, next_cursor }
 }
 
 // === impl AuditStore for PgStore ===
@@ -780,40 +919,23 @@ impl AuditStore for PgStore {
         let Some(tsquery) = tsquery(&query.terms) else {
             return Ok(Page { events: Vec::new(), next_cursor: None });
         };
-        // Newest first with full text has two good plans: a common word is best found by walking the time
-        // index and checking each event's vector until a page is full; a rare word by looking it up in the
-        // GIN index and sorting its few events. PostgreSQL's estimates cannot tell which: a word missing
-        // from its statistics (unique ids, names, addresses: what an audit search looks for) counts as
-        // fairly common, so it walks, measured at 0.5 s for a word in one event of 500,000 and growing with
-        // the table. So the store finds out: it checks the newest `RECENT_SCAN` events first (bounded
-        // work); a full page is the answer. From the share of them that matched it then estimates both
-        // plans' work, walking further when that is cheaper, and otherwise looks the terms up.
-        if fetch <= RECENT_SCAN {
-            let rows = self.walk(query, cursor, &tsquery, RECENT_SCAN, fetch).await?;
-            if rows.len() > limit {
-                return page(rows, limit);
-            }
-            let hits = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-            if hits > 0 {
-                // Events to check for a page, and (roughly) events the GIN index would return.
-                let walk = fetch.saturating_mul(RECENT_SCAN) / hits;
-                let span: i64 =
-                    sqlx::query_scalar("SELECT COALESCE(MAX(seq) - MIN(seq) + 1, 0) FROM audit_events")
-                        .fetch_one(&self.pool)
-                        .await?;
-                let lookup = span.saturating_mul(hits) / RECENT_SCAN;
-                // A lookup costs several times more per event than a check: it fetches events scattered
-                // over the table (measured 4 to 25 µs each, warm to cold) where the walk reads the newest
-                // ones in the order they were written (2 µs).
-                if walk <= MAX_SCAN && walk < 8 * lookup {
-                    let rows = self.walk(query, cursor, &tsquery, (2 * walk).min(MAX_SCAN), fetch).await?;
-                    if rows.len() > limit {
-                        return page(rows, limit);
-                    }
-                }
+        let (_, unindexed) = self.unindexed(query, cursor, &SELECT_COLUMNS).await?;
+        let mut found: Vec<((i64, i64), &PgRow)> = Vec::new();
+        for row in &unindexed {
+            if document_matches(row.try_get("message")?, row.try_get("attributes")?, &query.terms) {
+                found.push(((row.try_get("ts")?, row.try_get("seq")?), row));
             }
         }
-        page(self.lookup(query, cursor, &tsquery, fetch).await?, limit)
+        let indexed = self.search_indexed(query, cursor, &tsquery, limit, fetch).await?;
+        for row in &indexed {
+            found.push(((row.try_get("ts")?, row.try_get("seq")?), row));
+        }
+        // Newest first; an event indexed between the two reads is there twice, with the same key.
+        found.sort_unstable_by_key(|&(key, _)| std::cmp::Reverse(key));
+        found.dedup_by_key(|&mut (key, _)| key);
+        found.truncate(usize::try_from(fetch).unwrap_or(usize::MAX));
+        let events = found.into_iter().map(|(_, row)| from_row(row)).collect::<Result<Vec<_>, _>>()?;
+        Ok(page_of(events, limit))
     }
 
     async fn count_by(
@@ -822,25 +944,46 @@ impl AuditStore for PgStore {
         facet: Facet,
         limit: usize,
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        let tsquery = if query.terms.is_empty() {
-            None
-        } else {
-            let Some(tsquery) = tsquery(&query.terms) else { return Ok(Vec::new()) };
-            Some(tsquery)
-        };
         let column = facet.column();
         let mut builder: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
             "SELECT COALESCE({column}, '') AS value, COUNT(*) AS n FROM audit_events"
         ));
         push_fields(&mut builder, query);
-        push_terms(&mut builder, tsquery);
-        builder
-            .push(format!(" GROUP BY {column} ORDER BY n DESC, value LIMIT "))
-            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        // Counts of the events past the index's mark that hold the terms (see `unindexed`).
+        let mut unindexed: BTreeMap<String, u64> = BTreeMap::new();
+        if !query.terms.is_empty() {
+            let Some(tsquery) = tsquery(&query.terms) else { return Ok(Vec::new()) };
+            let (indexed, rows) =
+                self.unindexed(query, None, &format!("COALESCE({column}, '') AS value")).await?;
+            for row in &rows {
+                if document_matches(row.try_get("message")?, row.try_get("attributes")?, &query.terms) {
+                    *unindexed.entry(row.try_get("value")?).or_default() += 1;
+                }
+            }
+            builder
+                .push(" AND seq IN (SELECT seq FROM audit_fts WHERE doc @@ ")
+                .push_bind(tsquery)
+                .push(format!("::tsquery AND seq <= {indexed})"));
+        }
+        builder.push(format!(" GROUP BY {column} ORDER BY n DESC, value"));
+        // With events counted here too, the order is known only once every value's count is.
+        if unindexed.is_empty() {
+            builder.push(" LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
         let rows = builder.build().fetch_all(&self.pool).await?;
-        rows.iter()
+        let mut counts = rows
+            .iter()
             .map(|row| Ok((row.try_get("value")?, u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))))
-            .collect()
+            .collect::<Result<Vec<(String, u64)>, StoreError>>()?;
+        if !unindexed.is_empty() {
+            for (value, n) in &mut counts {
+                *n += unindexed.remove(value.as_str()).unwrap_or(0);
+            }
+            counts.extend(unindexed);
+            counts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            counts.truncate(limit);
+        }
+        Ok(counts)
     }
 
     async fn scan(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
@@ -1008,6 +1151,29 @@ mod tests {
         }
         let mut reader = CopyReader::default();
         assert!(reader.feed(b"PGCOPY\nXXXXXXXXXXXXXXXX", &mut Vec::new()).is_err(), "not COPY data");
+    }
+
+    #[test]
+    fn documents_match_terms_as_their_vectors_would() {
+        let terms = |text: &[&str]| text.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>();
+        let (message, attributes) = ("Disk FULL on /dev/sda1, disk", r#"{"note":"Überlauf","n":12}"#);
+        for (yes, query) in [
+            (true, terms(&["disk"])),
+            (true, terms(&["DISK", "überlauf"])),
+            (true, terms(&["disk full", "dev/sda1"])),
+            (true, terms(&["note überlauf"])),
+            (false, terms(&["full disk"])),
+            (false, terms(&["disk note"])), // the last message word and the first attribute word
+            (false, terms(&["dis"])),
+            (false, terms(&["disk", "absent"])),
+            (false, terms(&["::"])),
+        ] {
+            assert_eq!(document_matches(message, attributes, &query), yes, "{query:?}");
+        }
+        // A word's positions past the 256 a vector keeps cannot start a phrase.
+        let many = format!("{} tail", "same ".repeat(300));
+        assert!(document_matches(&many, "{}", &terms(&["same same"])));
+        assert!(!document_matches(&many, "{}", &terms(&["same tail"])));
     }
 
     #[test]
