@@ -41,7 +41,9 @@ pub struct WriterConfig {
     pub queue_capacity: usize,
     /// Events indexed for full text per indexing transaction.
     pub index_batch: usize,
-    /// How often pending full-text indexing runs when ingest is quiet (it also runs after busy commits).
+    /// How often the full-text indexer looks for pending events while ingest is busy or after a failed
+    /// pass (a commit wakes it at once; once ingest has been quiet for 30 s it looks every 30 s only);
+    /// a tenth of it is how long it lets a burst of commits gather before a pass.
     pub index_interval: Duration,
     /// Redaction applied on ingest.
     pub redaction: Redaction,
@@ -553,20 +555,40 @@ impl<S: AuditStore> Task<S> {
     }
 }
 
-/// Indexes pending events whenever a commit happens or the interval passes; first whatever a previous
-/// run left unindexed (a crash between commit and indexing).
+/// How long the indexer keeps looking every `index_interval` after its last pass that found work. The
+/// stores rely on a few calls after a burst: `PgStore` waits, while PostgreSQL's insert statistics catch
+/// up, to decide on a `VACUUM`.
+const INDEX_BUSY_FOR: Duration = Duration::from_secs(30);
+
+/// How often an idle indexer (no commit of its own for `INDEX_BUSY_FOR`) looks for events to index anyway:
+/// those another process committed to the same trail and left unindexed (it was killed before its own
+/// indexer ran). Commits of this writer wake the indexer at once.
+const INDEX_IDLE_RECHECK: Duration = Duration::from_secs(30);
+
+/// Indexes pending events whenever a commit happens, first whatever a previous run left unindexed (a
+/// crash between commit and indexing). Between commits it looks again every `index_interval` while busy or
+/// after a failed pass, and every `INDEX_IDLE_RECHECK` once idle, so an idle store is not polled.
 async fn index_loop<S: AuditStore>(
     store: Arc<S>,
     config: WriterConfig,
     committed: Arc<tokio::sync::Notify>,
     mut stop: tokio::sync::watch::Receiver<()>,
 ) {
+    let mut last_work = tokio::time::Instant::now();
     loop {
-        index(store.as_ref(), &config, usize::MAX).await;
+        let wait = match index(store.as_ref(), &config, usize::MAX).await {
+            Pass::Failed => config.index_interval,
+            Pass::Indexed(n) => {
+                if n > 0 {
+                    last_work = tokio::time::Instant::now();
+                }
+                if last_work.elapsed() < INDEX_BUSY_FOR { config.index_interval } else { INDEX_IDLE_RECHECK }
+            }
+        };
         // `changed` fails once the writer drops the sender: time to stop.
         tokio::select! {
             _ = stop.changed() => return,
-            _ = tokio::time::timeout(config.index_interval, committed.notified()) => {}
+            _ = tokio::time::timeout(wait, committed.notified()) => {}
         }
         // Let a burst of commits accumulate into one larger indexing batch.
         tokio::select! {
@@ -576,18 +598,31 @@ async fn index_loop<S: AuditStore>(
     }
 }
 
-async fn index<S: AuditStore>(store: &S, config: &WriterConfig, limit: usize) {
-    let mut left = limit;
+/// What one indexing pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Indexed this many events, and found nothing more pending.
+    Indexed(usize),
+    /// Failed (logged); pending events wait for the next pass.
+    Failed,
+}
+
+async fn index<S: AuditStore>(store: &S, config: &WriterConfig, limit: usize) -> Pass {
+    let (mut left, mut done) = (limit, 0_usize);
     while left > 0 {
         match store.index_pending(left.min(config.index_batch.max(1))).await {
             Ok(0) => break,
-            Ok(n) => left = left.saturating_sub(n),
+            Ok(n) => {
+                left = left.saturating_sub(n);
+                done = done.saturating_add(n);
+            }
             Err(error) => {
                 tracing::warn!(target: "sightline_audit", %error, "full-text indexing failed; it will be retried");
-                break;
+                return Pass::Failed;
             }
         }
     }
+    Pass::Indexed(done)
 }
 
 /// Security-relevant: authentication, security and rate-limiting actions, and every denial.
@@ -627,6 +662,105 @@ fn is_transient(error: &StoreError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::atomic::AtomicUsize;
+
+    use crate::query::{Cursor, Facet, Query};
+    use crate::store::{ChainLink, Checkpoint, Page};
+
+    /// A store that keeps nothing and counts `index_pending` calls; events "committed by another process"
+    /// are `pending`.
+    #[derive(Debug, Default)]
+    struct Counting {
+        index_calls: AtomicUsize,
+        pending: AtomicUsize,
+        appended: AtomicUsize,
+    }
+
+    impl AuditStore for Counting {
+        async fn head(&self) -> Result<Option<(i64, Hash)>, StoreError> {
+            Ok(None)
+        }
+        async fn append(&self, batch: &[StoredEvent]) -> Result<(), StoreError> {
+            self.appended.fetch_add(batch.len(), Ordering::Relaxed);
+            self.pending.fetch_add(batch.len(), Ordering::Relaxed);
+            Ok(())
+        }
+        async fn index_pending(&self, _limit: usize) -> Result<usize, StoreError> {
+            self.index_calls.fetch_add(1, Ordering::Relaxed);
+            Ok(self.pending.swap(0, Ordering::Relaxed))
+        }
+        async fn search(&self, _: &Query, _: usize, _: Option<Cursor>) -> Result<Page, StoreError> {
+            Ok(Page { events: Vec::new(), next_cursor: None })
+        }
+        async fn count_by(&self, _: &Query, _: Facet, _: usize) -> Result<Vec<(String, u64)>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn scan(&self, _: i64, _: usize) -> Result<Vec<StoredEvent>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn scan_chain(&self, _: i64, _: usize) -> Result<Vec<ChainLink>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+            Ok(None)
+        }
+        async fn delete_through(&self, _: i64, _: usize) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn oldest_seq(&self) -> Result<Option<i64>, StoreError> {
+            Ok(None)
+        }
+        async fn first_seq_since(&self, _: i64) -> Result<Option<i64>, StoreError> {
+            Ok(None)
+        }
+        async fn count(&self) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    fn calls(store: &Counting) -> usize {
+        store.index_calls.load(Ordering::Relaxed)
+    }
+
+    /// The indexer looks every `index_interval` while ingest is busy, then only every `INDEX_IDLE_RECHECK`
+    /// (still finding what another process left), and a commit wakes it at once. (Paused time: the clock
+    /// moves only when every task waits.)
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_indexer_does_not_poll_the_store() {
+        let store = Arc::new(Counting::default());
+        let config = WriterConfig::default();
+        let (writer, task) = AuditWriter::start(store.clone(), config.clone(), None).await.unwrap();
+        writer.record_durable(AuditEvent::builder("a.b", "alice").build().unwrap()).await.unwrap();
+        tokio::time::sleep(config.index_interval).await;
+        assert_eq!(store.pending.load(Ordering::Relaxed), 0, "the commit was indexed");
+        // Busy: a look every interval (each look is a pass: one call that finds nothing).
+        let busy_start = calls(&store);
+        tokio::time::sleep(INDEX_BUSY_FOR).await;
+        let busy = calls(&store) - busy_start;
+        let expected = (INDEX_BUSY_FOR.as_millis() / (config.index_interval * 11 / 10).as_millis()) as usize;
+        assert!(busy.abs_diff(expected) <= 2, "{busy} looks while busy, expected about {expected}");
+        // Idle for ten minutes: a look every `INDEX_IDLE_RECHECK`.
+        tokio::time::sleep(INDEX_BUSY_FOR).await;
+        let idle_start = calls(&store);
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let idle = calls(&store) - idle_start;
+        assert!((19..=21).contains(&idle), "{idle} looks in 10 idle minutes");
+        // Another process's events are found at the next look.
+        store.pending.store(5, Ordering::Relaxed);
+        tokio::time::sleep(INDEX_IDLE_RECHECK + config.index_interval).await;
+        assert_eq!(store.pending.load(Ordering::Relaxed), 0, "found by the idle look");
+        // A commit wakes the idle indexer at once: indexed within a tenth of the interval.
+        tokio::time::sleep(INDEX_BUSY_FOR * 2).await;
+        writer.record_durable(AuditEvent::builder("a.b", "bob").build().unwrap()).await.unwrap();
+        tokio::time::sleep(config.index_interval / 5).await;
+        assert_eq!(store.pending.load(Ordering::Relaxed), 0, "indexed after the commit");
+        writer.shutdown(task).await;
+        assert_eq!(store.appended.load(Ordering::Relaxed), 2);
+    }
 
     #[test]
     fn only_connection_and_resource_problems_are_retried() {
