@@ -1,5 +1,7 @@
 //! PostgreSQL: events appended with binary `COPY`; full text in a side table of `tsvector`s with a GIN
-//! index, which `index_pending` fills after commit with vectors built here.
+//! index, which `index_pending` fills after commit with vectors built here. Searches also check the events
+//! the index has not reached yet, one by one (see `PgStore::unindexed`), so an acknowledged event is found
+//! at once however far indexing lags.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
