@@ -35,6 +35,9 @@ const INDEX_CHUNK: usize = 20_000;
 /// How many of the newest events (that pass the field filters) a full-text search checks one by one first,
 /// and at most. See `search`.
 const RECENT_SCAN: i64 = 10_000;
+
+/// Events past the full-text index's mark that a search reads at a time (see `search_unindexed`).
+const UNINDEXED_CHUNK: i64 = 5_000;
 const MAX_SCAN: i64 = 200_000;
 
 /// PostgreSQL's limits on a `tsvector`: a lexeme of at most 2047 bytes (longer words are not indexed),
@@ -255,32 +258,33 @@ impl PgStore {
         }
     }
 
-    /// The full-text index's high-water mark (`fts_seq`: every event up to it is indexed), and the rows of
-    /// the events past it that pass `query`'s field filters and `cursor` and may hold its terms: `columns`,
-    /// then `message` and `attributes` for [`document_matches`] to decide.
+    /// The full-text index's high-water mark (`fts_seq`: every event up to it is indexed), and whether any
+    /// event lies past it.
     ///
     /// The indexer runs behind the commits, in batches: under sustained ingest PostgreSQL merges GIN
     /// entries more slowly than `COPY` appends rows. A search therefore reads the index for the events it
-    /// covers and checks the rest (the newest, a few seconds' worth) here, so an acknowledged event is
-    /// found at once, and found the same way once indexed. A search reads the mark first, then the events
-    /// past it, then the index: every event committed before it started is in one of the two, and one
-    /// indexed in between may be in both (`search` keeps it once; `count_by` bounds its index lookup by the
-    /// mark instead).
-    async fn unindexed(
-        &self,
-        query: &Query,
-        cursor: Option<Cursor>,
-        columns: &str,
-    ) -> Result<(i64, Vec<PgRow>), StoreError> {
-        let (indexed, head): (i64, Option<i64>) = sqlx::query_as(
+    /// covers and checks the rest (the newest, a few seconds' worth) one by one with
+    /// [`document_matches`], so an acknowledged event is found at once, and found the same way once
+    /// indexed. A search reads the mark first, then the events past it, then the index: every event
+    /// committed before it started is in one of the two, and one indexed in between may be in both
+    /// (`search` keeps it once; `count_by` bounds its index lookup by the mark instead).
+    async fn index_mark(&self) -> Result<(i64, bool), StoreError> {
+        let (mark, head): (i64, Option<i64>) = sqlx::query_as(
             "SELECT (SELECT value FROM audit_meta WHERE key = 'fts_seq'), (SELECT MAX(seq) FROM audit_events)",
         )
         .fetch_one(&self.pool)
         .await?;
-        if head.is_none_or(|head| head <= indexed) {
-            // Everything is indexed (the common case once a burst is over): no second query to plan.
-            return Ok((indexed, Vec::new()));
-        }
+        Ok((mark, head.is_some_and(|head| head > mark)))
+    }
+
+    /// The events past `mark` that pass `query`'s field filters and `cursor` and may hold its terms:
+    /// `columns`, then `message` and `attributes` for [`document_matches`] to decide.
+    fn unindexed<'a>(
+        query: &'a Query,
+        cursor: Option<Cursor>,
+        mark: i64,
+        columns: &str,
+    ) -> QueryBuilder<'a, Postgres> {
         let mut builder: QueryBuilder<'_, Postgres> =
             QueryBuilder::new(format!("SELECT {columns}, message, attributes FROM audit_events"));
         push_fields(&mut builder, query);
@@ -288,10 +292,41 @@ impl PgStore {
         // The mark as a literal rather than a parameter, so that the planner sees how few events lie past
         // it and reads them by the primary key (a generic plan could walk a whole time index instead). The
         // statement is not kept prepared: the mark changes with every indexing pass.
-        builder.push(format!(" AND seq > {indexed}"));
+        builder.push(format!(" AND seq > {mark}"));
         push_word_prefilter(&mut builder, &query.terms);
-        let rows = builder.build().persistent(false).fetch_all(&self.pool).await?;
-        Ok((indexed, rows))
+        builder
+    }
+
+    /// Up to `fetch` events past `mark` matching `query`, newest first. The events are read newest first in
+    /// chunks, so that memory stays bounded however far the index has fallen behind (an indexer that keeps
+    /// failing), and reading stops once a page is full.
+    async fn search_unindexed(
+        &self,
+        query: &Query,
+        cursor: Option<Cursor>,
+        mark: i64,
+        fetch: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut found = Vec::new();
+        let mut after = cursor;
+        loop {
+            let mut builder = Self::unindexed(query, after, mark, &SELECT_COLUMNS);
+            builder.push(" ORDER BY ts DESC, seq DESC LIMIT ").push_bind(UNINDEXED_CHUNK);
+            let rows = builder.build().persistent(false).fetch_all(&self.pool).await?;
+            for row in &rows {
+                if found.len() < fetch
+                    && document_matches(row.try_get("message")?, row.try_get("attributes")?, &query.terms)
+                {
+                    found.push(from_row(row)?);
+                }
+            }
+            let Some(last) = rows.last() else { break };
+            if found.len() >= fetch || rows.len() < usize::try_from(UNINDEXED_CHUNK).unwrap_or(usize::MAX) {
+                break;
+            }
+            after = Some(Cursor { ts_micros: last.try_get("ts")?, seq: last.try_get("seq")? });
+        }
+        Ok(found)
     }
 
     /// Up to `fetch` events matching `query` (whose terms are `tsquery`) among those the full-text index
@@ -921,23 +956,19 @@ impl AuditStore for PgStore {
         let Some(tsquery) = tsquery(&query.terms) else {
             return Ok(Page { events: Vec::new(), next_cursor: None });
         };
-        let (_, unindexed) = self.unindexed(query, cursor, &SELECT_COLUMNS).await?;
-        let mut found: Vec<((i64, i64), &PgRow)> = Vec::new();
-        for row in &unindexed {
-            if document_matches(row.try_get("message")?, row.try_get("attributes")?, &query.terms) {
-                found.push(((row.try_get("ts")?, row.try_get("seq")?), row));
-            }
+        let fetch_events = usize::try_from(fetch).unwrap_or(usize::MAX);
+        let mut found = match self.index_mark().await? {
+            (mark, true) => self.search_unindexed(query, cursor, mark, fetch_events).await?,
+            (_, false) => Vec::new(),
+        };
+        for row in &self.search_indexed(query, cursor, &tsquery, limit, fetch).await? {
+            found.push(from_row(row)?);
         }
-        let indexed = self.search_indexed(query, cursor, &tsquery, limit, fetch).await?;
-        for row in &indexed {
-            found.push(((row.try_get("ts")?, row.try_get("seq")?), row));
-        }
-        // Newest first; an event indexed between the two reads is there twice, with the same key.
-        found.sort_unstable_by_key(|&(key, _)| std::cmp::Reverse(key));
-        found.dedup_by_key(|&mut (key, _)| key);
-        found.truncate(usize::try_from(fetch).unwrap_or(usize::MAX));
-        let events = found.into_iter().map(|(_, row)| from_row(row)).collect::<Result<Vec<_>, _>>()?;
-        Ok(page_of(events, limit))
+        // Newest first; an event indexed between the two reads is there twice.
+        found.sort_unstable_by_key(|e| std::cmp::Reverse((e.event.timestamp_micros(), e.seq)));
+        found.dedup_by_key(|e| e.seq);
+        found.truncate(fetch_events);
+        Ok(page_of(found, limit))
     }
 
     async fn count_by(
@@ -955,17 +986,35 @@ impl AuditStore for PgStore {
         let mut unindexed: BTreeMap<String, u64> = BTreeMap::new();
         if !query.terms.is_empty() {
             let Some(tsquery) = tsquery(&query.terms) else { return Ok(Vec::new()) };
-            let (indexed, rows) =
-                self.unindexed(query, None, &format!("COALESCE({column}, '') AS value")).await?;
-            for row in &rows {
-                if document_matches(row.try_get("message")?, row.try_get("attributes")?, &query.terms) {
-                    *unindexed.entry(row.try_get("value")?).or_default() += 1;
+            let (mark, behind) = self.index_mark().await?;
+            if behind {
+                // Streamed, so that memory stays bounded however many events are past the mark. The stream
+                // is read to its end: a query dropped halfway leaves its connection out of step.
+                use futures_util::TryStreamExt;
+                let columns = format!("COALESCE({column}, '') AS value");
+                let mut tail = Self::unindexed(query, None, mark, &columns);
+                let mut rows = tail.build().persistent(false).fetch(&self.pool);
+                let mut failed = None;
+                while let Some(row) = rows.try_next().await? {
+                    let counted = (|| -> Result<(), StoreError> {
+                        if document_matches(row.try_get("message")?, row.try_get("attributes")?, &query.terms)
+                        {
+                            *unindexed.entry(row.try_get("value")?).or_default() += 1;
+                        }
+                        Ok(())
+                    })();
+                    if let Err(error) = counted {
+                        failed.get_or_insert(error);
+                    }
+                }
+                if let Some(error) = failed {
+                    return Err(error);
                 }
             }
             builder
                 .push(" AND seq IN (SELECT seq FROM audit_fts WHERE doc @@ ")
                 .push_bind(tsquery)
-                .push(format!("::tsquery AND seq <= {indexed})"));
+                .push(format!("::tsquery AND seq <= {mark})"));
         }
         builder.push(format!(" GROUP BY {column} ORDER BY n DESC, value"));
         // With events counted here too, the order is known only once every value's count is.

@@ -277,6 +277,52 @@ async fn full_text_words_phrases_and_plans() {
     assert_eq!(answer("count_by common"), [300]);
 }
 
+/// A tail of unindexed events longer than one read (a stalled indexer): a rare word far back is found
+/// (past thousands of events that contain it only inside longer words, so that they pass the `ILIKE` and
+/// fail the word check), a common word pages through all of it in order, counts cover it, and all of it
+/// answers as once indexed.
+#[tokio::test]
+async fn a_long_unindexed_tail_is_read_in_chunks() {
+    use sightline_audit::{Hash, StoredEvent};
+    let Some(schema) = Schema::create().await else { return };
+    let store = Arc::new(schema.store().await);
+    let n = 12_000_i64;
+    let mut prev = Hash::GENESIS;
+    let stored: Vec<StoredEvent> = (1..=n)
+        .map(|seq| {
+            let message = if seq == 3 { "needle in the hay".to_owned() } else { format!("haystack {seq}") };
+            let event = AuditEvent::builder("a.b", "x").message(message).build().unwrap();
+            let stored = StoredEvent::chain(seq, event, prev);
+            prev = stored.hash;
+            stored
+        })
+        .collect();
+    for chunk in stored.chunks(4_000) {
+        store.append(chunk).await.unwrap();
+    }
+    let now = std::time::SystemTime::now();
+    let answers = || async {
+        let hay = store.search(&Query::parse("hay", now).unwrap(), 10, None).await.unwrap();
+        let (mut haystack, mut cursor) = (Vec::new(), None);
+        loop {
+            let page = store.search(&Query::parse("haystack", now).unwrap(), 1_000, cursor).await.unwrap();
+            haystack.extend(page.events.iter().map(|e| e.seq));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let counts = store.count_by(&Query::parse("hay", now).unwrap(), Facet::Actor, 10).await.unwrap();
+        (hay.events.iter().map(|e| e.seq).collect::<Vec<_>>(), haystack, counts)
+    };
+    let unindexed = answers().await;
+    assert_eq!(unindexed.0, [3]);
+    assert_eq!(unindexed.1, (1..=n).rev().filter(|seq| *seq != 3).collect::<Vec<_>>());
+    assert_eq!(unindexed.2, [("x".to_owned(), 1)]);
+    while store.index_pending(5_000).await.unwrap() > 0 {}
+    assert_eq!(answers().await, unindexed);
+}
+
 /// Under load the index runs behind the commits: an event acknowledged by the writer is found by search at
 /// once all the same, while the indexer has not reached it.
 #[tokio::test]
