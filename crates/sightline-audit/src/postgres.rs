@@ -35,10 +35,10 @@ const INDEX_CHUNK: usize = 20_000;
 /// How many of the newest events (that pass the field filters) a full-text search checks one by one first,
 /// and at most. See `search`.
 const RECENT_SCAN: i64 = 10_000;
+const MAX_SCAN: i64 = 200_000;
 
 /// Events past the full-text index's mark that a search reads at a time (see `search_unindexed`).
 const UNINDEXED_CHUNK: i64 = 5_000;
-const MAX_SCAN: i64 = 200_000;
 
 /// PostgreSQL's limits on a `tsvector`: a lexeme of at most 2047 bytes (longer words are not indexed),
 /// positions up to 16383 and at most 256 positions per lexeme.
