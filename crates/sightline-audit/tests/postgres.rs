@@ -169,16 +169,7 @@ async fn text_answers(store: &PgStore) -> Vec<(String, Vec<i64>)> {
     let now = std::time::SystemTime::now();
     let mut answers = Vec::new();
     for text in TEXT_SEARCHES {
-        let query = Query::parse(text, now).unwrap();
-        let (mut seqs, mut cursor) = (Vec::new(), None);
-        loop {
-            let page = store.search(&query, 100, cursor).await.unwrap();
-            seqs.extend(page.events.iter().map(|e| e.seq));
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
+        let seqs = suite::all_pages(store, &Query::parse(text, now).unwrap(), 100).await;
         answers.push((text.to_string(), seqs));
     }
     let counts = store.count_by(&Query::parse("common", now).unwrap(), Facet::Actor, 10).await.unwrap();
@@ -213,7 +204,6 @@ const TEXT_SEARCHES: &[&str] = &[
 /// of the events indexed, and with all of them.
 #[tokio::test]
 async fn full_text_words_phrases_and_plans() {
-    use sightline_audit::{Hash, StoredEvent};
     let Some(schema) = Schema::create().await else { return };
     let store = Arc::new(schema.store().await);
     let mut events = vec![
@@ -232,16 +222,7 @@ async fn full_text_words_phrases_and_plans() {
     for i in 0..300 {
         events.push(AuditEvent::builder("job.run", "ci").message(format!("common run {i}")).build().unwrap());
     }
-    let mut prev = Hash::GENESIS;
-    let stored: Vec<StoredEvent> = (1..)
-        .zip(events)
-        .map(|(seq, event)| {
-            let stored = StoredEvent::chain(seq, event, prev);
-            prev = stored.hash;
-            stored
-        })
-        .collect();
-    store.append(&stored).await.unwrap();
+    store.append(&suite::chained(events)).await.unwrap();
 
     let unindexed = text_answers(&store).await;
     assert_eq!(store.index_pending(150).await.unwrap(), 150);
@@ -283,35 +264,20 @@ async fn full_text_words_phrases_and_plans() {
 /// answers as once indexed.
 #[tokio::test]
 async fn a_long_unindexed_tail_is_read_in_chunks() {
-    use sightline_audit::{Hash, StoredEvent};
     let Some(schema) = Schema::create().await else { return };
     let store = Arc::new(schema.store().await);
     let n = 12_000_i64;
-    let mut prev = Hash::GENESIS;
-    let stored: Vec<StoredEvent> = (1..=n)
-        .map(|seq| {
-            let message = if seq == 3 { "needle in the hay".to_owned() } else { format!("haystack {seq}") };
-            let event = AuditEvent::builder("a.b", "x").message(message).build().unwrap();
-            let stored = StoredEvent::chain(seq, event, prev);
-            prev = stored.hash;
-            stored
-        })
-        .collect();
+    let stored = suite::chained((1..=n).map(|seq| {
+        let message = if seq == 3 { "needle in the hay".to_owned() } else { format!("haystack {seq}") };
+        AuditEvent::builder("a.b", "x").message(message).build().unwrap()
+    }));
     for chunk in stored.chunks(4_000) {
         store.append(chunk).await.unwrap();
     }
     let now = std::time::SystemTime::now();
     let answers = || async {
         let hay = store.search(&Query::parse("hay", now).unwrap(), 10, None).await.unwrap();
-        let (mut haystack, mut cursor) = (Vec::new(), None);
-        loop {
-            let page = store.search(&Query::parse("haystack", now).unwrap(), 1_000, cursor).await.unwrap();
-            haystack.extend(page.events.iter().map(|e| e.seq));
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
+        let haystack = suite::all_pages(store.as_ref(), &Query::parse("haystack", now).unwrap(), 1_000).await;
         let counts = store.count_by(&Query::parse("hay", now).unwrap(), Facet::Actor, 10).await.unwrap();
         (hay.events.iter().map(|e| e.seq).collect::<Vec<_>>(), haystack, counts)
     };

@@ -10,9 +10,38 @@ use std::time::{Duration, SystemTime};
 use sightline_audit::retention::{self, RetentionPolicy};
 use sightline_audit::verify::{ProblemKind, verify};
 use sightline_audit::{
-    AuditEvent, AuditStore, AuditWriter, Facet, Outcome, Query, Redaction, Severity, WriteError, WriterConfig,
+    AuditEvent, AuditStore, AuditWriter, Facet, Hash, Outcome, Query, Redaction, Severity, StoredEvent,
+    WriteError, WriterConfig,
 };
 use sightline_core::Registry;
+
+/// The seqs of every event matching `query`, newest first, read in pages of `page_size` by cursor.
+pub async fn all_pages<S: AuditStore>(store: &S, query: &Query, page_size: usize) -> Vec<i64> {
+    let (mut seen, mut cursor) = (Vec::new(), None);
+    loop {
+        let page = store.search(query, page_size, cursor).await.unwrap();
+        seen.extend(page.events.iter().map(|e| e.seq));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    seen
+}
+
+/// `events` chained from the start of a trail (seq 1, after the genesis hash), for `AuditStore::append`
+/// without a writer (and so without its indexer).
+pub fn chained(events: impl IntoIterator<Item = AuditEvent>) -> Vec<StoredEvent> {
+    let mut prev = Hash::GENESIS;
+    (1..)
+        .zip(events)
+        .map(|(seq, event)| {
+            let stored = StoredEvent::chain(seq, event, prev);
+            prev = stored.hash;
+            stored
+        })
+        .collect()
+}
 
 /// Runs raw SQL (placeholders-free) against the store's database.
 pub type Exec = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -91,17 +120,7 @@ pub async fn ingest_search_and_count<S: AuditStore>(store: S) {
         "phrases keep order"
     );
     // Cursor pagination: pages of two cover everything once, newest first.
-    let mut seen = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = store.search(&Query::default(), 2, cursor).await.unwrap();
-        seen.extend(page.events.iter().map(|e| e.seq));
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    assert_eq!(seen, [6, 5, 4, 3, 2, 1]);
+    assert_eq!(all_pages(store.as_ref(), &Query::default(), 2).await, [6, 5, 4, 3, 2, 1]);
     // Counts grouped by a field.
     let counts = store.count_by(&Query::default(), Facet::Actor, 10).await.unwrap();
     assert_eq!(counts[0].1, 2);
